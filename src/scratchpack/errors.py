@@ -1,0 +1,83 @@
+"""The scratchpack exception hierarchy.
+
+Every message is written for the person at the terminal: what failed, why, and what to try.
+Only ``cli`` turns these into output and exit codes; library code raises and never prints.
+"""
+
+from __future__ import annotations
+
+
+class ScratchpackError(Exception):
+    """The build cannot proceed; ``str()`` is the user-facing message."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class ProjectError(ScratchpackError):
+    """The project directory, its pyproject or its entry point is unusable."""
+
+
+class FreezeError(ScratchpackError):
+    """An external freezing tool failed; keeps the tool name and the tail of its output."""
+
+    def __init__(
+        self, message: str, *, tool: str = "", output: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.tool = tool
+        self.output = output
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.output:
+            tail = "\n".join(self.output.rstrip().splitlines()[-25:])
+            text += f"\n--- last lines of {self.tool or 'tool'} output ---\n{tail}"
+        return text
+
+
+class ImageError(ScratchpackError):
+    """The image model was given inconsistent input (bad reference, bad config value)."""
+
+
+class DigestMismatch(ImageError):
+    """Bytes read back do not hash to the digest they were recorded under."""
+
+
+class SinkError(ScratchpackError):
+    """Writing an output (tarball, layout directory, ...) failed."""
+
+
+class RegistryError(ScratchpackError):
+    """A registry answered with an error, or could not be reached."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        codes: tuple[str, ...] = (),
+        method: str = "",
+        url: str = "",
+        temporary: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.codes = codes
+        self.method = method
+        self.url = url
+        self.temporary = temporary
+
+
+class AuthError(RegistryError):
+    """Credentials were missing, rejected, or could not be obtained from a helper."""
+
+
+class RuntimeToolError(ScratchpackError):
+    """No working container runtime (docker/podman) to run an image with."""
