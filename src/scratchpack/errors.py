@@ -45,7 +45,7 @@ class ImageError(ScratchpackError):
     """The image model was given inconsistent input (bad reference, bad config value)."""
 
 
-class DigestMismatch(ImageError):
+class DigestMismatchError(ImageError):
     """Bytes read back do not hash to the digest they were recorded under."""
 
 
