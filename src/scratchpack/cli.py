@@ -1,0 +1,356 @@
+"""The command line: flags -> option dataclasses -> pipeline.
+
+This is the only module that prints results or chooses exit codes: 0 success, 1 a
+ScratchpackError (one ``error:`` line and a hint), 2 a usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from scratchpack import __version__, _ctx
+from scratchpack.errors import ScratchpackError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_RUNTIME_NOTE = """\
+run-time needs of the executable (default PyInstaller+staticx route): it unpacks itself into
+$TMPDIR or /tmp at every start (must be writable and not mounted noexec) and reads /proc.
+`scratchpack build` images provide a 1777 /tmp; give a container --tmpfs /tmp when you run it
+with a read-only root filesystem."""
+
+
+def _add_freeze_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "project_dir",
+        nargs="?",
+        default=".",
+        type=Path,
+        metavar="PROJECT_DIR",
+        help="the Python project (a directory with pyproject.toml; default: .)",
+    )
+    p.add_argument(
+        "--entrypoint",
+        metavar="MOD[:FUNC]|SCRIPT",
+        help="what to run: 'pkg.mod:func', 'pkg.mod', or a [project.scripts] name "
+        "(default: [tool.scratchpack].entrypoint, else the only [project.scripts] entry)",
+    )
+    p.add_argument(
+        "--python",
+        metavar="PYTHON",
+        help="interpreter to build with; it must have a shared libpython (default: this one)",
+    )
+    p.add_argument(
+        "--compression",
+        choices=("none", "xz"),
+        default=None,
+        help="staticx compression of the executable (default: none; xz is smaller but "
+        "starts slower, see docs/benchmarks.md)",
+    )
+    p.add_argument(
+        "--exclude-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="leave a module out of the executable (repeatable); prove it with your tests",
+    )
+    p.add_argument(
+        "--no-cache", action="store_true", help="rebuild from scratch, ignoring the build cache"
+    )
+    p.add_argument("--cache-dir", type=Path, metavar="DIR", help="build cache location")
+
+
+def _add_common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scratchpack",
+        description="Python apps as one static executable in a FROM-scratch OCI image, "
+        "built without a Docker daemon.",
+    )
+    parser.add_argument("--version", action="version", version=f"scratchpack {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    exe = sub.add_parser(
+        "exe",
+        help="freeze a project into one statically linked executable",
+        description="Freeze a Python project into ONE statically linked executable.",
+        epilog=_RUNTIME_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_freeze_flags(exe)
+    exe.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT",
+        help="where to write the executable (default: ./dist/<project name>)",
+    )
+    _add_common_flags(exe)
+
+    build = sub.add_parser(
+        "build",
+        help="freeze a project and build a FROM-scratch OCI image",
+        description="Freeze a project and assemble a FROM-scratch OCI image (no Docker "
+        "daemon). Write it as a tarball for docker/podman load, an OCI layout, and/or push "
+        "it to a registry.",
+        epilog=_RUNTIME_NOTE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_freeze_flags(build)
+    _add_image_flags(build)
+    _add_output_flags(build)
+    _add_common_flags(build)
+
+    run = sub.add_parser(
+        "run",
+        help="build (if needed) and run the image with docker or podman",
+        description="Build the image of PROJECT_DIR (or take an image tarball) and run it "
+        "with docker or podman, host network, so the app's ports are on this machine.",
+    )
+    run.add_argument(
+        "target",
+        nargs="?",
+        default=".",
+        type=Path,
+        metavar="PROJECT_DIR|TARBALL",
+        help="a project directory, or an image tarball written by `scratchpack build`",
+    )
+    run.add_argument(
+        "--runtime", choices=("auto", "docker", "podman"), default="auto", help="container tool"
+    )
+    run.add_argument("--name", help="container name (default: scratchpack-<project>)")
+    run.add_argument("app_args", nargs=argparse.REMAINDER, help="arguments for the app, after --")
+    _add_image_flags(run, with_args=False)
+    run.add_argument("--python", metavar="PYTHON", help="interpreter to build with")
+    _add_common_flags(run)
+    return parser
+
+
+def _add_image_flags(p: argparse.ArgumentParser, *, with_args: bool = True) -> None:
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="NAME[:TAG]",
+        help="name for the tarball image (repeatable; default: <project>:latest)",
+    )
+    if not with_args:
+        return
+    p.add_argument(
+        "--user",
+        default="appuser:1000:1000",
+        metavar="NAME[:UID[:GID]]",
+        help="the user the image runs as (default: appuser:1000:1000)",
+    )
+    p.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="PORT[/PROTO]",
+        help="exposed port (repeatable; default: [tool.scratchpack].ports)",
+    )
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="default argument for the app, the image's Cmd (repeatable)",
+    )
+    p.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable"
+    )
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="image label")
+    p.add_argument(
+        "--ca-certs",
+        nargs="?",
+        const="certifi",
+        metavar="BUNDLE",
+        help="add a CA bundle at /etc/ssl/certs/ca-certificates.crt and set SSL_CERT_FILE "
+        "(default bundle: certifi's, else the system's)",
+    )
+
+
+def _add_output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tarball",
+        type=Path,
+        metavar="FILE",
+        help="write a tar that `docker load` and `podman load` accept",
+    )
+    p.add_argument("--oci-layout", type=Path, metavar="DIR", help="write an OCI image layout")
+    p.add_argument(
+        "--push",
+        nargs="?",
+        const="",
+        metavar="REPO[:TAG]",
+        help="push to a registry (without a value: $SCRATCHPACK_REPO/<project>)",
+    )
+    p.add_argument(
+        "--insecure-registry",
+        action="store_true",
+        help="allow plain HTTP (and unverified TLS) to the registry",
+    )
+    p.add_argument(
+        "--registry-ca",
+        type=Path,
+        metavar="FILE",
+        help="extra CA certificate(s) to verify the registry with",
+    )
+    p.add_argument(
+        "--sbom",
+        choices=("spdx", "none"),
+        default="spdx",
+        help="SPDX 2.3 SBOM of the Python distributions inside (default: spdx)",
+    )
+
+
+def _key_values(items: Sequence[str], flag: str) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        out.append((key, value))
+    return tuple(out)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _freeze_spec(args: argparse.Namespace) -> Any:
+    from scratchpack.freeze import FreezeSpec
+
+    kwargs: dict[str, Any] = {
+        "project_dir": args.project_dir,
+        "entrypoint": args.entrypoint,
+        "python": args.python,
+        "exclude_modules": tuple(args.exclude_module),
+        "use_cache": not args.no_cache,
+        "cache_dir": args.cache_dir,
+    }
+    if args.compression is not None:
+        kwargs["compression"] = args.compression
+    return FreezeSpec(**kwargs)
+
+
+def _image_options(args: argparse.Namespace) -> Any:
+    from scratchpack.pipeline import ImageOptions, parse_user
+
+    return ImageOptions(
+        user=parse_user(args.user),
+        ports=tuple(args.port),
+        args=tuple(args.arg),
+        env=_key_values(args.env, "--env"),
+        labels=_key_values(args.label, "--label"),
+        ca_certs=args.ca_certs,
+    )
+
+
+def _cmd_exe(args: argparse.Namespace) -> dict[str, Any]:
+    from scratchpack import pipeline
+
+    result = pipeline.make_executable(_freeze_spec(args), output=args.output)
+    if not args.json:
+        print(result.path)
+    return {
+        "executable": str(result.path),
+        "sha256": result.sha256,
+        "size": result.size,
+        "cached": result.cached,
+    }
+
+
+def _cmd_build(args: argparse.Namespace) -> dict[str, Any]:
+    from scratchpack import pipeline
+
+    options = pipeline.BuildOptions(
+        freeze=_freeze_spec(args),
+        image=_image_options(args),
+        tags=tuple(args.tag),
+        tarball=args.tarball,
+        oci_layout=args.oci_layout,
+        push=args.push,
+        repo_env=os.environ.get("SCRATCHPACK_REPO", ""),
+        insecure_registry=args.insecure_registry,
+        registry_ca=args.registry_ca,
+        sbom=args.sbom,
+    )
+    result = pipeline.build(options)
+    if not args.json:
+        for published in result.published:
+            if published.kind == "registry":
+                print(published.location)
+            else:
+                print(
+                    f"{published.kind}: {published.location} ({published.digest})", file=sys.stderr
+                )
+    return result.to_json()
+
+
+def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    from scratchpack import pipeline, runtime
+
+    app_args = list(args.app_args)
+    if app_args and app_args[0] == "--":
+        app_args = app_args[1:]
+    target: Path = args.target
+    if target.is_file():
+        tarball = target
+        tags = tuple(args.tag)
+    else:
+        built = pipeline.build_for_run(target, tags=tuple(args.tag), python=args.python)
+        tarball, tags = built.tarball, built.tags
+    code = runtime.run_tarball(
+        tarball,
+        tags=tags,
+        tool=args.runtime,
+        name=args.name,
+        app_args=tuple(app_args),
+    )
+    return {"exit_code": code}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _ctx.VERBOSITY.set(args.verbose)
+    _ctx.PROGRESS.set(not args.quiet and not args.json and sys.stderr.isatty())
+    handlers = {"exe": _cmd_exe, "build": _cmd_build, "run": _cmd_run}
+    try:
+        result = handlers[args.command](args)
+    except _UsageError as err:
+        parser.error(str(err))
+    except ScratchpackError as err:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": err.message, "hint": err.hint or ""}))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    if args.command == "run":
+        return int(result["exit_code"])
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

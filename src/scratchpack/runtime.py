@@ -1,0 +1,93 @@
+"""Running a built image with whichever container tool works here (``scratchpack run``).
+
+Docker needs a running daemon; podman needs none, so it is the fallback. Containers use the
+host network: the app's ports are this machine's ports, and no bridge network is created.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from scratchpack import _ctx
+from scratchpack.errors import RuntimeToolError
+
+_INSTALL_HINT = (
+    "install podman (daemonless: `apt-get install podman runc`), or start the Docker daemon "
+    "(`dockerd`), then try again; or load the tarball yourself with `docker load -i FILE`"
+)
+
+
+def _works(argv: Sequence[str]) -> bool:
+    if shutil.which(argv[0]) is None:
+        return False
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def podman_global_flags() -> list[str]:
+    """Flags podman needs where systemd does not manage cgroups (containers, CI machines)."""
+    flags: list[str] = []
+    if not Path("/run/systemd/system").is_dir():
+        flags += ["--cgroup-manager", "cgroupfs"]
+    if shutil.which("crun") is None and shutil.which("runc") is not None:
+        flags += ["--runtime", "runc"]
+    return flags
+
+
+def choose_tool(tool: str = "auto") -> list[str]:
+    """The command prefix of a working container tool, or an error saying what to install."""
+    candidates = ["docker", "podman"] if tool == "auto" else [tool]
+    for name in candidates:
+        prefix = [name] + (podman_global_flags() if name == "podman" else [])
+        if _works([*prefix, "info"]):
+            return prefix
+    if tool == "auto":
+        raise RuntimeToolError(
+            "no working container tool: docker has no running daemon and podman is not usable",
+            hint=_INSTALL_HINT,
+        )
+    raise RuntimeToolError(f"{tool} is not installed or not working here", hint=_INSTALL_HINT)
+
+
+def run_args(prefix: Sequence[str], image: str, name: str, app_args: Sequence[str]) -> list[str]:
+    argv = [*prefix, "run", "--rm", "--network=host", "--pull=never", "--name", name]
+    if prefix[0] == "podman":
+        # Explicit limits: podman copies the host's, which runc may refuse to set.
+        argv += ["--ulimit", "nofile=65536:65536", "--ulimit", "nproc=4096:4096"]
+    return [*argv, image, *app_args]
+
+
+def run_tarball(
+    tarball: Path,
+    *,
+    tags: Sequence[str],
+    tool: str = "auto",
+    name: str | None = None,
+    app_args: Sequence[str] = (),
+) -> int:
+    """Load ``tarball`` and run its first tag in the foreground; returns the container's exit."""
+    if not tags:
+        raise RuntimeToolError(f"{tarball}: no image name to run", hint="pass --tag NAME[:TAG]")
+    prefix = choose_tool(tool)
+    with _ctx.step(f"loading {tarball} into {prefix[0]}"):
+        proc = _ctx.run_subprocess([*prefix, "load", "-i", str(tarball)])
+    if proc.returncode != 0:
+        raise RuntimeToolError(
+            f"{prefix[0]} load -i {tarball} failed:\n{proc.stdout.strip()}",
+            hint="check the tarball was written by `scratchpack build --tarball`",
+        )
+    image = tags[0]
+    container = name or "scratchpack-" + image.rsplit("/", 1)[-1].split(":", 1)[0]
+    argv = run_args(prefix, image, container, app_args)
+    _ctx.log("running " + " ".join(argv))
+    try:
+        return subprocess.call(argv, env=os.environ.copy())
+    except KeyboardInterrupt:
+        return 130
