@@ -1,0 +1,171 @@
+"""The image configuration (what runs, as whom) and its canonical JSON encoding.
+
+The config blob's digest is the image ID that docker and podman show, so its bytes must not
+depend on dict order or whitespace: ``to_bytes`` sorts keys and uses compact separators.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from scratchpack.errors import ImageError
+from scratchpack.oci.digest import Digest
+
+EPOCH = "1970-01-01T00:00:00Z"
+_PORT = re.compile(r"(\d{1,5})(?:/(tcp|udp|sctp))?")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no spaces, ASCII only: one value has exactly one encoding."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def format_created(value: datetime | str | int) -> str:
+    """An RFC 3339 UTC timestamp; ints are seconds since the epoch (SOURCE_DATE_EPOCH)."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ImageError(f"creation time {value} is before 1970")
+        value = datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise ImageError(
+                f"creation time {value!r} is not RFC 3339",
+                hint="use e.g. 2024-01-31T12:00:00Z, or pass seconds since the epoch",
+            )
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ImageError(f"creation time {value} has no time zone; pass an aware datetime")
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def normalise_port(port: str) -> str:
+    """``8080`` -> ``8080/tcp``; rejects anything that is not PORT[/PROTO]."""
+    m = _PORT.fullmatch(port)
+    if not m or not 0 < int(m.group(1)) < 65536:
+        raise ImageError(f"invalid exposed port {port!r}", hint="use PORT or PORT/tcp|udp|sctp")
+    return f"{int(m.group(1))}/{m.group(2) or 'tcp'}"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """The runtime part of the config (``config`` in the JSON): entrypoint, user, env ..."""
+
+    user: str = ""
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    exposed_ports: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    stop_signal: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("entrypoint", "cmd", "env", "exposed_ports", "labels"):
+            if not isinstance(getattr(self, name), tuple):
+                raise ImageError(f"ImageConfig.{name} must be a tuple (images are immutable)")
+        for item in self.env:
+            if "=" not in item or item.startswith("="):
+                raise ImageError(f"environment entry {item!r} is not NAME=VALUE")
+        for port in self.exposed_ports:
+            normalise_port(port)
+        if self.working_dir and not self.working_dir.startswith("/"):
+            raise ImageError(f"working directory {self.working_dir!r} must be absolute")
+        if any(c.isspace() for c in self.user):
+            raise ImageError(f"user {self.user!r} contains whitespace", hint="use NAME or UID:GID")
+        keys = [k for k, _ in self.labels]
+        if len(set(keys)) != len(keys) or "" in keys:
+            raise ImageError("label keys must be unique and non-empty")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.user:
+            out["User"] = self.user
+        if self.env:
+            out["Env"] = list(self.env)
+        if self.entrypoint:
+            out["Entrypoint"] = list(self.entrypoint)
+        if self.cmd:
+            out["Cmd"] = list(self.cmd)
+        if self.working_dir:
+            out["WorkingDir"] = self.working_dir
+        if self.exposed_ports:
+            out["ExposedPorts"] = {normalise_port(p): {} for p in self.exposed_ports}
+        if self.labels:
+            out["Labels"] = dict(self.labels)
+        if self.stop_signal:
+            out["StopSignal"] = self.stop_signal
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """One history entry; docker shows these in ``docker history``."""
+
+    created: str = EPOCH
+    created_by: str = ""
+    comment: str = ""
+    empty_layer: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"created": self.created}
+        if self.created_by:
+            out["created_by"] = self.created_by
+        if self.comment:
+            out["comment"] = self.comment
+        if self.empty_layer:
+            out["empty_layer"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """The whole config blob: platform, creation time, runtime config, rootfs diff_ids, history."""
+
+    architecture: str
+    os: str
+    created: str
+    config: ImageConfig
+    diff_ids: tuple[Digest, ...] = ()
+    history: tuple[History, ...] = ()
+    variant: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.diff_ids, tuple) or not isinstance(self.history, tuple):
+            raise ImageError("ConfigFile.diff_ids and .history must be tuples")
+        format_created(self.created)  # validates
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "architecture": self.architecture,
+            "os": self.os,
+            "created": self.created,
+            "config": self.config.to_json(),
+            "rootfs": {"type": "layers", "diff_ids": [str(d) for d in self.diff_ids]},
+            "history": [h.to_json() for h in self.history],
+        }
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.to_json())
+
+
+__all__ = [
+    "EPOCH",
+    "ConfigFile",
+    "History",
+    "ImageConfig",
+    "canonical_json",
+    "format_created",
+    "normalise_port",
+]
