@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.runtimes import ContainerRuntime
+
 
 _skipped: list[str] = []
 
@@ -39,3 +46,29 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
         for nodeid in _skipped:
             terminalreporter.write_line(f"  {nodeid}", red=True)
+
+
+# --- container runtimes shared by every module: one private dockerd, one podman store ----------
+
+
+@pytest.fixture(scope="session")
+def docker_runtime() -> Iterator[ContainerRuntime]:
+    from tests.runtimes import docker_session  # runtimes imports free_port from here
+
+    with docker_session() as runtime:
+        yield runtime
+
+
+@pytest.fixture(scope="session")
+def podman_runtime() -> Iterator[ContainerRuntime]:
+    from tests.runtimes import podman_session
+
+    with podman_session() as runtime:
+        yield runtime
+
+
+@pytest.fixture(scope="session")
+def static_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.runtimes import build_static_server
+
+    return build_static_server(tmp_path_factory.mktemp("static-server"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,6 @@ from scratchpack.oci.reference import Reference
 from scratchpack.oci.tarball import write_tarball
 from tests.runtimes import (
     ContainerRuntime,
-    build_static_server,
-    docker_session,
-    podman_session,
     scratch_image,
     serve,
 )
@@ -23,23 +19,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 TAG = "scratchpack-e2e/server:1.0"
 OTHER = "localhost:5000/team/server:latest"
 EXPECTED_BODY = b"uid=1000 gid=1000 user=appuser tmp=ok\n"
-
-
-@pytest.fixture(scope="session")
-def docker_runtime() -> Iterator[ContainerRuntime]:
-    with docker_session() as runtime:
-        yield runtime
-
-
-@pytest.fixture(scope="session")
-def podman_runtime() -> Iterator[ContainerRuntime]:
-    with podman_session() as runtime:
-        yield runtime
-
-
-@pytest.fixture(scope="session")
-def static_server(tmp_path_factory) -> Path:
-    return build_static_server(tmp_path_factory.mktemp("static-server"))
 
 
 @pytest.fixture(scope="module")

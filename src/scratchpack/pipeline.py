@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,21 +23,19 @@ from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
 from scratchpack.oci import image as oci_image
 from scratchpack.oci import mediatypes
 from scratchpack.oci.artifact import Artifact, fallback_tag, make_artifact
-from scratchpack.oci.config import ImageConfig
+from scratchpack.oci.config import ImageConfig, format_created, normalise_port
 from scratchpack.oci.descriptor import Platform, Published
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.layer import layer_from_entries
 from scratchpack.oci.layout import add_artifact, write_layout
 from scratchpack.oci.reference import Reference
-from scratchpack.oci.rootfs import scratch_rootfs
+from scratchpack.oci.rootfs import CA_BUNDLE_PATH, scratch_rootfs
 from scratchpack.oci.tarball import write_tarball
 
 Sink = Callable[[oci_image.Image], Published]
 
 _USER = re.compile(r"([a-z_][a-z0-9_-]{0,31})(?::(\d+)(?::(\d+))?)?")
-_PORT = re.compile(r"(\d{1,5})(?:/(tcp|udp|sctp))?")
 _GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-CA_BUNDLE_PATH = "/etc/ssl/certs/ca-certificates.crt"
 SBOM_SUFFIX = "sbom"
 
 
@@ -67,13 +64,6 @@ def parse_user(text: str) -> UserSpec:
     if uid > 65534 or gid > 65534:
         raise ImageError(f"--user {text!r}: UID and GID must be at most 65534")
     return UserSpec(m.group(1), uid, gid)
-
-
-def normalise_port(text: str) -> str:
-    m = _PORT.fullmatch(text.strip())
-    if not m or not 0 < int(m.group(1)) < 65536:
-        raise ImageError(f"invalid port {text!r}", hint="use PORT[/tcp|udp|sctp], e.g. 8080/tcp")
-    return f"{int(m.group(1))}/{m.group(2) or 'tcp'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +148,6 @@ def source_date_epoch() -> int:
     return int(raw)
 
 
-def rfc3339(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def host_platform() -> Platform:
     machine = platform.machine()
     arch = _GO_ARCH.get(machine)
@@ -240,7 +226,7 @@ def assemble(
     env = [f"{k}={v}" for k, v in options.env]
     if ca is not None and not any(k == "SSL_CERT_FILE" for k, _ in options.env):
         env.append(f"SSL_CERT_FILE={CA_BUNDLE_PATH}")
-    created = rfc3339(epoch)
+    created = format_created(epoch)
     annotations = {
         "org.opencontainers.image.created": created,
         "org.opencontainers.image.title": project.name,
@@ -300,7 +286,7 @@ def sbom_bytes(app: FrozenApp, *, epoch: int, subject: str) -> bytes:
         download_location=app.project.source_url,
         purpose="APPLICATION",
     )
-    return sbom.spdx_document(root, components, created=rfc3339(epoch), subject=subject)
+    return sbom.spdx_document(root, components, created=format_created(epoch), subject=subject)
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
