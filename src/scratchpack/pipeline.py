@@ -6,6 +6,7 @@ and returns a Published; several outputs are just several sinks run over the sam
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import re
@@ -192,8 +193,7 @@ def _ca_bundle(choice: str) -> Path:
             raise ImageError(f"--ca-certs {choice}: no such file", hint="give a PEM CA bundle")
         return path
     try:
-        import certifi  # optional, only for --ca-certs
-
+        certifi = importlib.import_module("certifi")  # optional, only for --ca-certs
         return Path(certifi.where())
     except ImportError:
         for candidate in (
