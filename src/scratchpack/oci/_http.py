@@ -1,0 +1,487 @@
+"""The HTTP seam for registry pushes: a small Transport protocol and its http.client implementation.
+
+Why not urllib.request: a push needs keep-alive reuse across hundreds of requests, streamed
+request bodies with an exact Content-Length, HEAD/PATCH, and full control over what is read
+from an untrusted server. Everything a registry sends back is bounded here (64 KiB per body),
+and every URL that may reach a log or an error goes through :func:`redact_url` first, because
+upload locations and redirects carry state tokens and signed query parameters.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from scratchpack.errors import RegistryError
+
+__all__ = [
+    "MAX_BODY",
+    "Body",
+    "Headers",
+    "Response",
+    "RetryPolicy",
+    "StdlibTransport",
+    "Transport",
+    "connection_error",
+    "redact_url",
+    "retrying",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+"""Cap on any response body we read (error documents, token responses): ggcr's maxErrorBodySize."""
+
+BLOCK = 1 << 20
+"""Socket write block size for streamed request bodies."""
+
+# Query parameters that the registry protocol itself sends; anything else (an upload's _state,
+# a signed redirect's X-Amz-Signature, a token) is dropped before a URL is logged or shown.
+_QUERY_ALLOWLIST = frozenset({"scope", "service", "mount", "from", "digest", "n", "last"})
+
+TEMPORARY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class Readable(Protocol):
+    """A request body stream: http.client calls ``read(blocksize)`` until it returns b''."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+Body = bytes | Readable | None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials, fragment, or query parameters outside the protocol allowlist."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+    except ValueError:
+        return "<unparsable URL>"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k in _QUERY_ALLOWLIST])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class Headers(Mapping[str, str]):
+    """Immutable, case-insensitive response headers; repeated fields stay available via get_all."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: tuple[tuple[str, str], ...] = tuple((k.lower(), v) for k, v in items)
+
+    def __getitem__(self, key: str) -> str:
+        key = key.lower()
+        for k, v in self._items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for k, _ in self._items:
+            if k not in seen:
+                seen.add(k)
+                yield k
+
+    def __len__(self) -> int:
+        return len({k for k, _ in self._items})
+
+    def get_all(self, key: str) -> list[str]:
+        key = key.lower()
+        return [v for k, v in self._items if k == key]
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._items)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A fully read response; ``body`` holds at most MAX_BODY bytes (``truncated`` says if cut)."""
+
+    status: int
+    reason: str
+    headers: Headers = field(repr=False)  # Location carries upload state
+    body: bytes = field(default=b"", repr=False)  # a token response is a secret
+    truncated: bool = False
+    url: str = field(default="", repr=False)
+
+
+class Transport(Protocol):
+    """Sends one HTTP request. Stream bodies need a Content-Length header; bytes get one."""
+
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str], body: Body = None
+    ) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+class StdlibTransport:
+    """http.client connections kept alive per (scheme, host, port); TLS verified by default.
+
+    ``ca_file`` adds a CA to the system trust store (it does not replace it, so token realms on
+    public hosts keep working); ``verify=False`` is what ``--insecure-registry`` means for HTTPS.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca_file: Path | None = None,
+        verify: bool = True,
+        timeout: float = 60.0,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self.timeout = timeout
+        self.max_body = max_body
+        self._ca_file = ca_file
+        self._verify = verify
+        self._ctx: ssl.SSLContext | None = None
+        if ca_file is not None:
+            self._tls_context()  # a bad CA file is reported now, not at the first request
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """Built on first use: loading the system CA store costs ~20 ms per push."""
+        if self._ctx is not None:
+            return self._ctx
+        if not self._verify:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = ssl.create_default_context()
+        if self._ca_file is not None:
+            try:
+                ctx.load_verify_locations(cafile=str(self._ca_file))
+            except (OSError, ssl.SSLError) as err:
+                raise RegistryError(
+                    f"cannot load the CA certificate file {self._ca_file}: {err}",
+                    hint="pass a PEM file with the registry's CA certificate",
+                ) from None
+        self._ctx = ctx
+        return ctx
+
+    def _connect(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        if scheme == "https":
+            return http.client.HTTPSConnection(
+                host, port, timeout=self.timeout, context=self._tls_context(), blocksize=BLOCK
+            )
+        return http.client.HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
+
+    def _checkout(self, key: tuple[str, str, int]) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                return idle.pop(), True
+        return self._connect(*key), False
+
+    def _checkin(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.setdefault(key, []).append(conn)
+
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str], body: Body = None
+    ) -> Response:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {redact_url(url)}")
+        streamed = body is not None and not isinstance(body, bytes)
+        if streamed and not any(k.lower() == "content-length" for k in headers):
+            raise ValueError("a streamed request body needs a Content-Length header")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        key = (parts.scheme, parts.hostname, port)
+        target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        rewindable = body is None or isinstance(body, bytes)
+        while True:
+            conn, reused = self._checkout(key)
+            try:
+                conn.request(method, target, body=body, headers=dict(headers))
+                resp = conn.getresponse()
+            except _STALE as err:
+                conn.close()
+                # A kept-alive connection the server has since closed (idle timeout, restart):
+                # resend on a fresh one when the body can be sent again, as Go's net/http does.
+                if reused and rewindable:
+                    log.debug("stale connection to %s:%d (%s); reconnecting", key[1], key[2], err)
+                    continue
+                raise connection_error(err, method, url) from None
+            except (OSError, http.client.HTTPException) as err:
+                conn.close()
+                raise connection_error(err, method, url) from None
+            except BaseException:
+                conn.close()  # e.g. the body stream raised: the connection is mid-request
+                raise
+            break
+        try:
+            data, truncated = self._read_bounded(resp, method)
+        except (OSError, http.client.HTTPException) as err:
+            conn.close()
+            raise connection_error(err, method, url) from None
+        if truncated or resp.will_close:
+            conn.close()
+        else:
+            self._checkin(key, conn)
+        log.debug("%s %s -> %d", method, redact_url(url), resp.status)
+        return Response(
+            status=resp.status,
+            reason=resp.reason,
+            headers=Headers(list(resp.getheaders())),
+            body=data,
+            truncated=truncated,
+            url=url,
+        )
+
+    def _read_bounded(self, resp: http.client.HTTPResponse, method: str) -> tuple[bytes, bool]:
+        if method == "HEAD":
+            resp.read()
+            return b"", False
+        chunks: list[bytes] = []
+        total = 0
+        while total <= self.max_body:
+            chunk = resp.read(self.max_body + 1 - total)
+            if not chunk:
+                return b"".join(chunks), False
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)[: self.max_body], True
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> StdlibTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TransportError(RegistryError):
+    """No HTTP answer at all (connect, TLS, reset); ``tls`` marks a failed TLS handshake."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        temporary: bool = False,
+        tls: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, method=method, url=url, temporary=temporary, hint=hint)
+        self.tls = tls
+
+
+_TLS_PLAINTEXT_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
+)
+INSECURE_HINT = (
+    "scratchpack uses HTTPS for every registry, localhost included; for a plain-HTTP "
+    "registry you trust, use --insecure-registry"
+)
+
+
+def connection_error(err: BaseException, method: str, url: str) -> TransportError:
+    """A TransportError that says which host failed, why, and what to try."""
+    parts = urlsplit(url)
+    where = parts.netloc.rpartition("@")[2]
+    safe = redact_url(url)
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return TransportError(
+            f"the TLS certificate of {where} is not trusted: {err.verify_message or err}",
+            method=method,
+            url=safe,
+            tls=True,
+            hint=(
+                "pass the registry's CA certificate (--registry-ca FILE, PushOptions.ca_file), "
+                "or use --insecure-registry to skip verification for a registry you trust"
+            ),
+        )
+    if isinstance(err, ssl.SSLError):
+        reason = str(getattr(err, "reason", "") or "")
+        if reason in _TLS_PLAINTEXT_REASONS or "wrong version number" in str(err):
+            return TransportError(
+                f"TLS handshake with {where} failed: it answers in plain HTTP, not HTTPS",
+                method=method,
+                url=safe,
+                tls=True,
+                hint=INSECURE_HINT,
+            )
+        return TransportError(
+            f"TLS handshake with {where} failed: {err}",
+            method=method,
+            url=safe,
+            tls=True,
+            hint="check the registry's TLS setup; --insecure-registry skips verification",
+        )
+    if isinstance(err, socket.gaierror):
+        return TransportError(
+            f"cannot resolve registry host {parts.hostname!r}: {err.strerror or err}",
+            method=method,
+            url=safe,
+            temporary=err.errno == socket.EAI_AGAIN,
+            hint="check the registry host name in the image reference",
+        )
+    if isinstance(err, TimeoutError):
+        why = "timed out"
+    elif isinstance(err, ConnectionRefusedError):
+        why = "connection refused"
+    elif isinstance(err, OSError) and err.errno in {errno.ECONNRESET, errno.EPIPE}:
+        why = "connection dropped by the registry"
+    elif isinstance(err, http.client.RemoteDisconnected):
+        why = "the registry closed the connection without answering"
+    elif isinstance(err, http.client.IncompleteRead):
+        why = "the response ended early"
+    else:
+        why = str(err) or type(err).__name__
+    return TransportError(
+        f"cannot reach registry {where} ({method} {safe}): {why}",
+        method=method,
+        url=safe,
+        temporary=True,
+        hint="check that the registry is running and the host:port in the image reference",
+    )
+
+
+def parse_error_body(body: bytes) -> list[tuple[str, str]]:
+    """``(code, message)`` pairs from a distribution-spec ``{"errors": [...]}`` document."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    items = doc.get("errors") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        return []
+    out: list[tuple[str, str]] = []
+    for item in items[:20]:
+        if isinstance(item, dict):
+            code = item.get("code")
+            message = item.get("message")
+            out.append(
+                (
+                    code if isinstance(code, str) else "",
+                    message[:500] if isinstance(message, str) else "",
+                )
+            )
+    return out
+
+
+def retry_after(headers: Headers) -> float | None:
+    """Seconds from a numeric Retry-After header (HTTP dates are ignored)."""
+    value = headers.get("retry-after", "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def status_error(
+    resp: Response,
+    method: str,
+    what: str,
+    *,
+    cls: type[RegistryError] = RegistryError,
+    hint: str | None = None,
+) -> RegistryError:
+    """The registry's own words for a failed request, typed; 5xx/429 are ``temporary``."""
+    errors = list(dict.fromkeys(parse_error_body(resp.body)))  # one line per distinct error
+    codes = tuple(dict.fromkeys(code for code, _ in errors if code))
+    detail = "; ".join(f"{code}: {msg}" if code and msg else code or msg for code, msg in errors)
+    if not detail and resp.body and not resp.truncated:
+        text = resp.body.decode("utf-8", "replace").strip()
+        if text and text.isprintable():
+            detail = text[:300]
+    safe = redact_url(resp.url)
+    message = f"{what}: {method} {safe} answered {resp.status} {resp.reason}".rstrip()
+    if detail:
+        message += f": {detail}"
+    temporary = resp.status in TEMPORARY_STATUS or bool(
+        {"UNAVAILABLE", "TOOMANYREQUESTS"} & set(codes)
+    )
+    err = cls(
+        message,
+        status=resp.status,
+        codes=codes,
+        method=method,
+        url=safe,
+        temporary=temporary,
+        hint=hint,
+    )
+    err.retry_after = retry_after(resp.headers)  # type: ignore[attr-defined]
+    return err
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff: ``backoff * 2**n`` (with jitter), capped, honouring Retry-After."""
+
+    retries: int = 5
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    jitter: Callable[[], float] = field(default=random.random, repr=False)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        base = self.backoff * float(1 << min(attempt, 30))
+        base += base * 0.25 * float(self.jitter())
+        if retry_after is not None:
+            base = max(base, retry_after)
+        return min(base, self.max_backoff)
+
+
+T = TypeVar("T")
+
+
+def retrying(
+    policy: RetryPolicy,
+    op: Callable[[], T],
+    *,
+    is_retryable: Callable[[RegistryError], bool] = lambda e: e.temporary,
+    on_retry: Callable[[RegistryError, int, float], None] | None = None,
+) -> T:
+    """Run ``op``; on a retryable RegistryError sleep and run it again, up to ``policy.retries``.
+
+    An error that already went through its own retries (a token request inside a blob upload)
+    is not retried again by an enclosing loop: nested retries would multiply the wait.
+    """
+    attempt = 0
+    while True:
+        try:
+            return op()
+        except RegistryError as err:
+            exhausted = getattr(err, "retries_exhausted", False)
+            if exhausted or not is_retryable(err) or attempt >= policy.retries:
+                if attempt and not exhausted:
+                    err.message = f"{err.message} (gave up after {attempt + 1} attempts)"
+                    err.retries_exhausted = True  # type: ignore[attr-defined]
+                raise
+            delay = policy.delay(attempt, getattr(err, "retry_after", None))
+            if on_retry is not None:
+                on_retry(err, attempt + 1, delay)
+            log.debug("retrying after %.2fs: %s", delay, err.message)
+            policy.sleep(delay)
+            attempt += 1
