@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="build (if needed) and run the image with docker or podman",
         description="Build the image of PROJECT_DIR (or take an image tarball) and run it "
-        "with docker or podman, host network, so the app's ports are on this machine.",
+        "with docker or podman, host network, so the app's ports are on this machine. "
+        "Arguments after -- go to the app: scratchpack run examples/webhello -- -quota 5",
     )
     run.add_argument(
         "target",
@@ -305,13 +306,11 @@ def _cmd_build(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     from scratchpack import pipeline, runtime
 
-    app_args = list(args.app_args)
-    if app_args and app_args[0] == "--":
-        app_args = app_args[1:]
+    app_args: list[str] = args.app_args
     target: Path = args.target
     if target.is_file():
         tarball = target
-        tags = tuple(args.tag)
+        tags = tuple(args.tag) or runtime.tarball_tags(target)
     else:
         built = pipeline.build_for_run(target, tags=tuple(args.tag), python=args.python)
         tarball, tags = built.tarball, built.tags
@@ -327,7 +326,13 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    app_args: list[str] = []
+    if argv[:1] == ["run"] and "--" in argv:
+        cut = argv.index("--")
+        argv, app_args = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    args.app_args = app_args
     _ctx.VERBOSITY.set(args.verbose)
     _ctx.PROGRESS.set(not args.quiet and not args.json and sys.stderr.isatty())
     handlers = {"exe": _cmd_exe, "build": _cmd_build, "run": _cmd_run}

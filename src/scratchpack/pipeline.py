@@ -63,7 +63,10 @@ def parse_user(text: str) -> UserSpec:
             hint="pick a name and a UID above 0, e.g. appuser:1000",
         )
     if uid > 65534 or gid > 65534:
-        raise ImageError(f"--user {text!r}: UID and GID must be at most 65534")
+        raise ImageError(
+            f"--user {text!r}: UID and GID must be at most 65534",
+            hint="pick an ID between 1 and 65534, e.g. appuser:1000",
+        )
     return UserSpec(m.group(1), uid, gid)
 
 

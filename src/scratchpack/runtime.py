@@ -6,9 +6,12 @@ host network: the app's ports are this machine's ports, and no bridge network is
 
 from __future__ import annotations
 
-import os
+import json
+import resource
 import shutil
+import signal
 import subprocess
+import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,9 +62,30 @@ def choose_tool(tool: str = "auto") -> list[str]:
 def run_args(prefix: Sequence[str], image: str, name: str, app_args: Sequence[str]) -> list[str]:
     argv = [*prefix, "run", "--rm", "--network=host", "--pull=never", "--name", name]
     if prefix[0] == "podman":
-        # Explicit limits: podman copies the host's, which runc may refuse to set.
-        argv += ["--ulimit", "nofile=65536:65536", "--ulimit", "nproc=4096:4096"]
+        # podman's defaults can exceed what runc may set here ("error setting rlimits"):
+        # pass explicit limits, never above our own (nproc capped: some kernels refuse more).
+        for key, limit, cap in (
+            ("nofile", resource.RLIMIT_NOFILE, 1 << 20),
+            ("nproc", resource.RLIMIT_NPROC, 4096),
+        ):
+            hard = resource.getrlimit(limit)[1]
+            value = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+            argv += ["--ulimit", f"{key}={value}:{value}"]
     return [*argv, image, *app_args]
+
+
+def tarball_tags(tarball: Path) -> tuple[str, ...]:
+    """The image names recorded in a docker-archive's manifest.json (what `docker load` uses)."""
+    try:
+        with tarfile.open(tarball) as tar:
+            member = tar.extractfile("manifest.json")
+            data = json.loads(member.read()) if member is not None else []
+    except (OSError, KeyError, tarfile.TarError, ValueError) as err:
+        raise RuntimeToolError(
+            f"{tarball} is not an image tarball ({err})",
+            hint="pass a file written by `scratchpack build --tarball`, or a project directory",
+        ) from err
+    return tuple(tag for entry in data for tag in entry.get("RepoTags") or ())
 
 
 def run_tarball(
@@ -87,7 +111,23 @@ def run_tarball(
     container = name or "scratchpack-" + image.rsplit("/", 1)[-1].split(":", 1)[0]
     argv = run_args(prefix, image, container, app_args)
     _ctx.log("running " + " ".join(argv))
+    return _run_forwarding_signals(argv)
+
+
+def _run_forwarding_signals(argv: Sequence[str]) -> int:
+    """Run in the foreground; SIGINT/SIGTERM go to the tool, which stops the container.
+
+    Without this, a signal aimed at scratchpack alone (not its process group, as a
+    supervisor or `kill` sends it) would leave the container running.
+    """
+    proc = subprocess.Popen(list(argv))
+
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return subprocess.call(argv, env=os.environ.copy())
-    except KeyboardInterrupt:
-        return 130
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

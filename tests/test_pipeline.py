@@ -1,0 +1,90 @@
+"""Option validation in the pipeline: contradictions fail up front with actionable messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scratchpack import pipeline
+from scratchpack.errors import ImageError, ScratchpackError
+from scratchpack.freeze import FreezeSpec
+
+SPEC = FreezeSpec(project_dir=Path("examples/webhello"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("appuser", pipeline.UserSpec("appuser", 1000, 1000)),
+        ("web:2000", pipeline.UserSpec("web", 2000, 2000)),
+        ("web:2000:3000", pipeline.UserSpec("web", 2000, 3000)),
+    ],
+)
+def test_parse_user(text, expected):
+    assert pipeline.parse_user(text) == expected
+
+
+@pytest.mark.parametrize("text", ["root", "app:0", "Bad", "a:b", "a:70000", "", "x:1:2:3"])
+def test_parse_user_rejects(text):
+    with pytest.raises(ImageError) as err:
+        pipeline.parse_user(text)
+    assert err.value.hint or "root" in str(err.value)
+
+
+def test_build_needs_an_output():
+    with pytest.raises(ScratchpackError, match="no output chosen") as err:
+        pipeline.BuildOptions(freeze=SPEC)
+    assert "--tarball" in str(err.value)
+
+
+def test_scratchpack_repo_alone_means_push():
+    options = pipeline.BuildOptions(freeze=SPEC, repo_env="localhost:5000/me")
+    assert options.push == ""
+
+
+def test_push_without_repo_is_refused():
+    with pytest.raises(ScratchpackError, match="SCRATCHPACK_REPO"):
+        pipeline.BuildOptions(freeze=SPEC, push="")
+
+
+@pytest.mark.parametrize("bad", ["UPPER/case", "a:b:c", "x@sha256:zz"])
+def test_bad_push_reference_is_refused_before_any_work(bad):
+    with pytest.raises(ImageError, match="invalid"):
+        pipeline.BuildOptions(freeze=SPEC, push=bad)
+
+
+def test_bad_tag_is_refused():
+    with pytest.raises(ImageError):
+        pipeline.BuildOptions(freeze=SPEC, tarball=Path("x.tar"), tags=("Not Valid",))
+
+
+def test_insecure_and_ca_contradict():
+    with pytest.raises(ScratchpackError, match="contradict"):
+        pipeline.BuildOptions(
+            freeze=SPEC, push="localhost:5000/a", insecure_registry=True, registry_ca=Path("ca")
+        )
+
+
+def test_source_date_epoch(monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    assert pipeline.source_date_epoch() == 0
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert pipeline.source_date_epoch() == 1700000000
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(ScratchpackError, match="SOURCE_DATE_EPOCH"):
+        pipeline.source_date_epoch()
+
+
+@pytest.mark.parametrize(
+    ("url", "public"),
+    [
+        ("https://github.com/me/app.git", "https://github.com/me/app.git"),
+        ("https://user:token@github.com/me/app", "https://github.com/me/app"),
+        ("git@github.com:me/app.git", "git@github.com:me/app.git"),
+        ("/work/main", ""),
+        ("../other", ""),
+    ],
+)
+def test_public_url_drops_credentials_and_local_paths(url, public):
+    assert pipeline._public_url(url) == public
