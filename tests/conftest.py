@@ -3,30 +3,43 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests._net import free_port
+from tests.registry_server import (
+    basic_registry,
+    plain_registry,
+    podman_store,
+    registry_tls,
+    tls_registry,
+    token_registry,
+    token_server,
+)
+
 if TYPE_CHECKING:
     from tests.runtimes import ContainerRuntime
 
+
+__all__ = [  # shared session fixtures (one registry of each kind per test session) and helpers
+    "basic_registry",
+    "free_port",
+    "plain_registry",
+    "podman_store",
+    "registry_tls",
+    "tls_registry",
+    "token_registry",
+    "token_server",
+]
 
 _skipped: list[str] = []
 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago; callers must still cope with losing a race."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -72,3 +85,9 @@ def static_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.runtimes import build_static_server
 
     return build_static_server(tmp_path_factory.mktemp("static-server"))
+
+
+@pytest.fixture(scope="session")
+def freeze_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build cache for the whole session: each project is frozen cold once, then reused."""
+    return tmp_path_factory.mktemp("freeze-cache")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port
+from tests._net import free_port
 
 DOCKER_CLI = "/usr/bin/docker"  # /usr/local/bin/docker is a newer client than engine 20.10
 PODMAN_RUN_FLAGS = (

@@ -29,7 +29,7 @@ from scratchpack.oci._http import (
     retrying,
     status_error,
 )
-from tests.conftest import free_port
+from tests._net import free_port
 from tests.registry_server import TLSFiles, make_tls
 
 # --- redaction ---------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from scratchpack.oci.auth import Credentials, StaticKeychain, default_keychain
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.registry import Pusher, PushOptions, push, push_artifact
-from tests.conftest import free_port
+from tests._net import free_port
 from tests.registry_server import (
     SERVICE,
     USERS,
@@ -40,29 +40,12 @@ from tests.registry_server import (
     TestImage,
     TLSFiles,
     TokenServer,
-    basic_registry,
     make_htpasswd,
     make_image,
     make_layer,
-    plain_registry,
-    podman_store,
-    registry_tls,
     skopeo_copy_to_oci,
     skopeo_inspect_digest,
-    tls_registry,
-    token_registry,
-    token_server,
 )
-
-__all__ = [  # the fixtures, imported so pytest finds them
-    "basic_registry",
-    "plain_registry",
-    "podman_store",
-    "registry_tls",
-    "tls_registry",
-    "token_registry",
-    "token_server",
-]
 
 pytestmark = pytest.mark.e2e
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from tests.conftest import free_port
+from tests._net import free_port
 
 T = TypeVar("T")
 
