@@ -1,0 +1,277 @@
+"""A lean TCP transport and accept loop on the asyncio event loop.
+
+Why not loop.create_server: asyncio's selector transport costs a Task, several futures and
+call_soon hops per connection (~60 µs here); with keep-alive disabled every request pays that.
+This transport implements the asyncio.Transport methods webhello uses directly on top of
+loop.add_reader/add_writer, so the protocols stay plain asyncio.Protocol objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from collections.abc import Callable
+from typing import Any
+
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+_RECV = 256 * 1024
+_ACCEPT_BATCH = 128
+
+
+class SocketTransport(asyncio.Transport):
+    """Non-blocking stream socket: recv -> data_received, write tries send() at once."""
+
+    __slots__ = (
+        "_buf",
+        "_closing",
+        "_fd",
+        "_linger",
+        "_loop",
+        "_lost",
+        "_peer",
+        "_proto",
+        "_proto_paused",
+        "_reading",
+        "_sock",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        proto: asyncio.Protocol,
+        peer: Any,
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._proto = proto
+        self._peer = peer
+        self._buf = bytearray()
+        self._closing = False
+        self._lost = False
+        self._reading = True
+        self._proto_paused = False
+        self._linger = False
+        loop.add_reader(self._fd, self._on_read)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _on_read(self) -> None:
+        try:
+            data = self._sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if data:
+            self._proto.data_received(data)
+            return
+        self.pause_reading()
+        keep = self._proto.eof_received()
+        if not keep:
+            self.close()
+
+    def pause_reading(self) -> None:
+        if self._reading and not self._lost:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closing:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._on_read)
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            return
+        if not self._buf:
+            try:
+                n = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if n == len(data):
+                return
+            data = memoryview(data)[n:]
+            self._loop.add_writer(self._fd, self._on_write)
+        self._buf += data
+        if not self._proto_paused and len(self._buf) > _HIGH_WATER:
+            self._proto_paused = True
+            self._proto.pause_writing()
+
+    def _on_write(self) -> None:
+        try:
+            n = self._sock.send(self._buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        del self._buf[:n]
+        if self._buf:
+            if self._proto_paused and len(self._buf) <= _LOW_WATER:
+                self._proto_paused = False
+                self._proto.resume_writing()
+            return
+        self._loop.remove_writer(self._fd)
+        if self._closing:
+            if self._linger:
+                self._start_linger()
+            else:
+                self._finish(None)
+            return
+        if self._proto_paused:
+            self._proto_paused = False
+            self._proto.resume_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buf)
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    # --- closing ------------------------------------------------------------------------------
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Close after the buffered output is sent (protocol told via connection_lost)."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+        if not self._buf:
+            self._finish(None)
+
+    def linger_close(self, timeout: float = 2.0) -> None:
+        """Close after an error answer without a reset: send FIN, drain input until EOF.
+
+        A client still sending a request body would otherwise get a TCP reset, and a reset
+        can destroy the error response before the client has read it (net/http does the same
+        with closeWriteAndWait).
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self._linger = True
+        self._loop.call_later(timeout, self._fatal, None)
+        if not self._buf:
+            self._start_linger()
+
+    def _start_linger(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._fatal(None)
+            return
+        self._reading = True
+        self._loop.add_reader(self._fd, self._discard)
+
+    def _discard(self) -> None:
+        try:
+            data = self._sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._fatal(None)
+
+    def abort(self) -> None:
+        self._fatal(None)
+
+    def _fatal(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._closing = True
+        self._buf.clear()
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        self._finish(exc)
+
+    def _finish(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._loop.call_soon(self._call_lost, exc)
+
+    def _call_lost(self, exc: Exception | None) -> None:
+        try:
+            self._sock.close()
+        finally:
+            self._proto.connection_lost(exc)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peer
+        if name == "socket":
+            return self._sock
+        if name == "sockname":
+            try:
+                return self._sock.getsockname()
+            except OSError:
+                return default
+        return default
+
+
+class Acceptor:
+    """Accepts connections on a listening socket and attaches a new protocol to each."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        factory: Callable[[], asyncio.Protocol],
+    ) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._factory = factory
+        self._open = True
+        loop.add_reader(sock.fileno(), self._on_accept)
+
+    def _on_accept(self) -> None:
+        accept = self._sock.accept
+        loop = self._loop
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, peer = accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Out of descriptors: stop accepting for a moment instead of spinning.
+                    loop.remove_reader(self._sock.fileno())
+                    loop.call_later(0.1, self._resume)
+                return
+            conn.setblocking(False)
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            proto = self._factory()
+            proto.connection_made(SocketTransport(loop, conn, proto, peer))
+
+    def _resume(self) -> None:
+        if self._open:
+            self._loop.add_reader(self._sock.fileno(), self._on_accept)
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
