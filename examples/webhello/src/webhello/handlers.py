@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .config import ServerConfig
+from .errors import HttpError
 from .goformat import argv_v, duration, http_date, parse_http_time, time_string
-from .http import Request, has_token
+from .http import Request, unescape_path
 from .log import Clock, Logger
 from .response import Response, encode, error_response, sniff, status_line
 
@@ -377,6 +378,15 @@ class App:
                 False,
                 None,
             )
+        if len(page) <= 2048 and req.minor == 1 and req.method != "HEAD":
+            # -disableKeepalive or a client's Connection: close: same bytes as encode().
+            return (
+                b"HTTP/1.1 200 OK\r\nDate: %s\r\nContent-Length: %d\r\n"
+                b"Content-Type: text/html; charset=utf-8\r\nConnection: close\r\n\r\n%s"
+                % (clock.date, len(page), page),
+                True,
+                None,
+            )
         hs = [] if self.keepalives else [("Connection", "close")]
         return self._encode(req, Response(200, hs, page))
 
@@ -480,11 +490,16 @@ class App:
                 st is not None
                 and _statkey(st) == entry.key
                 and req.minor == 1
-                and self.keepalives
-                and not req.wants_close
                 and req.method != "HEAD"
             ):
-                return b"".join((entry.prefix, clock.date, b"\r\n\r\n", entry.content)), False, None
+                if self.keepalives and not req.wants_close:
+                    return (
+                        b"".join((entry.prefix, clock.date, b"\r\n\r\n", entry.content)),
+                        False,
+                        None,
+                    )
+                tail = b"\r\nConnection: close\r\n\r\n"
+                return b"".join((entry.prefix, clock.date, tail, entry.content)), True, None
         upath = req.path[4:]
         return self._serve_file(req, upath, _clean_abs(upath))
 
@@ -743,11 +758,10 @@ def _b(v: bool) -> str:
 
 
 def _unescape_loose(s: str) -> str:
+    """A path segment unescaped for routing (the parser already validated the escapes)."""
     try:
-        from .http import unescape_path
-
         return unescape_path(s)
-    except Exception:
+    except HttpError:
         return s
 
 
@@ -867,4 +881,4 @@ def burn_cpu() -> None:
     hashlib.pbkdf2_hmac("sha256", b"webhello", b"burncpu", _BURN_ITERATIONS)
 
 
-__all__ = ["App", "AppInfo", "Deferred", "FileStream", "RedirectApp", "has_token"]
+__all__ = ["App", "AppInfo", "Deferred", "FileStream", "RedirectApp"]

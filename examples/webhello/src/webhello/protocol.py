@@ -27,7 +27,9 @@ _IDLE, _HEAD, _BODY, _BUSY, _WRITE = range(5)
 _INF = float("inf")
 
 
-class App(Protocol):
+class Responder(Protocol):
+    """What a connection needs from the application (handlers.App, handlers.RedirectApp)."""
+
     def respond(self, req: Request) -> Result: ...
 
 
@@ -61,6 +63,7 @@ class HttpProtocol(asyncio.Protocol):
         "_after_close",
         "_app",
         "_busy",
+        "_eof",
         "_parser",
         "_paused",
         "_state",
@@ -71,12 +74,13 @@ class HttpProtocol(asyncio.Protocol):
         "remote",
     )
 
-    def __init__(self, app: App, state: ConnState) -> None:
+    def __init__(self, app: Responder, state: ConnState) -> None:
         self._app = app
         self._state = state
         self._parser = Parser(state.cfg)
         self._transport: asyncio.Transport | None = None
         self._busy = False
+        self._eof = False
         self._paused = False
         self._stream: FileStream | None = None
         self._after_close = False
@@ -112,7 +116,12 @@ class HttpProtocol(asyncio.Protocol):
         self._process()
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too (net/http closes on EOF)
+        """Client half-closed: finish a response still being produced, then close."""
+        if self._busy or self._stream is not None or self._paused:
+            self._eof = True
+            self._after_close = True
+            return True
+        return None
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -130,6 +139,10 @@ class HttpProtocol(asyncio.Protocol):
             self._pump()
             return
         if not self._busy:
+            if self._eof:
+                self._process()
+                t.close()
+                return
             t.resume_reading()
             self._process()
 
@@ -150,7 +163,12 @@ class HttpProtocol(asyncio.Protocol):
             if req is None:
                 break
             req.remote = self.remote
-            r = app.respond(req)
+            try:
+                r = app.respond(req)
+            except Exception as exc:  # a handler bug: net/http logs the panic and drops the conn
+                self._state.log.log(f"http: panic serving {self.remote}: {exc!r}")
+                t.abort()
+                return
             if type(r) is tuple:
                 data, close, stream = r
                 t.write(data)
@@ -260,7 +278,7 @@ class HttpProtocol(asyncio.Protocol):
         if t is None:
             return
         t.write(d.data)
-        if d.close or self._state.closing:
+        if d.close or self._eof or self._state.closing:
             t.close()
             return
         if not self._paused:
@@ -282,9 +300,7 @@ class HttpProtocol(asyncio.Protocol):
             t.close()
 
     def is_idle(self) -> bool:
-        return (
-            not self._busy and self._stream is None and self._parser.idle() and self.phase == _IDLE
-        )
+        return not self._busy and self._stream is None and self._parser.idle()
 
     def close(self) -> None:
         if self._transport is not None:

@@ -165,10 +165,7 @@ class Server:
         asyncio.set_event_loop(loop)
         self.log.schedule = loop.call_soon
         for lst in listeners:
-            if os.environ.get("WH_STD"):
-                loop.run_until_complete(loop.create_server(self._factory(lst), sock=lst.sock))
-            else:
-                self._acceptors.append(Acceptor(loop, lst.sock, self._factory(lst)))
+            self._acceptors.append(Acceptor(loop, lst.sock, self._factory(lst)))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.call_later(1.0, self._sweep)

@@ -76,6 +76,11 @@ class SocketTransport(asyncio.Transport):
         if not keep:
             self.close()
 
+    def poll_read(self) -> None:
+        """Read now if data is already there (a cheap EAGAIN otherwise)."""
+        if self._reading:
+            self._on_read()
+
     def pause_reading(self) -> None:
         if self._reading and not self._lost:
             self._reading = False
@@ -210,13 +215,10 @@ class SocketTransport(asyncio.Transport):
         if self._lost:
             return
         self._lost = True
-        self._loop.call_soon(self._call_lost, exc)
-
-    def _call_lost(self, exc: Exception | None) -> None:
-        try:
-            self._sock.close()
-        finally:
-            self._proto.connection_lost(exc)
+        # The fd is out of the selector by now: close it at once (the FIN leaves now), and tell
+        # the protocol on the next loop round, as asyncio does.
+        self._sock.close()
+        self._loop.call_soon(self._proto.connection_lost, exc)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
@@ -264,7 +266,12 @@ class Acceptor:
             with contextlib.suppress(OSError):
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             proto = self._factory()
-            proto.connection_made(SocketTransport(loop, conn, proto, peer))
+            tr = SocketTransport(loop, conn, proto, peer)
+            proto.connection_made(tr)
+            # Most clients send the request right behind the handshake: try reading it now
+            # instead of waiting one more event-loop round.
+            if not tr.is_closing():
+                tr.poll_read()
 
     def _resume(self) -> None:
         if self._open:
