@@ -1,0 +1,267 @@
+"""Fast tests of the freezer's pure parts: pyproject validation, cache keys, output writing.
+
+The tools themselves (pip, PyInstaller, staticx) run in tests/test_freeze_e2e.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from scratchpack._types import StrPath
+from scratchpack.errors import FreezeError, ProjectError, SinkError
+from scratchpack.freeze import (
+    DEFAULT_COMPRESSION,
+    FreezeSpec,
+    FrozenApp,
+    ProjectInfo,
+    default_cache_dir,
+    freeze,
+    read_project,
+    write_executable,
+)
+from scratchpack.freeze.env import probe_python
+from scratchpack.freeze.project import source_digest, stage_sources
+from scratchpack.freeze.pyinstaller import launcher_source
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def write_project(tmp_path: Path, body: str, name: str = "proj") -> Path:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "pyproject.toml").write_text(body)
+    return d
+
+
+BASE = '[project]\nname = "demo"\nversion = "1.0"\n'
+
+
+def test_read_project_webhello_style(tmp_path: Path) -> None:
+    d = write_project(
+        tmp_path,
+        BASE
+        + '[project.scripts]\ndemo = "demo.cli:main"\n'
+        + '[project.urls]\nRepository = "https://example.invalid/demo"\n'
+        + '[tool.scratchpack]\nentrypoint = "demo.__main__:main"\n'
+        + 'ports = ["8080/tcp", "8443"]\nargs = ["-quota", "3"]\n'
+        + 'exclude-modules = ["_decimal", "xml.dom"]\n',
+    )
+    info = read_project(d)
+    assert info == ProjectInfo(
+        name="demo",
+        version="1.0",
+        entrypoint="demo.__main__:main",
+        ports=("8080/tcp", "8443/tcp"),
+        args=("-quota", "3"),
+        source_url="https://example.invalid/demo",
+        exclude_modules=("_decimal", "xml.dom"),
+    )
+
+
+def test_entrypoint_from_scripts_name_and_override(tmp_path: Path) -> None:
+    d = write_project(
+        tmp_path,
+        BASE + '[project.scripts]\nrun-demo = "demo.cli:main"\nother = "demo.other:go"\n'
+        '[tool.scratchpack]\nentrypoint = "run-demo"\n',
+    )
+    assert read_project(d).entrypoint == "demo.cli:main"
+    assert read_project(d, "other").entrypoint == "demo.other:go"
+    assert read_project(d, "demo.mod").entrypoint == "demo.mod"
+    assert read_project(d, "demo.mod:obj.method").entrypoint == "demo.mod:obj.method"
+
+
+def test_single_script_is_the_default_entrypoint(tmp_path: Path) -> None:
+    d = write_project(tmp_path, BASE + '[project.scripts]\ndemo = "demo.cli:main [extra]"\n')
+    assert read_project(d).entrypoint == "demo.cli:main"
+
+
+def test_fixture_projects_read() -> None:
+    assert read_project(FIXTURES / "app_pure").entrypoint == "app_pure.cli:main"
+    assert read_project(FIXTURES / "app_cext").entrypoint == "app_cext"
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "does not exist"),
+        ("not_a_project", "is not a Python project: it has no pyproject.toml"),
+        ("no_entrypoint", "has no entry point"),
+    ],
+)
+def test_project_errors(case: str, message: str) -> None:
+    with pytest.raises(ProjectError, match=message) as err:
+        read_project(FIXTURES / case)
+    assert err.value.hint
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[project\n", "cannot read"),
+        ("[tool.x]\na = 1\n", "no \\[project\\] table"),
+        ('[project]\nname = "x"\n', "no version"),
+        (BASE + '[tool.scratchpack]\nentrypoint = "not a module!"\n', "neither"),
+        (BASE + '[tool.scratchpack]\nentrypoint = "m:f"\nports = ["http"]\n', "ports"),
+        (BASE + '[tool.scratchpack]\nentrypoint = "m:f"\nports = ["70000"]\n', "ports"),
+        (BASE + '[tool.scratchpack]\nentrypoint = "m:f"\nargs = "x"\n', "args"),
+        (
+            BASE + '[tool.scratchpack]\nentrypoint = "m:f"\nexclude-modules = ["a b"]\n',
+            "exclude-modules",
+        ),
+        (BASE + '[project.scripts]\na = "m:f"\nb = "m:g"\n', "no entry point \\(scripts: a, b\\)"),
+    ],
+)
+def test_invalid_pyproject(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ProjectError, match=message):
+        read_project(write_project(tmp_path, body))
+
+
+def test_dynamic_version_is_accepted(tmp_path: Path) -> None:
+    d = write_project(
+        tmp_path,
+        '[project]\nname = "x"\ndynamic = ["version"]\n[tool.scratchpack]\nentrypoint = "x:main"\n',
+    )
+    assert read_project(d).version == ""
+
+
+def test_source_digest_ignores_debris_and_sees_changes(tmp_path: Path) -> None:
+    d = write_project(tmp_path, BASE)
+    (d / "pkg").mkdir()
+    (d / "pkg" / "m.py").write_text("x = 1\n")
+    first = source_digest(d)
+    for debris in (
+        "__pycache__/m.cpython-311.pyc",
+        ".git/HEAD",
+        "build/lib/m.py",
+        "pkg.egg-info/PKG-INFO",
+        ".venv/bin/python",
+    ):
+        p = d / debris
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("noise")
+    assert source_digest(d) == first
+    (d / "pkg" / "m.py").write_text("x = 2\n")
+    assert source_digest(d) != first
+    (d / "pkg" / "m.py").write_text("x = 1\n")
+    (d / "pkg" / "m.py").chmod(0o755)
+    assert source_digest(d) != first
+
+
+def test_source_digest_does_not_depend_on_location(tmp_path: Path) -> None:
+    a = write_project(tmp_path, BASE, "a")
+    stage_sources(FIXTURES / "app_pure", a / "x")
+    b = write_project(tmp_path, BASE, "b")
+    stage_sources(FIXTURES / "app_pure", b / "x")
+    assert source_digest(a) == source_digest(b)
+    assert not (a / "x" / "build").exists()
+
+
+def test_launcher_source_compiles() -> None:
+    for ep in ("pkg.mod:main", "pkg.mod:obj.run", "pkg"):
+        compile(launcher_source(ep), "launcher", "exec")
+    assert "sys.exit(_entry_module.obj.run())" in launcher_source("pkg.mod:obj.run")
+    assert "run_module('pkg'" in launcher_source("pkg")
+
+
+def test_freeze_spec_validates() -> None:
+    assert FreezeSpec(Path()).compression == DEFAULT_COMPRESSION
+    with pytest.raises(ValueError, match="compression"):
+        FreezeSpec(Path(), compression="gzip")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="source_date_epoch"):
+        FreezeSpec(Path(), source_date_epoch=-1)
+    with pytest.raises(TypeError, match="tuple"):
+        FreezeSpec(Path(), exclude_modules="tkinter")  # type: ignore[arg-type]
+
+
+def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SCRATCHPACK_CACHE_DIR", str(tmp_path / "sp"))
+    assert default_cache_dir() == tmp_path / "sp"
+    monkeypatch.delenv("SCRATCHPACK_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "scratchpack"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "scratchpack"
+
+
+def _app(path: Path) -> FrozenApp:
+    data = path.read_bytes()
+    return FrozenApp(
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        project=ProjectInfo(name="demo", version="1", entrypoint="demo:main"),
+        distributions=(),
+        python_version="3.11.7",
+        cached=False,
+    )
+
+
+def test_write_executable_is_atomic_and_0755(tmp_path: Path) -> None:
+    src = tmp_path / "cache" / "demo"
+    src.parent.mkdir()
+    src.write_bytes(b"\x7fELF fake")
+    src.chmod(0o700)
+    out = write_executable(_app(src), tmp_path / "demo-out")
+    assert out.read_bytes() == b"\x7fELF fake"
+    assert out.stat().st_mode & 0o777 == 0o755
+    outdir = tmp_path / "dir"
+    outdir.mkdir()
+    assert write_executable(_app(src), outdir) == outdir / "demo"
+    assert sorted(os.listdir(outdir)) == ["demo"]
+
+
+def test_write_executable_unwritable_leaves_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "demo"
+    src.write_bytes(b"x")
+    with pytest.raises(SinkError, match="cannot write") as err:
+        write_executable(_app(src), tmp_path / "no" / "such" / "dir" / "demo")
+    assert err.value.hint
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        # root ignores directory modes: then use a path below a regular file, which nobody can make
+        target = src / "demo" if os.geteuid() == 0 else ro / "demo"
+        with pytest.raises(SinkError, match="cannot write"):
+            write_executable(_app(src), target)
+        assert os.listdir(ro) == []
+    finally:
+        ro.chmod(0o755)
+
+
+class RecordingRunner:
+    """Stands in for the tools: records argv, answers the Python probe, fails everything else."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(
+        self,
+        cmd: Sequence[StrPath],
+        *,
+        cwd: StrPath | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [os.fspath(c) for c in cmd]
+        self.calls.append(argv)
+        return subprocess.CompletedProcess(argv, 1, "boom: tool output tail\n", None)
+
+
+def test_failing_tool_becomes_freeze_error_with_output(tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    with pytest.raises(FreezeError, match="cannot run Python interpreter") as err:
+        probe_python(None, runner=runner)
+    assert err.value.tool == "python"
+    assert "boom: tool output tail" in str(err.value)
+
+
+def test_missing_interpreter(tmp_path: Path) -> None:
+    with pytest.raises(FreezeError, match="not found"):
+        freeze(FreezeSpec(FIXTURES / "app_pure", python=str(tmp_path / "nope"), cache_dir=tmp_path))

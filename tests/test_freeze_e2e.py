@@ -1,0 +1,347 @@
+"""The freezer against the real tools: pip, PyInstaller, staticx, patchelf, both Pythons.
+
+Every fixture app is frozen once per session, sharing one build cache under the session tmp dir;
+the executables then run in an empty root filesystem as uid 1000 (tests/rootfs.py).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scratchpack.errors import FreezeError, ProjectError
+from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
+from tests import rootfs
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+WEBHELLO = REPO / "examples" / "webhello"
+DEBIAN_PYTHON = "/usr/bin/python3"
+# None -> sys.executable: this venv's base, the pyenv-built 3.11.7 (absolute RUNPATH)
+PYTHONS = {"pyenv": None, "debian": DEBIAN_PYTHON}
+
+
+@pytest.fixture(scope="session")
+def freeze_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("freeze-cache")
+
+
+def _freeze(project: Path, cache: Path, python: str | None = None, **kw: object) -> FrozenApp:
+    return freeze(FreezeSpec(project, python=python, cache_dir=cache, **kw))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def frozen_pure(freeze_cache: Path) -> FrozenApp:
+    return _freeze(FIXTURES / "app_pure", freeze_cache)
+
+
+@pytest.fixture(scope="session")
+def frozen_cext(freeze_cache: Path) -> FrozenApp:
+    return _freeze(FIXTURES / "app_cext", freeze_cache, DEBIAN_PYTHON)
+
+
+@pytest.fixture(scope="session", params=sorted(PYTHONS))
+def frozen_webhello(request: pytest.FixtureRequest, freeze_cache: Path) -> FrozenApp:
+    return _freeze(WEBHELLO, freeze_cache, PYTHONS[request.param])
+
+
+def _file_type(path: Path) -> str:
+    proc = subprocess.run(["file", "-b", str(path)], check=True, capture_output=True, text=True)
+    return proc.stdout
+
+
+def test_fixture_with_pure_python_dependency(frozen_pure: FrozenApp, tmp_path: Path) -> None:
+    assert "statically linked" in _file_type(frozen_pure.path)
+    assert frozen_pure.path.stat().st_mode & 0o777 == 0o755
+    exe = rootfs.make_rootfs(tmp_path / "root", frozen_pure.path)
+    proc = rootfs.run(tmp_path / "root", [str(exe), "bücher.example"])
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.decode().splitlines() == ["idna 3.10: xn--bcher-kva.example", "uid 1000"]
+    assert not os.listdir(tmp_path / "root" / "tmp")  # the extraction is cleaned up
+
+
+def test_fixture_with_c_extension_dependency(frozen_cext: FrozenApp, tmp_path: Path) -> None:
+    assert "statically linked" in _file_type(frozen_cext.path)
+    assert frozen_cext.python_version == "3.11.2"  # Debian's interpreter
+    exe = rootfs.make_rootfs(tmp_path / "root", frozen_cext.path)
+    proc = rootfs.run(tmp_path / "root", [str(exe)])
+    assert proc.returncode == 0, proc.stdout
+    assert "via msgpack._cmsgpack:" in proc.stdout.decode()  # the C extension, not the fallback
+
+
+def test_frozen_app_describes_its_contents(frozen_pure: FrozenApp) -> None:
+    names = {d.name: d for d in frozen_pure.distributions}
+    assert sorted(names) == ["app-pure", "idna"]
+    assert names["idna"].version == "3.10"
+    assert names["idna"].license
+    assert names["app-pure"].source_url == "https://example.invalid/app-pure"
+    assert frozen_pure.project.args == ("bücher.example",)
+    assert frozen_pure.python_version == "3.11.7"
+    assert frozen_pure.size == frozen_pure.path.stat().st_size
+
+
+def test_warm_build_reuses_the_cache(frozen_pure: FrozenApp, freeze_cache: Path) -> None:
+    again = _freeze(FIXTURES / "app_pure", freeze_cache)
+    assert again.cached and not frozen_pure.cached
+    assert (again.path, again.sha256) == (frozen_pure.path, frozen_pure.sha256)
+
+
+def test_changed_options_miss_the_cache(
+    frozen_pure: FrozenApp, freeze_cache: Path, tmp_path: Path
+) -> None:
+    xz = _freeze(FIXTURES / "app_pure", freeze_cache, compression="xz")
+    assert not xz.cached
+    assert xz.sha256 != frozen_pure.sha256
+    assert xz.size < frozen_pure.size
+    exe = rootfs.make_rootfs(tmp_path / "root", xz.path)
+    proc = rootfs.run(tmp_path / "root", [str(exe)])
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_exclusions_reach_pyinstaller_and_must_be_proven(
+    frozen_pure: FrozenApp, freeze_cache: Path, tmp_path: Path
+) -> None:
+    """Excluding unicodedata shrinks the file and breaks idna: why every exclusion list has to
+    pass the frozen app's own tests (here: running it)."""
+    trimmed = _freeze(FIXTURES / "app_pure", freeze_cache, exclude_modules=("unicodedata",))
+    assert trimmed.size < frozen_pure.size
+    exe = rootfs.make_rootfs(tmp_path / "root", trimmed.path)
+    proc = rootfs.run(tmp_path / "root", [str(exe)])
+    assert proc.returncode != 0
+    assert b"unicodedata" in proc.stdout
+
+
+def test_write_executable_copies_out_of_the_cache(frozen_pure: FrozenApp, tmp_path: Path) -> None:
+    out = write_executable(frozen_pure, tmp_path / "app-pure")
+    assert out.read_bytes() == frozen_pure.path.read_bytes()
+    assert out.stat().st_mode & 0o777 == 0o755
+
+
+def test_reproducible_from_two_clean_checkouts(tmp_path: Path) -> None:
+    """Two copies in different directories, two empty caches: byte-identical executables."""
+    # one snapshot, so both "checkouts" hold the same commit even while webhello is being edited
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(WEBHELLO, snapshot, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    apps = []
+    for where in ("one", "second/checkout"):
+        src = tmp_path / where / "webhello"
+        shutil.copytree(snapshot, src)
+        app = _freeze(src, tmp_path / where / "cache", use_cache=False)
+        assert not app.cached
+        apps.append(app)
+    assert apps[0].path.parent.name == apps[1].path.parent.name  # same cache key: same inputs
+    assert apps[0].sha256 == apps[1].sha256
+    assert apps[0].path.read_bytes() == apps[1].path.read_bytes()
+
+
+# ---- webhello in the empty rootfs -------------------------------------------------------------
+
+
+def _make_cert(directory: Path) -> tuple[bytes, bytes]:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"),
+         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return (directory / "cert.pem").read_bytes(), (directory / "key.pem").read_bytes()
+
+
+def _get(port: int, context: ssl.SSLContext | None = None) -> int | None:
+    conn: http.client.HTTPConnection
+    if context is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=context)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def webhello_root(frozen_webhello: FrozenApp, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    cert, key = _make_cert(tmp_path)
+    root = tmp_path / "root"
+    exe = rootfs.make_rootfs(
+        root, frozen_webhello.path, files={"certs/cert.pem": cert, "certs/key.pem": key}
+    )
+    yield root, exe
+
+
+def _serve_and_stop(root: Path, argv: list[str], probe: int, ctx: ssl.SSLContext | None) -> str:
+    with rootfs.running(root, argv) as proc:
+        up = rootfs.wait_for(lambda: proc.poll() is not None or _get(probe, ctx) == 200, 30)
+        status = _get(probe, ctx)
+        code = rootfs.stop(proc, signal.SIGTERM)
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode(errors="replace")
+    assert up and status == 200, out
+    assert code == 0, f"exit {code} after SIGTERM:\n{out}"
+    return out
+
+
+def test_webhello_serves_http_in_empty_rootfs(webhello_root: tuple[Path, Path]) -> None:
+    root, exe = webhello_root
+    assert "statically linked" in _file_type(root / exe.name)
+    http_port, https_port = free_port(), free_port()
+    out = _serve_and_stop(
+        root,
+        [str(exe), "-addr", f"127.0.0.1:{http_port}", "-httpsAddr", f"127.0.0.1:{https_port}"],
+        http_port,
+        None,
+    )
+    assert "user: appuser (uid: 1000)" in out
+    assert not os.listdir(root / "tmp")
+
+
+def test_webhello_serves_https_in_empty_rootfs(webhello_root: tuple[Path, Path]) -> None:
+    root, exe = webhello_root
+    ctx = ssl.create_default_context(cafile=str(root / "certs" / "cert.pem"))
+    http_port, https_port = free_port(), free_port()
+    out = _serve_and_stop(
+        root,
+        [str(exe), "-addr", f"127.0.0.1:{http_port}", "-httpsAddr", f"127.0.0.1:{https_port}",
+         "-cert", "/certs/cert.pem", "-key", "/certs/key.pem"],
+        https_port,
+        ctx,
+    )  # fmt: skip
+    assert "user: appuser (uid: 1000)" in out
+    assert re.search(r"TLS=true", out), out
+
+
+# ---- errors a user can act on -----------------------------------------------------------------
+
+
+def _copy_fixture(name: str, tmp_path: Path) -> Path:
+    dest = tmp_path / name
+    shutil.copytree(FIXTURES / name, dest)
+    for broken in dest.rglob("*.py.broken"):
+        broken.rename(broken.with_suffix(""))  # kept renamed so the linters skip it
+    return dest
+
+
+def _assert_no_output(cache: Path) -> None:
+    out = cache / "out"
+    assert not out.exists() or not os.listdir(out)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("bad_syntax", r"entry point 'bad_syntax.cli:main' does not import: SyntaxError"),
+        (
+            "missing_module",
+            r"entry point 'missing_module.nowhere:main' does not import: ModuleNotFoundError",
+        ),
+    ],
+)
+def test_entrypoint_that_does_not_import(
+    case: str, message: str, freeze_cache: Path, tmp_path: Path
+) -> None:
+    project = _copy_fixture(case, tmp_path)
+    with pytest.raises(ProjectError, match=message) as err:
+        _freeze(project, freeze_cache)
+    assert err.value.hint
+    assert not list((freeze_cache / "out").glob("*/bad-syntax"))
+    assert not list((freeze_cache / "out").glob("*/missing-module"))
+
+
+def test_dependency_that_fails_to_install(tmp_path: Path) -> None:
+    with pytest.raises(FreezeError, match="installing the project and its dependencies") as err:
+        _freeze(FIXTURES / "bad_dependency", tmp_path / "cache")
+    assert err.value.tool == "pip"
+    assert "msgpack==0.0.0.dev0" in str(err.value)
+    _assert_no_output(tmp_path / "cache")
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "message"),
+    [
+        ("missing", ProjectError, "does not exist"),
+        ("not_a_project", ProjectError, "no pyproject.toml"),
+        ("no_entrypoint", ProjectError, "has no entry point"),
+    ],
+)
+def test_project_errors_before_any_tool(
+    case: str, error: type[Exception], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(error, match=message):
+        _freeze(FIXTURES / case, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def _static_only_python(tmp_path: Path) -> Path:
+    """Debian's interpreter with a build config that says "no shared libpython" (as a
+    --disable-shared build does): its own prefix, stdlib linked back, sysconfigdata patched."""
+    prefix = tmp_path / "static-python"
+    lib = prefix / "lib" / "python3.11"
+    lib.mkdir(parents=True)
+    (prefix / "bin").mkdir()
+    shutil.copy2("/usr/bin/python3.11", prefix / "bin" / "python3.11")
+    for entry in Path("/usr/lib/python3.11").iterdir():
+        if entry.name.startswith("_sysconfigdata_"):
+            text = entry.read_text().replace("'Py_ENABLE_SHARED': 1", "'Py_ENABLE_SHARED': 0")
+            (lib / entry.name).write_text(text)
+        else:
+            (lib / entry.name).symlink_to(entry)
+    return prefix / "bin" / "python3.11"
+
+
+def test_python_without_shared_libpython(tmp_path: Path) -> None:
+    python = _static_only_python(tmp_path)
+    with pytest.raises(FreezeError, match="has no shared libpython") as err:
+        _freeze(FIXTURES / "app_pure", tmp_path / "cache", str(python))
+    assert "--enable-shared" in str(err.value)
+    _assert_no_output(tmp_path / "cache")
+
+
+@pytest.fixture
+def world_readable_dir() -> Iterator[Path]:
+    """A 0755 directory whose ancestors are traversable: the suite runs the binary as uid 1000,
+    and pytest's tmp_path lives under a 0700 directory."""
+    d = Path(tempfile.mkdtemp(prefix="scratchpack-frozen-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_webhello_behaviour_suite_passes_against_the_frozen_binary(
+    freeze_cache: Path, world_readable_dir: Path
+) -> None:
+    """The whole tests/webhello suite, with WEBHELLO_CMD = the frozen executable (pyenv build)."""
+    app = _freeze(WEBHELLO, freeze_cache)
+    exe = write_executable(app, world_readable_dir / "webhello")
+    env = {**os.environ, "WEBHELLO_CMD": str(exe)}
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/webhello"],
+        cwd=REPO,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    tail = "\n".join(proc.stdout.splitlines()[-40:])
+    assert proc.returncode == 0, tail
+    assert re.search(r"\d+ passed", tail), tail
