@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from scratchpack.freeze import FreezeSpec, freeze, read_project  # noqa: E402
 from tests import rootfs  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests._net import free_port  # noqa: E402
 
 
 def get_status(port: int) -> int | None:

@@ -23,7 +23,7 @@ import pytest
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
 from tests import rootfs
-from tests.conftest import free_port
+from tests._net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,11 +33,6 @@ WEBHELLO = REPO / "examples" / "webhello"
 DEBIAN_PYTHON = "/usr/bin/python3"
 # None -> sys.executable: this venv's base, the pyenv-built 3.11.7 (absolute RUNPATH)
 PYTHONS = {"pyenv": None, "debian": DEBIAN_PYTHON}
-
-
-@pytest.fixture(scope="session")
-def freeze_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("freeze-cache")
 
 
 def _freeze(project: Path, cache: Path, python: str | None = None, **kw: object) -> FrozenApp:
