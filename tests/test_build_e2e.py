@@ -441,3 +441,80 @@ def test_tarball_without_manifest_is_refused(tmp_path: Path):
     proc = scratchpack("run", str(bogus))
     assert proc.returncode == 1
     assert "not an image tarball" in proc.stderr
+
+
+def test_image_options_reach_config_and_rootfs(tmp_path: Path, freeze_cache: Path, built):
+    bundle_pem = tmp_path / "ca.pem"
+    bundle_pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    layout = tmp_path / "layout"
+    proc = scratchpack(
+        "build",
+        str(WEBHELLO),
+        "--oci-layout",
+        str(layout),
+        "--sbom",
+        "none",
+        "--user",
+        "web:2000",
+        "--ca-certs",
+        str(bundle_pem),
+        "--env",
+        "GWH_BANNER=from image",
+        "--label",
+        "team=platform",
+        "--port",
+        "9000",
+        "--",
+        "-quota",
+        "5",
+        env={"SCRATCHPACK_CACHE_DIR": str(freeze_cache)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci:{layout}:latest"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["config"]
+    assert cfg["User"] == "2000:2000"
+    assert cfg["Cmd"] == ["-quota", "5"]
+    assert "GWH_BANNER=from image" in cfg["Env"]
+    assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in cfg["Env"]
+    assert cfg["Labels"]["team"] == "platform"
+    assert set(cfg["ExposedPorts"]) == {"9000/tcp"}
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{layout}:latest", str(bundle)],
+        check=True,
+        capture_output=True,
+    )
+    rootfs = bundle / "rootfs"
+    ca = rootfs / "etc/ssl/certs/ca-certificates.crt"
+    assert ca.read_bytes() == bundle_pem.read_bytes()
+    assert oct(ca.stat().st_mode & 0o7777) == "0o444"
+    assert "web:x:2000:2000::/home/web:/sbin/nologin" in (rootfs / "etc/passwd").read_text()
+
+
+def test_arg_flag_form_and_contradiction(tmp_path: Path, freeze_cache: Path, built):
+    proc = scratchpack(
+        "build", str(WEBHELLO), "--oci-layout", str(tmp_path / "l"), "--sbom", "none",
+        "--arg=-banner", "--arg=hello world",
+        env={"SCRATCHPACK_CACHE_DIR": str(freeze_cache)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci:{tmp_path / 'l'}:latest"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )["config"]
+    assert cfg["Cmd"] == ["-banner", "hello world"]
+    both = scratchpack(
+        "build", str(WEBHELLO), "--tarball", "x.tar", "--arg=a", "--", "b", cwd=tmp_path
+    )
+    assert both.returncode == 2
+    assert "not both" in both.stderr

@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="freeze a project and build a FROM-scratch OCI image",
         description="Freeze a project and assemble a FROM-scratch OCI image (no Docker "
         "daemon). Write it as a tarball for docker/podman load, an OCI layout, and/or push "
-        "it to a registry.",
+        "it to a registry. Arguments after -- become the image's Cmd: "
+        "scratchpack build --tarball app.tar -- -quota 5",
         epilog=_RUNTIME_NOTE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -169,7 +170,8 @@ def _add_image_flags(p: argparse.ArgumentParser, *, with_args: bool = True) -> N
         action="append",
         default=[],
         metavar="ARG",
-        help="default argument for the app, the image's Cmd (repeatable)",
+        help="default argument for the app, the image's Cmd (repeatable; write --arg=-flag "
+        "for a value starting with '-', or put the arguments after --)",
     )
     p.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="environment variable"
@@ -252,10 +254,12 @@ def _freeze_spec(args: argparse.Namespace) -> Any:
 def _image_options(args: argparse.Namespace) -> Any:
     from scratchpack.pipeline import ImageOptions, parse_user
 
+    if args.arg and args.app_args:
+        raise _UsageError("give the app's arguments either with --arg or after --, not both")
     return ImageOptions(
         user=parse_user(args.user),
         ports=tuple(args.port),
-        args=tuple(args.arg),
+        args=tuple(args.arg or args.app_args),
         env=_key_values(args.env, "--env"),
         labels=_key_values(args.label, "--label"),
         ca_certs=args.ca_certs,
@@ -328,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     app_args: list[str] = []
-    if argv[:1] == ["run"] and "--" in argv:
+    if argv[:1] in (["run"], ["build"]) and "--" in argv:
         cut = argv.index("--")
         argv, app_args = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
