@@ -205,7 +205,9 @@ def test_sbom_beside_outputs_in_layout_and_in_registry(built: Built):
     doc = json.loads(sbom_file.read_text())
     assert doc["spdxVersion"] == "SPDX-2.3"
     names = {p["name"] for p in doc["packages"]}
-    assert {"webhello", "cpython"} <= names
+    assert {"webhello", "cpython", "pyinstaller", "staticx"} <= names
+    pyinstaller = next(p for p in doc["packages"] if p["name"] == "pyinstaller")
+    assert pyinstaller["licenseDeclared"] == "GPL-2.0-or-later WITH Bootloader-exception"
     assert built.digest in doc["comment"]
     # in the layout: an artifact manifest whose subject is the image
     index = json.loads((built.layout / "index.json").read_text())

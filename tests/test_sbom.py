@@ -51,3 +51,15 @@ def test_document_is_reproducible_and_namespace_tracks_content():
     assert raw1 == raw2
     assert doc1["documentNamespace"] != doc3["documentNamespace"]
     assert raw1 != raw3
+
+
+def test_spdx_with_exception_expression_passes_through():
+    comps = [
+        sbom.Component(
+            "pyinstaller", "6", "pkg:pypi/pyinstaller@6",
+            license="GPL-2.0-or-later WITH Bootloader-exception",
+        )
+    ]  # fmt: skip
+    _, doc = _doc(comps)
+    p = next(p for p in doc["packages"] if p["name"] == "pyinstaller")
+    assert p["licenseDeclared"] == "GPL-2.0-or-later WITH Bootloader-exception"

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from scratchpack import _ctx, sbom
 from scratchpack.errors import ImageError, ScratchpackError, SinkError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
+from scratchpack.freeze.spec import TOOL_PINS
 from scratchpack.oci import image as oci_image
 from scratchpack.oci import mediatypes
 from scratchpack.oci.artifact import Artifact, fallback_tag, make_artifact
@@ -259,6 +260,32 @@ def assemble(
     return oci_image.with_annotations(image, annotations)
 
 
+# Tools whose run-time parts end up inside every executable: PyInstaller's bootloader and
+# pyimod* modules, and staticx's loader (the ELF entry point).
+_EMBEDDED_TOOLS = {
+    "pyinstaller": ("GPL-2.0-or-later WITH Bootloader-exception", "https://pyinstaller.org/"),
+    "staticx": ("", "https://github.com/JonathonReinhart/staticx"),
+}
+
+
+def _embedded_tools() -> list[sbom.Component]:
+    out = []
+    for pin in TOOL_PINS:
+        name, _, version = pin.partition("==")
+        if name in _EMBEDDED_TOOLS:
+            license_, url = _EMBEDDED_TOOLS[name]
+            out.append(
+                sbom.Component(
+                    name,
+                    version,
+                    f"pkg:pypi/{name}@{version}",
+                    license=license_,
+                    download_location=url,
+                )
+            )
+    return out
+
+
 def sbom_bytes(app: FrozenApp, *, epoch: int, subject: str) -> bytes:
     py = app.python_version
     components = [
@@ -272,6 +299,7 @@ def sbom_bytes(app: FrozenApp, *, epoch: int, subject: str) -> bytes:
         for d in app.distributions
         if d.name.lower() != app.project.name.lower()
     ]
+    components.extend(_embedded_tools())
     components.append(
         sbom.Component(
             "cpython",

@@ -23,7 +23,7 @@ _KNOWN_LICENSE_IDS = {
     "MIT", "BSD-2-Clause", "BSD-3-Clause", "Apache-2.0", "ISC", "MPL-2.0", "PSF-2.0",
     "Python-2.0", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later",
     "LGPL-2.1-only", "LGPL-2.1-or-later", "LGPL-3.0-only", "LGPL-3.0-or-later", "Unlicense",
-    "0BSD", "Zlib", "CC0-1.0",
+    "0BSD", "Zlib", "CC0-1.0", "Bootloader-exception",
 }  # fmt: skip
 
 
