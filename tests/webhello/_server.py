@@ -10,8 +10,10 @@ The server gets a minimal, controlled environment (like `env -i`) plus what each
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import shlex
@@ -21,6 +23,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -73,6 +76,24 @@ def frozen_executable() -> str | None:
     return words[0] if words is not None and len(words) == 1 else None
 
 
+@functools.cache
+def readable_source() -> Path:
+    """A copy of the webhello sources that any uid can read.
+
+    The checkout may sit below a 0700 directory (a CI clone under /root), where another uid
+    cannot reach it; a world-readable copy in /tmp (not pytest's 0700 basetemp) always works.
+    """
+    dest = Path(tempfile.mkdtemp(prefix="webhello-src-"))
+    dest.chmod(0o755)
+    shutil.copytree(
+        WEBHELLO_SRC / "webhello", dest / "webhello", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for path in dest.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    atexit.register(shutil.rmtree, dest, True)
+    return dest
+
+
 def base_command(*, non_root: bool = False) -> tuple[list[str], dict[str, str]]:
     """The words that start webhello and the environment entries they need."""
     custom = custom_command()
@@ -80,7 +101,7 @@ def base_command(*, non_root: bool = False) -> tuple[list[str], dict[str, str]]:
         return custom, {}
     if non_root:
         return [SYSTEM_PYTHON, "-m", "webhello"], {
-            "PYTHONPATH": str(WEBHELLO_SRC),
+            "PYTHONPATH": str(readable_source()),
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     return [sys.executable, "-m", "webhello"], {}
