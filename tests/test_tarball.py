@@ -4,8 +4,10 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -180,16 +182,22 @@ def test_unwritable_destinations_raise_sink_errors_with_hints(image, tmp_path):
         write_tarball(image, blocker / "x.tar")
 
 
+_pycache = shutil.ignore_patterns("__pycache__")
+
+
 def test_permission_denied_for_a_non_root_user(tmp_path_factory):
     """Root ignores permissions, so drop to nobody with setpriv to hit a real EACCES."""
-    import tempfile
-
     base = Path(tempfile.mkdtemp(prefix="sp-perm-"))
     try:
         os.chmod(base, 0o755)
         locked = base / "locked"
         locked.mkdir(mode=0o555)
         os.chmod(locked, 0o555)
+        # nobody may not reach the checkout (a CI clone under /root): run a readable copy
+        src = base / "src"
+        shutil.copytree(SRC / "scratchpack", src / "scratchpack", ignore=_pycache)
+        for path in [src, *src.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
         script = textwrap.dedent(
             f"""
             from pathlib import Path
@@ -215,7 +223,7 @@ def test_permission_denied_for_a_non_root_user(tmp_path_factory):
                 "-c",
                 script,
             ],
-            env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "TMPDIR": "/tmp"},
+            env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin", "TMPDIR": "/tmp"},
             capture_output=True,
             text=True,
             check=False,
@@ -228,8 +236,6 @@ def test_permission_denied_for_a_non_root_user(tmp_path_factory):
         assert list(locked.iterdir()) == []
     finally:
         os.chmod(base / "locked", 0o755)
-        import shutil
-
         shutil.rmtree(base)
 
 
