@@ -88,3 +88,9 @@ def test_source_date_epoch(monkeypatch):
 )
 def test_public_url_drops_credentials_and_local_paths(url, public):
     assert pipeline._public_url(url) == public
+
+
+def test_bad_scratchpack_repo_is_refused_before_any_work():
+    with pytest.raises(ImageError, match="SCRATCHPACK_REPO") as err:
+        pipeline.BuildOptions(freeze=SPEC, repo_env="Not A/Repo")
+    assert err.value.hint

@@ -112,6 +112,14 @@ class BuildOptions:
             Reference.parse(tag)
         if self.push:
             Reference.parse(self.push)
+        elif self.push == "":
+            try:  # fail before the freeze, not after it
+                Reference.parse(f"{self.repo_env.rstrip('/')}/app")
+            except ImageError as err:
+                raise ImageError(
+                    f"SCRATCHPACK_REPO={self.repo_env!r} is not a repository prefix: {err.message}",
+                    hint="use REGISTRY[/PATH], e.g. ghcr.io/me or localhost:5000/team",
+                ) from None
         if self.insecure_registry and self.registry_ca is not None:
             raise ScratchpackError(
                 "--insecure-registry and --registry-ca contradict each other",
