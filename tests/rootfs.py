@@ -106,10 +106,29 @@ def run(
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
 
 
+def namespace_init(proc: subprocess.Popen[bytes]) -> int | None:
+    """Host PID of the app: unshare's forked child (sh and chroot exec into it), PID 1 inside."""
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-    """Signal the whole process group and wait; SIGKILL the group if it does not exit in time."""
+    """Signal the app (the namespace's PID 1), as `docker stop` does, and wait.
+
+    Only PID 1 is signalled, not the whole group: the frozen app is a chain of processes
+    (staticx loader -> PyInstaller parent -> Python) that forward signals down the chain
+    themselves, and a copy delivered to every link at once races their teardown. The group
+    is SIGKILLed if the app does not exit in time.
+    """
+    target = namespace_init(proc)
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, sig)
+        if target is not None and sig != signal.SIGKILL:
+            os.kill(target, sig)
+        else:
+            os.killpg(proc.pid, sig)
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
