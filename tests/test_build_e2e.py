@@ -46,6 +46,14 @@ def scratchpack(
     )
 
 
+def skopeo_config(ref: str) -> dict[str, Any]:
+    """The image config as skopeo reads it from ``ref`` (e.g. ``oci:DIR:TAG``)."""
+    proc = subprocess.run(
+        ["skopeo", "inspect", "--config", ref], capture_output=True, text=True, check=True
+    )
+    return dict(json.loads(proc.stdout))
+
+
 @dataclass(frozen=True)
 class Built:
     out: Path
@@ -130,13 +138,7 @@ def test_umoci_unpack_gives_exactly_the_scratch_filesystem(built: Built, tmp_pat
 
 
 def test_image_config(built: Built):
-    proc = subprocess.run(
-        ["skopeo", "inspect", "--config", f"oci:{built.layout}:e2e"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    cfg = json.loads(proc.stdout)
+    cfg = skopeo_config(f"oci:{built.layout}:e2e")
     assert cfg["architecture"] == "amd64" and cfg["os"] == "linux"
     assert cfg["created"] == "1970-01-01T00:00:00Z"
     c = cfg["config"]
@@ -277,14 +279,7 @@ def test_source_date_epoch_sets_created(tmp_path: Path, freeze_cache: Path, buil
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["image_digest"] != built.digest
-    cfg = json.loads(
-        subprocess.run(
-            ["skopeo", "inspect", "--config", f"oci:{tmp_path / 'layout'}:latest"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    cfg = skopeo_config(f"oci:{tmp_path / 'layout'}:latest")
     assert cfg["created"] == "2023-11-14T22:13:20Z"
     assert not (tmp_path / "layout.spdx.json").exists()
 
@@ -472,14 +467,7 @@ def test_image_options_reach_config_and_rootfs(tmp_path: Path, freeze_cache: Pat
         env={"SCRATCHPACK_CACHE_DIR": str(freeze_cache)},
     )
     assert proc.returncode == 0, proc.stderr
-    cfg = json.loads(
-        subprocess.run(
-            ["skopeo", "inspect", "--config", f"oci:{layout}:latest"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )["config"]
+    cfg = skopeo_config(f"oci:{layout}:latest")["config"]
     assert cfg["User"] == "2000:2000"
     assert cfg["Cmd"] == ["-quota", "5"]
     assert "GWH_BANNER=from image" in cfg["Env"]
@@ -506,14 +494,7 @@ def test_arg_flag_form_and_contradiction(tmp_path: Path, freeze_cache: Path, bui
         env={"SCRATCHPACK_CACHE_DIR": str(freeze_cache)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    cfg = json.loads(
-        subprocess.run(
-            ["skopeo", "inspect", "--config", f"oci:{tmp_path / 'l'}:latest"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )["config"]
+    cfg = skopeo_config(f"oci:{tmp_path / 'l'}:latest")["config"]
     assert cfg["Cmd"] == ["-banner", "hello world"]
     both = scratchpack(
         "build", str(WEBHELLO), "--tarball", "x.tar", "--arg=a", "--", "b", cwd=tmp_path
