@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scratchpack import _ctx, sbom
-from scratchpack.errors import ImageError, ScratchpackError, SinkError
-from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
+from scratchpack.errors import ImageError, ScratchpackError
+from scratchpack.freeze import (
+    FreezeSpec,
+    FrozenApp,
+    default_cache_dir,
+    freeze,
+    write_executable,
+)
 from scratchpack.freeze.spec import TOOL_PINS
 from scratchpack.oci import image as oci_image
 from scratchpack.oci import mediatypes
+from scratchpack.oci._io import write_bytes_atomic
 from scratchpack.oci.artifact import Artifact, fallback_tag, make_artifact
 from scratchpack.oci.config import ImageConfig, format_created, normalise_port
 from scratchpack.oci.descriptor import Platform, Published
@@ -328,26 +335,6 @@ def sbom_bytes(app: FrozenApp, *, epoch: int, subject: str) -> bytes:
     return sbom.spdx_document(root, components, created=format_created(epoch), subject=subject)
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError as err:
-        raise SinkError(
-            f"cannot write {path}: {err.strerror or err}",
-            hint="choose a writable output location",
-        ) from err
-    return path
-
-
 def _image_tags(options: BuildOptions, app: FrozenApp) -> tuple[Reference, ...]:
     if options.tags:
         return tuple(Reference.parse(t) for t in options.tags)
@@ -416,7 +403,9 @@ def build(options: BuildOptions) -> BuildResult:
 
 def _write_sbom_beside(output: Path, artifact: Artifact) -> Path:
     data = artifact.blobs[-1][1]
-    return _write_atomic(output.with_name(output.name + ".spdx.json"), data)
+    path = output.with_name(output.name + ".spdx.json")
+    write_bytes_atomic(path, data)
+    return path
 
 
 def _push(
@@ -458,12 +447,6 @@ def build_for_run(
 
 
 def _run_cache_dir() -> Path:
-    base = os.environ.get("SCRATCHPACK_CACHE_DIR")
-    root = (
-        Path(base)
-        if base
-        else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scratchpack"
-    )
-    path = root / "run"
+    path = default_cache_dir() / "run"
     path.mkdir(parents=True, exist_ok=True)
     return path
