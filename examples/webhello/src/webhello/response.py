@@ -8,7 +8,18 @@ sorted by key, then Date, Content-Length, Content-Type, Connection, Transfer-Enc
 
 from __future__ import annotations
 
-from typing import Protocol
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class RequestLike(Protocol):
+        """The request facts that shape a response (http.Request has them)."""
+
+        method: str
+        minor: int
+        wants_close: bool
+        wants10ka: bool
+
 
 STATUS_TEXT: dict[int, str] = {
     100: "Continue",
@@ -214,15 +225,6 @@ def _get(headers: list[tuple[str, str]], key: str) -> str | None:
         if k == key:
             return v
     return None
-
-
-class RequestLike(Protocol):
-    """The request facts that shape a response (http.Request has them)."""
-
-    method: str
-    minor: int
-    wants_close: bool
-    wants10ka: bool
 
 
 def encode(resp: Response, req: RequestLike, keepalives: bool, date: bytes) -> tuple[bytes, bool]:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
+import _socket  # socket.py and signal.py build IntEnums at import: ~11 ms of cold start
 import os
-import signal
-import socket
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
 
-from .config import ServerConfig
-from .handlers import App, RedirectApp
-from .log import Logger
+from .loop import Loop
 from .protocol import ConnState, HttpProtocol, TlsProtocol
 from .transport import Acceptor
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
+    import signal as _signal  # typed API; at run time the same constants from the C module
     import ssl
+    from collections.abc import Callable
+
+    from .config import ServerConfig
+    from .handlers import App, RedirectApp
+    from .log import Logger
+    from .transport import StreamProtocol
+else:
+    import _signal
 
 # net's built-in service table (used when /etc/services is absent, as in a scratch image).
 _SERVICES = {
@@ -70,7 +74,24 @@ def split_host_port(addr: str) -> tuple[str, str]:
     return host, port
 
 
-def listen(addr: str) -> socket.socket:
+def _idna_free(host: str) -> str | bytes:
+    """The host as getaddrinfo will see it, without loading the idna codec when possible.
+
+    getaddrinfo encodes a str host with the "idna" codec (importing encodings.idna,
+    stringprep and unicodedata, ~1.4 ms); for an ASCII name whose labels pass that codec's
+    checks the result is just the ASCII bytes, so pass those. Anything else goes through as
+    str and gets exactly the codec's behaviour (a name it refuses, such as `a..b`, is a
+    lookup failure, as in Go).
+    """
+    if not host.isascii():
+        return host
+    labels = host.split(".")
+    if len(labels[-1]) >= 64 or not all(0 < len(label) < 64 for label in labels[:-1]):
+        return host
+    return host.encode("ascii")
+
+
+def listen(addr: str) -> _socket.socket:
     """net.Listen("tcp", addr): wildcard hosts listen dual-stack, like Go."""
     host, port_s = split_host_port(addr)
     if port_s == "":
@@ -85,29 +106,32 @@ def listen(addr: str) -> socket.socket:
         raise ListenError(f"listen tcp: lookup tcp/{port_s}: unknown port")
     wildcard = host in ("", "0.0.0.0", "::")
     if wildcard:
-        candidates: list[tuple[int, str]] = [(socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")]
+        candidates: list[tuple[int, str]] = [
+            (_socket.AF_INET6, "::"),
+            (_socket.AF_INET, "0.0.0.0"),
+        ]
         shown = f":{port}"
     else:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
+            infos = _socket.getaddrinfo(_idna_free(host), port, 0, _socket.SOCK_STREAM)
+        except (OSError, UnicodeError):  # UnicodeError: the idna codec refused the name
             raise ListenError(f"listen tcp: lookup {host}: no such host") from None
         fam_ip = [(int(i[0]), str(i[4][0])) for i in infos]
-        fam_ip.sort(key=lambda f: f[0] != socket.AF_INET)
+        fam_ip.sort(key=lambda f: f[0] != _socket.AF_INET)
         candidates = fam_ip[:1]
         ip = candidates[0][1]
         shown = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
     last: OSError | None = None
     for fam, ip in candidates:
         try:
-            s = socket.socket(fam, socket.SOCK_STREAM)
+            s = _socket.socket(fam, _socket.SOCK_STREAM)
         except OSError as err:
             last = err
             continue
         try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if fam == socket.AF_INET6 and wildcard:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            if fam == _socket.AF_INET6 and wildcard:
+                s.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 0)
             s.bind((ip, port))
             s.listen(4096)
             s.setblocking(False)
@@ -141,12 +165,17 @@ def load_tls(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-class Listener(NamedTuple):
-    """One bound socket, what it serves, and the Go log prefix for its failure."""
+class Listener:
+    """One bound socket, what it serves, and its TLS context (None: plain HTTP)."""
 
-    sock: socket.socket
-    app: App | RedirectApp
-    tls: ssl.SSLContext | None = None
+    __slots__ = ("app", "sock", "tls")
+
+    def __init__(
+        self, sock: _socket.socket, app: App | RedirectApp, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self.sock = sock
+        self.app = app
+        self.tls = tls
 
 
 class Server:
@@ -156,22 +185,22 @@ class Server:
         self.cfg = cfg
         self.log = log
         self.exit_now = exit_now
-        self.loop = asyncio.new_event_loop()
+        self.loop = Loop()
         self.state = ConnState(cfg, log, self.loop)
         self._acceptors: list[Acceptor] = []
 
     def run(self, listeners: list[Listener]) -> None:
         loop = self.loop
-        asyncio.set_event_loop(loop)
         self.log.schedule = loop.call_soon
+        loop.report = self.log.raw
         for lst in listeners:
             self._acceptors.append(Acceptor(loop, lst.sock, self._factory(lst)))
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (_signal.SIGTERM, _signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.call_later(1.0, self._sweep)
         loop.run_forever()
 
-    def _factory(self, lst: Listener) -> Callable[[], asyncio.Protocol]:
+    def _factory(self, lst: Listener) -> Callable[[], StreamProtocol]:
         state = self.state
         app = lst.app
         ctx = lst.tls
@@ -190,7 +219,7 @@ class Server:
         if self.state.closing:
             return
         self.state.closing = True
-        name = "terminated" if sig == signal.SIGTERM else "interrupt"
+        name = "terminated" if sig == _signal.SIGTERM else "interrupt"
         busy = [c for c in self.state.conns if not c.is_idle()]
         self.log.log(
             f"shutdown: received signal {name}: closing listeners, "
