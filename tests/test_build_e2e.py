@@ -399,7 +399,7 @@ def test_scratchpack_run_with_podman(built: Built, tmp_path: Path):
     env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(storage)}
     port = free_port()
     proc = subprocess.Popen(
-        [*SCRATCHPACK, "run", str(built.tarball), "--runtime", "podman", "--name",
+        [*SCRATCHPACK, "run", str(built.tarball), "--engine", "podman", "--name",
          f"sp-run-{port}", "--", "-addr", f"127.0.0.1:{port}"],
         env=env,
         stdout=subprocess.PIPE,

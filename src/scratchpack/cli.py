@@ -23,10 +23,12 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 _RUNTIME_NOTE = """\
-run-time needs of the executable (default PyInstaller+staticx route): it unpacks itself into
-$TMPDIR or /tmp at every start (must be writable and not mounted noexec) and reads /proc.
-`scratchpack build` images provide a 1777 /tmp; give a container --tmpfs /tmp when you run it
-with a read-only root filesystem."""
+run-time needs of the executable: with the default runtime (pyinstaller: PyInstaller+staticx,
+any app) it unpacks itself into $TMPDIR or /tmp at every start (must be writable and not
+mounted noexec) and reads /proc; `scratchpack build` images provide a 1777 /tmp, so give a
+container --tmpfs /tmp when you run it with a read-only root filesystem. With --runtime static
+(pure-Python apps; CPython 3.11 built against musl) it is one process that reads its modules
+from its own file: nothing is written, a read-only root filesystem works as is."""
 
 
 def _add_freeze_flags(p: argparse.ArgumentParser) -> None:
@@ -44,10 +46,12 @@ def _add_freeze_flags(p: argparse.ArgumentParser) -> None:
         help="what to run: 'pkg.mod:func', 'pkg.mod', or a [project.scripts] name "
         "(default: [tool.scratchpack].entrypoint, else the only [project.scripts] entry)",
     )
+    _add_runtime_flag(p)
     p.add_argument(
         "--python",
         metavar="PYTHON",
-        help="interpreter to build with; it must have a shared libpython (default: this one)",
+        help="interpreter to build with; it must have a shared libpython with the pyinstaller "
+        "runtime, and be a 3.11 with the static one (default: this one)",
     )
     p.add_argument(
         "--compression",
@@ -67,6 +71,17 @@ def _add_freeze_flags(p: argparse.ArgumentParser) -> None:
         "--no-cache", action="store_true", help="rebuild from scratch, ignoring the build cache"
     )
     p.add_argument("--cache-dir", type=Path, metavar="DIR", help="build cache location")
+
+
+def _add_runtime_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--runtime",
+        choices=("pyinstaller", "static"),
+        default="pyinstaller",
+        help="pyinstaller (default): PyInstaller+staticx, any app including C extensions; "
+        "static: a fully static CPython 3.11 with the app inside, one process, nothing "
+        "extracted, much faster start (pure-Python apps; the runtime is compiled once, ~6 min)",
+    )
 
 
 def _add_common_flags(p: argparse.ArgumentParser) -> None:
@@ -132,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a project directory, or an image tarball written by `scratchpack build`",
     )
     run.add_argument(
-        "--runtime", choices=("auto", "docker", "podman"), default="auto", help="container tool"
+        "--engine", choices=("auto", "docker", "podman"), default="auto", help="container tool"
     )
+    _add_runtime_flag(run)
     run.add_argument("--name", help="container name (default: scratchpack-<project>)")
     run.add_argument("app_args", nargs=argparse.REMAINDER, help="arguments for the app, after --")
     _add_image_flags(run, with_args=False)
@@ -243,6 +259,7 @@ def _freeze_spec(args: argparse.Namespace) -> Any:
         "entrypoint": args.entrypoint,
         "python": args.python,
         "exclude_modules": tuple(args.exclude_module),
+        "runtime": args.runtime,
         "use_cache": not args.no_cache,
         "cache_dir": args.cache_dir,
     }
@@ -316,12 +333,14 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
         tarball = target
         tags = tuple(args.tag) or runtime.tarball_tags(target)
     else:
-        built = pipeline.build_for_run(target, tags=tuple(args.tag), python=args.python)
+        built = pipeline.build_for_run(
+            target, tags=tuple(args.tag), python=args.python, runtime=args.runtime
+        )
         tarball, tags = built.tarball, built.tags
     code = runtime.run_tarball(
         tarball,
         tags=tags,
-        tool=args.runtime,
+        tool=args.engine,
         name=args.name,
         app_args=tuple(app_args),
     )

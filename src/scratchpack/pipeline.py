@@ -27,7 +27,7 @@ from scratchpack.freeze import (
     freeze,
     write_executable,
 )
-from scratchpack.freeze.spec import TOOL_PINS
+from scratchpack.freeze.spec import TOOL_PINS, Runtime
 from scratchpack.oci import image as oci_image
 from scratchpack.oci import mediatypes
 from scratchpack.oci._io import write_bytes_atomic
@@ -301,6 +301,36 @@ def _embedded_tools() -> list[sbom.Component]:
     return out
 
 
+def _static_runtime_parts() -> list[sbom.Component]:
+    """What --runtime static links into the executable: Debian sources and zig's musl."""
+    from scratchpack.freeze.static.sources import PACKAGES
+    from scratchpack.freeze.static.toolchain import MUSL_VERSION, ZIG_PIN
+
+    licenses = {"python3.11": "Python-2.0", "openssl": "Apache-2.0", "zlib": "Zlib"}
+    out = [
+        sbom.Component(
+            p.name,
+            p.version,
+            f"pkg:deb/debian/{p.name}@{p.version}?arch=source&distro=debian-12",
+            license=licenses.get(p.name, ""),
+            download_location="https://deb.debian.org/debian/",
+        )
+        for p in PACKAGES
+        if p.name != "python3.11"  # recorded below as the cpython component
+    ]
+    zig = ZIG_PIN.partition("==")[2]
+    out.append(
+        sbom.Component(
+            "musl",
+            MUSL_VERSION,
+            f"pkg:generic/musl@{MUSL_VERSION}?vcs_url=ziglang@{zig}",
+            license="MIT",
+            download_location="https://musl.libc.org/",
+        )
+    )
+    return out
+
+
 def sbom_bytes(app: FrozenApp, *, epoch: int, subject: str) -> bytes:
     py = app.python_version
     components = [
@@ -314,7 +344,7 @@ def sbom_bytes(app: FrozenApp, *, epoch: int, subject: str) -> bytes:
         for d in app.distributions
         if d.name.lower() != app.project.name.lower()
     ]
-    components.extend(_embedded_tools())
+    components.extend(_static_runtime_parts() if app.runtime == "static" else _embedded_tools())
     components.append(
         sbom.Component(
             "cpython",
@@ -435,13 +465,17 @@ class RunBuild:
 
 
 def build_for_run(
-    project_dir: Path, *, tags: Sequence[str] = (), python: str | None = None
+    project_dir: Path,
+    *,
+    tags: Sequence[str] = (),
+    python: str | None = None,
+    runtime: Runtime = "pyinstaller",
 ) -> RunBuild:
     """Build a project's image into a cached tarball for ``scratchpack run``."""
-    spec = FreezeSpec(project_dir=project_dir, python=python)
+    spec = FreezeSpec(project_dir=project_dir, python=python, runtime=runtime)
     cache = _run_cache_dir()
     name = _repo_name(project_dir.resolve().name)
-    tarball = cache / f"{name}.tar"
+    tarball = cache / f"{name}-{runtime}.tar"
     options = BuildOptions(freeze=spec, tags=tuple(tags), tarball=tarball, sbom="none")
     return RunBuild(tarball, build(options).tags)
 

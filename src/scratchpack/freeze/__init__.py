@@ -21,6 +21,7 @@ from scratchpack._ctx import log, run_subprocess, step
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError, ProjectError, SinkError
 from scratchpack.freeze import env as _env
+from scratchpack.freeze import static as _static
 from scratchpack.freeze.project import (
     dependency_digest,
     load_pyproject,
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the build recipe changes in a way the other key parts do not capture.
-_RECIPE_VERSION = "2"
+_RECIPE_VERSION = "3"
 
 
 def read_project(project_dir: Path, entrypoint: str | None = None) -> ProjectInfo:
@@ -97,6 +98,7 @@ def _app_from_meta(path: Path, meta: dict[str, object], cached: bool) -> FrozenA
     project["ports"] = tuple(project["ports"])
     project["args"] = tuple(project["args"])
     project["exclude_modules"] = tuple(project.get("exclude_modules", ()))
+    project["include_modules"] = tuple(project.get("include_modules", ()))
     return FrozenApp(
         path=path,
         sha256=str(meta["sha256"]),
@@ -105,6 +107,7 @@ def _app_from_meta(path: Path, meta: dict[str, object], cached: bool) -> FrozenA
         distributions=tuple(Distribution(**d) for d in dists),
         python_version=str(meta["python_version"]),
         cached=cached,
+        runtime="static" if meta.get("runtime") == "static" else "pyinstaller",
     )
 
 
@@ -135,11 +138,24 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
     info = project_info(data, spec.entrypoint)
     epoch = _source_date_epoch(spec)
     cache_dir = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
-    py = _env.probe_python(spec.python, runner=runner)
+    static = spec.runtime == "static"
+    py = _env.probe_python(spec.python, runner=runner, need_libpython=not static)
+    if static and not py.version.startswith(f"{_static.PYTHON_VERSION}."):
+        raise ProjectError(
+            f"--runtime static embeds CPython {_static.PYTHON_VERSION}, but the Python that "
+            f"installs the app's dependencies is {py.version} ({py.executable})",
+            hint=f"pass --python with a Python {_static.PYTHON_VERSION} interpreter "
+            "(e.g. /usr/bin/python3 on Debian 12)",
+        )
     excludes = tuple(sorted(set(spec.exclude_modules) | set(info.exclude_modules)))
+    includes = tuple(sorted(set(info.include_modules)))
+    if static and ":" not in info.entrypoint:
+        includes = (*includes, "runpy")  # the launcher runs a plain module with runpy
     key_doc = {
         "recipe": _RECIPE_VERSION,
-        "tools": TOOL_PINS,
+        "runtime": spec.runtime,
+        "tools": _static.freezer_digest() if static else TOOL_PINS,
+        "includes": includes,
         "python": py.identity,
         "sources": source_digest(project_dir),
         "entrypoint": info.entrypoint,
@@ -175,42 +191,43 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
             if fresh:
                 _env.mark_ready(benv)
             dists = _env.list_distributions(benv, info.name, runner=runner)
-            onefile = run_pyinstaller(
-                benv,
-                name=name,
-                entrypoint=info.entrypoint,
-                excludes=excludes,
-                workdir=work,
-                source_date_epoch=epoch,
-                runner=runner,
-            )
-            static_dir = work / "static"
-            static_dir.mkdir()
-            static = run_staticx(
-                benv,
-                onefile,
-                static_dir / name,
-                compression=spec.compression,
-                source_date_epoch=epoch,
-                runner=runner,
-            )
+            python_version = py.version
+            if static:
+                built = _static.build_static(
+                    benv,
+                    entrypoint=info.entrypoint,
+                    name=name,
+                    distributions=dists,
+                    excludes=excludes,
+                    includes=includes,
+                    workdir=work,
+                    cache_dir=cache_dir,
+                    runner=runner,
+                )
+                result = built.path
+                python_version = built.python_version
+            else:
+                result = _pyinstaller_staticx(
+                    benv, name, info.entrypoint, excludes, work, epoch, spec, runner=runner
+                )
         if not info.version:
             own = next((d for d in dists if _norm(d.name) == _norm(info.name)), None)
             info = dataclasses.replace(info, version=own.version if own else "0")
-        size = static.stat().st_size
+        size = result.stat().st_size
         meta = {
             "file": name,
-            "sha256": _sha256(static),
+            "sha256": _sha256(result),
             "size": size,
             "project": dataclasses.asdict(info),
             "distributions": [dataclasses.asdict(d) for d in dists],
-            "python_version": py.version,
+            "python_version": python_version,
+            "runtime": spec.runtime,
             "key": key_doc,
         }
         # Publish atomically: build the entry beside its final place, then rename it in.
         staged_entry = work / "entry"
         staged_entry.mkdir()
-        os.replace(static, staged_entry / name)
+        os.replace(result, staged_entry / name)
         (staged_entry / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         entry.parent.mkdir(parents=True, exist_ok=True)
         old = work / "old-entry"
@@ -218,6 +235,39 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
             os.replace(entry, old)
         os.replace(staged_entry, entry)
     return _app_from_meta(entry / name, meta, cached=False)
+
+
+def _pyinstaller_staticx(  # noqa: PLR0917 - a private step with one caller
+    benv: _env.BuildEnv,
+    name: str,
+    entrypoint: str,
+    excludes: tuple[str, ...],
+    work: Path,
+    epoch: int,
+    spec: FreezeSpec,
+    *,
+    runner: Runner,
+) -> Path:
+    """The default route: PyInstaller --onefile, then staticx bundles its shared libraries."""
+    onefile = run_pyinstaller(
+        benv,
+        name=name,
+        entrypoint=entrypoint,
+        excludes=excludes,
+        workdir=work,
+        source_date_epoch=epoch,
+        runner=runner,
+    )
+    static_dir = work / "static"
+    static_dir.mkdir()
+    return run_staticx(
+        benv,
+        onefile,
+        static_dir / name,
+        compression=spec.compression,
+        source_date_epoch=epoch,
+        runner=runner,
+    )
 
 
 def _norm(name: str) -> str:

@@ -142,8 +142,12 @@ def _tail(text: str, lines: int = 1) -> str:
     return "\n".join(rows[-lines:])
 
 
-def probe_python(python: str | None, *, runner: Runner) -> PythonInfo:
-    """Find the interpreter and its shared libpython; PyInstaller cannot work without one."""
+def probe_python(python: str | None, *, runner: Runner, need_libpython: bool = True) -> PythonInfo:
+    """Find the interpreter and its shared libpython; PyInstaller cannot work without one.
+
+    The static runtime embeds its own CPython and uses this one only to resolve and install the
+    app's pure-Python dependencies, so it needs no libpython (``need_libpython=False``).
+    """
     exe = python or sys.executable
     if os.sep not in exe:
         exe = shutil.which(exe) or exe
@@ -164,7 +168,7 @@ def probe_python(python: str | None, *, runner: Runner) -> PythonInfo:
         ) from err
     if info["implementation"] != "CPython":
         raise FreezeError(f"{exe} is {info['implementation']}; only CPython can be frozen")
-    if not info["libpython"]:
+    if need_libpython and not info["libpython"]:
         why = (
             "was built without --enable-shared"
             if not info["shared"]
@@ -180,7 +184,7 @@ def probe_python(python: str | None, *, runner: Runner) -> PythonInfo:
     return PythonInfo(
         executable=Path(info["executable"]),
         version=info["version"],
-        libpython=Path(info["libpython"]),
+        libpython=Path(info["libpython"] or "/nonexistent"),
         identity=info["identity"],
     )
 

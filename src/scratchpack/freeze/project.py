@@ -149,6 +149,13 @@ def project_info(data: dict[str, Any], entrypoint: str | None) -> ProjectInfo:
             raise ProjectError(
                 f"[tool.scratchpack] exclude-modules: {module!r} is not a module name"
             )
+    includes = _str_list(tool.get("include-modules", []), "[tool.scratchpack] include-modules")
+    for module in includes:
+        if not _MODULE_RE.match(module.removesuffix(".*")):
+            raise ProjectError(
+                f"[tool.scratchpack] include-modules: {module!r} is not a module name "
+                "(or package.* for all of its submodules)"
+            )
     urls = project.get("urls", {})
     source_url = ""
     if isinstance(urls, dict):
@@ -162,6 +169,7 @@ def project_info(data: dict[str, Any], entrypoint: str | None) -> ProjectInfo:
         args=args,
         source_url=source_url,
         exclude_modules=excludes,
+        include_modules=includes,
     )
 
 

@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 Compression = Literal["none", "xz"]
+#: "pyinstaller": PyInstaller --onefile + staticx (any app, C extensions included).
+#: "static": a fully static musl CPython with the app inside (pure-Python apps; no extraction).
+Runtime = Literal["pyinstaller", "static"]
+RUNTIMES: tuple[Runtime, ...] = ("pyinstaller", "static")
 
 #: Default staticx archive compression. "none" starts ~2.5x faster than "xz" and, once the image
 #: layer is gzipped, costs only ~5% more bytes (docs/bench/freezer.md).
@@ -40,6 +44,7 @@ class FreezeSpec:
     entrypoint: str | None = None
     python: str | None = None
     compression: Compression = DEFAULT_COMPRESSION
+    runtime: Runtime = "pyinstaller"
     exclude_modules: tuple[str, ...] = ()
     source_date_epoch: int | None = None
     cache_dir: Path | None = None
@@ -48,6 +53,8 @@ class FreezeSpec:
     def __post_init__(self) -> None:
         if self.compression not in ("none", "xz"):
             raise ValueError(f"compression must be 'none' or 'xz', not {self.compression!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be 'pyinstaller' or 'static', not {self.runtime!r}")
         if self.source_date_epoch is not None and self.source_date_epoch < 0:
             raise ValueError("source_date_epoch must be >= 0")
         if isinstance(self.exclude_modules, str):
@@ -75,6 +82,7 @@ class ProjectInfo:
     args: tuple[str, ...] = ()
     source_url: str = ""
     exclude_modules: tuple[str, ...] = ()  # [tool.scratchpack] exclude-modules, proven by tests
+    include_modules: tuple[str, ...] = ()  # [tool.scratchpack] include-modules (dynamic imports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +96,4 @@ class FrozenApp:
     distributions: tuple[Distribution, ...]
     python_version: str
     cached: bool
+    runtime: Runtime = "pyinstaller"

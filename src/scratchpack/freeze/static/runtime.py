@@ -1,0 +1,432 @@
+"""Builds the static CPython runtime kit once: zlib, OpenSSL and CPython compiled against musl.
+
+The kit is what every ``--runtime static`` executable is linked from: ``libpython3.11.a`` with
+every stdlib C module compiled in (the per-app link keeps only the ones the app imports), the
+static OpenSSL and zlib, the Python headers, the generated ``config.c`` (the built-in module
+table to filter), the pure-Python stdlib, and a full static interpreter used at build time to
+find and compile the app's modules with the exact bytecode the runtime runs.
+
+It is cached under ``<cache>/runtime/<key>``, keyed on the recipe, the pinned source versions and
+the toolchain, and built under a lock in a temporary directory that is renamed into place only
+when complete: a killed build never leaves a half-made kit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scratchpack._ctx import log, step
+from scratchpack._types import Runner
+from scratchpack.errors import FreezeError
+from scratchpack.freeze.static.sources import PACKAGES, fetch_sources
+from scratchpack.freeze.static.toolchain import TARGET, ZIG_PIN, Toolchain, ensure_toolchain
+
+#: Bumped whenever the recipe below changes the kit's bytes.
+RECIPE_VERSION = "1"
+PYTHON_VERSION = "3.11"
+
+#: Where configure believes things live; only strings inside the binary, never read at run time
+#: except OpenSSL's certificate directory, which is the usual Debian one.
+INSTALL_PREFIX = "/opt/scratchpack"
+OPENSSL_DIR = "/etc/ssl"
+
+#: Size flags for everything; CPython's OPT (-O2) comes after and wins for its own objects.
+SIZE_CFLAGS = ("-Os", "-ffunction-sections", "-fdata-sections", "-Wno-error=date-time")
+
+#: OpenSSL features a server/client TLS stack in a container does not need. Removing them shrinks
+#: the runtime by ~1 MB; what stays is TLS 1.2/1.3, AES-GCM, ChaCha20-Poly1305, RSA, ECDSA/ECDHE,
+#: X25519/X448, SHA-1/2/3, BLAKE2, scrypt and PBKDF2 (everything ssl and hashlib use by default).
+OPENSSL_OPTIONS = (
+    "no-shared",
+    "no-tests",
+    "no-engine",
+    "no-dso",
+    "no-module",
+    "no-async",
+    "threads",
+    "no-autoload-config",
+    "no-comp",
+    "no-legacy",
+    "no-ssl3",
+    "no-tls1",
+    "no-tls1_1",
+    "no-dtls",
+    "no-srp",
+    "no-psk",
+    "no-weak-ssl-ciphers",
+    "no-ui-console",
+    "no-cmp",
+    "no-cms",
+    "no-ts",
+    "no-ct",
+    "no-ocsp",
+    "no-srtp",
+    "no-sctp",
+    "no-nextprotoneg",
+    "no-ssl-trace",
+    "no-rfc3779",
+    "no-multiblock",
+    "no-gost",
+    "no-siphash",
+    "no-siv",
+    "no-sm2",
+    "no-sm3",
+    "no-sm4",
+    "no-seed",
+    "no-camellia",
+    "no-aria",
+    "no-bf",
+    "no-cast",
+    "no-idea",
+    "no-mdc2",
+    "no-rc2",
+    "no-rc4",
+    "no-rc5",
+    "no-des",
+    "no-dsa",
+    "no-ec2m",
+    "no-md4",
+    "no-rmd160",
+    "no-whirlpool",
+)
+
+CPYTHON_OPTIONS = (
+    "--disable-shared",
+    "--disable-test-modules",
+    "--with-ensurepip=no",
+    "--without-readline",
+    "--without-doc-strings",
+)
+
+#: Stdlib parts that never belong in a static container executable (GUI, IDE, tests, installers).
+STDLIB_SKIP = frozenset(
+    {
+        "test",
+        "idlelib",
+        "tkinter",
+        "turtledemo",
+        "turtle.py",
+        "ensurepip",
+        "venv",
+        "lib2to3",
+        "pydoc_data",
+        "site-packages",
+        "__pycache__",
+        "config-3.11-x86_64-linux-musl",
+    }
+)
+
+#: Fixed build-time clock: __DATE__/__TIME__ in sys.version do not change between builds.
+BUILD_EPOCH = "315532800"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeKit:
+    """A built kit on disk, read-only once made."""
+
+    root: Path
+    key: str
+    python_version: str  # e.g. "3.11.2"
+    builtins: tuple[str, ...]  # every built-in module libpython3.11.a can provide
+    build_seconds: float
+    toolchain: Toolchain
+
+    @property
+    def python(self) -> Path:
+        """The full static interpreter, for analysing and compiling the app at build time."""
+        return self.root / "bin" / f"python{PYTHON_VERSION}"
+
+    @property
+    def stdlib(self) -> Path:
+        return self.root / "lib" / f"python{PYTHON_VERSION}"
+
+    @property
+    def libdir(self) -> Path:
+        return self.root / "lib"
+
+    @property
+    def include(self) -> Path:
+        return self.root / "include" / f"python{PYTHON_VERSION}"
+
+    @property
+    def config_c(self) -> Path:
+        return self.root / "share" / "config.c"
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Source and toolchain versions, for the SBOM and the docs."""
+        out = {p.name: p.version for p in PACKAGES}
+        out["ziglang"] = ZIG_PIN.split("==", 1)[1]
+        return out
+
+
+def runtime_key() -> str:
+    """What decides the kit's bytes: recipe, pinned sources, toolchain, target and options."""
+    doc = {
+        "recipe": RECIPE_VERSION,
+        "sources": [p.pin for p in PACKAGES],
+        "toolchain": ZIG_PIN,
+        "target": TARGET,
+        "openssl": OPENSSL_OPTIONS,
+        "cpython": CPYTHON_OPTIONS,
+        "cflags": SIZE_CFLAGS,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _load(root: Path, key: str, toolchain: Toolchain) -> RuntimeKit | None:
+    try:
+        meta = json.loads((root / "runtime.json").read_text())
+        if meta["key"] != key or not (root / "lib" / "libpython3.11.a").is_file():
+            return None
+        return RuntimeKit(
+            root=root,
+            key=key,
+            python_version=str(meta["python_version"]),
+            builtins=tuple(meta["builtins"]),
+            build_seconds=float(meta["build_seconds"]),
+            toolchain=toolchain,
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def ensure_runtime(cache_dir: Path, *, runner: Runner) -> RuntimeKit:
+    """The cached kit, building it first if needed (~5-8 minutes on 2 cores, once)."""
+    root = cache_dir / "runtime"
+    try:
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FreezeError(
+            f"cannot create the runtime cache {root}: {err.strerror}",
+            hint="set SCRATCHPACK_CACHE_DIR to a writable directory",
+        ) from err
+    toolchain = ensure_toolchain(root, runner=runner)
+    key = runtime_key()
+    kit_dir = root / key
+    with open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (kit := _load(kit_dir, key, toolchain)) is not None:
+            return kit
+        log(
+            "building the static CPython runtime (zlib, OpenSSL, CPython with zig cc); "
+            "this happens once per machine and takes a few minutes"
+        )
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="build-", dir=root / "tmp") as tmp:
+            work = Path(tmp)
+            stage = work / "kit"
+            _build(root, work, stage, toolchain, runner=runner)
+            builtins = _builtin_names(stage / "share" / "config.c")
+            elapsed = round(time.monotonic() - started, 1)
+            meta = {
+                "key": key,
+                "python_version": _python_version(stage, runner=runner),
+                "builtins": builtins,
+                "build_seconds": elapsed,
+                "sources": [p.pin for p in PACKAGES],
+                "toolchain": ZIG_PIN,
+                "target": TARGET,
+            }
+            (stage / "runtime.json").write_text(json.dumps(meta, indent=2) + "\n")
+            shutil.rmtree(kit_dir, ignore_errors=True)
+            os.replace(stage, kit_dir)
+        log(f"static runtime built in {elapsed:.0f} s: {kit_dir}")
+        kit = _load(kit_dir, key, toolchain)
+        assert kit is not None
+        return kit
+
+
+def _builtin_names(config_c: Path) -> list[str]:
+    return sorted(set(re.findall(r'^\s*\{"([A-Za-z0-9_]+)",', config_c.read_text(), re.M)))
+
+
+def _python_version(stage: Path, *, runner: Runner) -> str:
+    exe = stage / "bin" / f"python{PYTHON_VERSION}"
+    proc = runner([str(exe), "-I", "-S", "-c", "import platform; print(platform.python_version())"])
+    if proc.returncode != 0:
+        raise FreezeError("the freshly built static python does not run", output=proc.stdout)
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def _sh(
+    runner: Runner, args: list[str], *, cwd: Path, env: dict[str, str], what: str, tool: str
+) -> None:
+    proc = runner(args, cwd=cwd, env=env)
+    if proc.returncode != 0:
+        raise FreezeError(
+            f"building the static runtime failed while {what}",
+            tool=tool,
+            output=proc.stdout,
+            hint="this is a bug or a missing build tool (make, perl); report it with this "
+            "output, or use --runtime pyinstaller",
+        )
+
+
+def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner: Runner) -> None:
+    for tool in ("make", "perl"):
+        if shutil.which(tool) is None:
+            raise FreezeError(
+                f"{tool} is not installed; it is needed once to build the static runtime",
+                hint=f"apt-get install {tool} (scripts/install-system-deps does)",
+            )
+    srcs = fetch_sources(root, work, runner=runner)
+    deps = work / "deps"  # zlib and OpenSSL headers + static libraries
+    env = toolchain.environ()
+    env["SOURCE_DATE_EPOCH"] = BUILD_EPOCH
+    env["SCRATCHPACK_PREFIX_MAP"] = f"{work}=/build"
+    env["PKG_CONFIG_LIBDIR"] = str(deps / "lib" / "pkgconfig")  # never the host's libraries
+    env["PKG_CONFIG_PATH"] = ""
+    for var in ("CFLAGS", "CPPFLAGS", "LDFLAGS", "LIBS", "MAKEFLAGS", "PYTHONPATH", "PYTHONHOME"):
+        env.pop(var, None)
+    jobs = f"-j{max(1, min(os.cpu_count() or 1, 8))}"
+    size = " ".join(SIZE_CFLAGS)
+
+    zlib = srcs["zlib"]
+    with step("compiling zlib"):
+        _sh(
+            runner,
+            ["./configure", "--static", f"--prefix={deps}"],
+            cwd=zlib,
+            env={**env, "CFLAGS": size},
+            what="configuring zlib",
+            tool="zlib configure",
+        )
+        _sh(runner, ["make", jobs, "libz.a"], cwd=zlib, env=env, what="compiling zlib", tool="make")
+        _sh(runner, ["make", "install"], cwd=zlib, env=env, what="installing zlib", tool="make")
+
+    ssl = srcs["openssl"]
+    with step("compiling OpenSSL (the longest step)"):
+        _sh(
+            runner,
+            [
+                "perl",
+                "./Configure",
+                "linux-x86_64",
+                *OPENSSL_OPTIONS,
+                f"--prefix={INSTALL_PREFIX}",
+                f"--openssldir={OPENSSL_DIR}",
+                "--libdir=lib",
+                *SIZE_CFLAGS,
+            ],
+            cwd=ssl,
+            env=env,
+            what="configuring OpenSSL",
+            tool="OpenSSL Configure",
+        )
+        _sh(
+            runner,
+            ["make", jobs, "build_libs"],
+            cwd=ssl,
+            env=env,
+            what="compiling OpenSSL",
+            tool="make",
+        )
+        dest = work / "ssl-dest"
+        _sh(
+            runner,
+            ["make", "install_dev", f"DESTDIR={dest}"],
+            cwd=ssl,
+            env=env,
+            what="installing OpenSSL",
+            tool="make",
+        )
+        installed = dest / INSTALL_PREFIX.lstrip("/")
+        (deps / "lib").mkdir(parents=True, exist_ok=True)
+        for lib in ("libssl.a", "libcrypto.a"):
+            shutil.copy2(installed / "lib" / lib, deps / "lib" / lib)
+        shutil.copytree(installed / "include" / "openssl", deps / "include" / "openssl")
+        for pc in (installed / "lib" / "pkgconfig").glob("*.pc"):
+            text = pc.read_text().replace(f"prefix={INSTALL_PREFIX}", f"prefix={deps}")
+            (deps / "lib" / "pkgconfig" / pc.name).write_text(text)
+
+    py = srcs["python3.11"]
+    with step("configuring CPython"):
+        _sh(
+            runner,
+            [
+                "./configure",
+                *CPYTHON_OPTIONS,
+                f"--with-openssl={deps}",
+                f"--prefix={INSTALL_PREFIX}",
+            ],
+            cwd=py,
+            env={
+                **env,
+                "MODULE_BUILDTYPE": "static",
+                # zig enables UBSan when not optimising and -Werror=date-time by default
+                "CFLAGS": f"{size} -fno-sanitize=undefined",
+                "OPT": "-DNDEBUG -fwrapv -O2",
+                "CPPFLAGS": f"-I{deps / 'include'}",
+                "LDFLAGS": f"-static -L{deps / 'lib'}",
+            },
+            what="configuring CPython",
+            tool="CPython configure",
+        )
+    # CPython 3.11 uses Setup.stdlib only for WASM; on Linux every module to build in must be
+    # listed in Setup.local. configure has already resolved which ones this toolchain supports.
+    lines = []
+    for line in (py / "Modules" / "Setup.stdlib").read_text().splitlines():
+        if line.strip() == "*shared*":
+            break  # what follows are test modules, never built in
+        if line.strip() and not line.startswith("#"):
+            lines.append(line)
+    setup_local = py / "Modules" / "Setup.local"
+    setup_local.write_text("\n".join(lines) + "\n")
+    # make regenerates Makefile and config.c from the Setup files only when one is newer than
+    # the Makefile configure just wrote, possibly within the same second: say that it is.
+    newer = (py / "Makefile").stat().st_mtime + 2
+    os.utime(setup_local, (newer, newer))
+    with step("compiling CPython"):
+        _sh(
+            runner,
+            ["make", jobs, "python", "LINKFORSHARED= "],
+            cwd=py,
+            env=env,
+            what="compiling CPython",
+            tool="make",
+        )
+    table = (py / "Modules" / "config.c").read_text()
+    for required in ("_socket", "_ssl", "_hashlib", "zlib", "select", "math"):
+        if f"PyInit_{required}(" not in table:
+            raise FreezeError(
+                f"the static runtime was built without the {required} module",
+                tool="Modules/Setup.local",
+                output=setup_local.read_text(),
+                hint="this is a bug in scratchpack's runtime recipe; please report it",
+            )
+    _install(py, deps, stage)
+
+
+def _install(py: Path, deps: Path, stage: Path) -> None:
+    version = PYTHON_VERSION
+    (stage / "bin").mkdir(parents=True)
+    (stage / "share").mkdir()
+    libdir = stage / "lib"
+    libdir.mkdir()
+    exe = stage / "bin" / f"python{version}"
+    shutil.copy2(py / "python", exe)
+    shutil.copy2(py / f"libpython{version}.a", libdir / f"libpython{version}.a")
+    for lib in ("libssl.a", "libcrypto.a", "libz.a"):
+        shutil.copy2(deps / "lib" / lib, libdir / lib)
+    shutil.copy2(py / "Modules" / "config.c", stage / "share" / "config.c")
+    include = stage / "include" / f"python{version}"
+    shutil.copytree(py / "Include", include)
+    shutil.copy2(py / "pyconfig.h", include / "pyconfig.h")
+
+    def skip(_dir: str, names: list[str]) -> list[str]:
+        return [n for n in names if n in STDLIB_SKIP or n.endswith((".pyc", ".exe", ".bat"))]
+
+    stdlib = libdir / f"python{version}"
+    shutil.copytree(py / "Lib", stdlib, ignore=skip)
+    # getpath's landmark for the build interpreter's prefix; the runtime itself never reads it
+    (stdlib / "lib-dynload").mkdir(exist_ok=True)

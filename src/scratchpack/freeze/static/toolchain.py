@@ -1,0 +1,110 @@
+"""The C toolchain of the static runtime: ``zig cc`` from PyPI's pinned ``ziglang`` wheel.
+
+Why zig and not Debian's musl-gcc: zig ships musl *and* Linux kernel headers (CPython's socket
+module needs <linux/netlink.h>, which musl-tools lacks), needs no root, and targets aarch64 too
+(docs/design/static-runtime.md has the measurements). The wheel is installed once with pip into
+the cache; wrapper scripts give configure scripts a plain ``CC=zcc`` so no cache path ends up in
+the binaries (OpenSSL records its compiler command line in the library).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from scratchpack._ctx import step
+from scratchpack._types import Runner
+from scratchpack.errors import FreezeError
+
+#: The pinned toolchain; part of the runtime's cache key.
+ZIG_PIN = "ziglang==0.17.1"
+TARGET = "x86_64-linux-musl"
+#: The musl that ziglang 0.17.1 bundles and links statically (recorded in the SBOM).
+MUSL_VERSION = "1.2.5"
+
+_WRAPPER = """#!/bin/sh
+# scratchpack: {what} for {target}; maps the build directory away so no path leaks into objects
+export ZIG_GLOBAL_CACHE_DIR="{cache}" ZIG_LOCAL_CACHE_DIR="{cache}"
+exec "{zig}" {sub} "$@"
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Toolchain:
+    """A ready zig install plus ``zcc``/``zar``/``zranlib`` wrappers in ``bindir``."""
+
+    zig: Path
+    bindir: Path
+    cache: Path
+
+    def environ(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """An environment whose PATH finds the wrappers first, with CC/AR/RANLIB set to them."""
+        env = dict(os.environ if base is None else base)
+        env["PATH"] = f"{self.bindir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
+        env.update(CC="zcc", AR="zar", RANLIB="zranlib")
+        env["ZIG_GLOBAL_CACHE_DIR"] = env["ZIG_LOCAL_CACHE_DIR"] = str(self.cache)
+        return env
+
+
+def _write_wrapper(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    os.replace(tmp, path)
+
+
+def ensure_toolchain(root: Path, *, runner: Runner) -> Toolchain:
+    """Install the pinned ziglang wheel under ``root`` once (locked), and write the wrappers."""
+    version = ZIG_PIN.split("==", 1)[1]
+    home = root / f"zig-{version}"
+    zig = home / "pkgs" / "ziglang" / "zig"
+    cache = root / "zig-cache"
+    bindir = home / "bin"
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / ".ready").is_file():
+            shutil.rmtree(home / "pkgs", ignore_errors=True)
+            with step(f"installing the zig C toolchain ({ZIG_PIN}, ~60 MB download, once)"):
+                proc = runner(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "install",
+                        "-q",
+                        "--disable-pip-version-check",
+                        "--no-deps",
+                        "--target",
+                        str(home / "pkgs"),
+                        ZIG_PIN,
+                    ]
+                )
+            if proc.returncode != 0 or not zig.is_file():
+                raise FreezeError(
+                    f"cannot install the zig toolchain ({ZIG_PIN}) with pip",
+                    tool="pip",
+                    output=proc.stdout,
+                    hint="check that PyPI is reachable, or use --runtime pyinstaller",
+                )
+            (home / ".ready").write_text("ok\n")
+        bindir.mkdir(exist_ok=True)
+        cache.mkdir(parents=True, exist_ok=True)
+        for name, sub, what in (
+            (
+                "zcc",
+                f"cc -target {TARGET} "
+                '${SCRATCHPACK_PREFIX_MAP:+"-ffile-prefix-map=$SCRATCHPACK_PREFIX_MAP"}',
+                "C compiler",
+            ),
+            ("zar", "ar", "archiver"),
+            ("zranlib", "ranlib", "archive indexer"),
+        ):
+            text = _WRAPPER.format(what=what, target=TARGET, cache=cache, zig=zig, sub=sub)
+            if not (bindir / name).is_file() or (bindir / name).read_text() != text:
+                _write_wrapper(bindir / name, text)
+    return Toolchain(zig=zig, bindir=bindir, cache=cache)
