@@ -116,6 +116,11 @@ def listen(addr: str) -> _socket.socket:
             infos = _socket.getaddrinfo(_idna_free(host), port, 0, _socket.SOCK_STREAM)
         except (OSError, UnicodeError):  # UnicodeError: the idna codec refused the name
             raise ListenError(f"listen tcp: lookup {host}: no such host") from None
+        except LookupError:  # the frozen builds leave the idna codec out (README: deviations)
+            raise ListenError(
+                f"listen tcp: lookup {host}: non-ASCII host names are not supported "
+                "(use the punycode xn-- form)"
+            ) from None
         fam_ip = [(int(i[0]), str(i[4][0])) for i in infos]
         fam_ip.sort(key=lambda f: f[0] != _socket.AF_INET)
         candidates = fam_ip[:1]
