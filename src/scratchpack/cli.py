@@ -77,10 +77,11 @@ def _add_runtime_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--runtime",
         choices=("pyinstaller", "static"),
-        default="pyinstaller",
-        help="pyinstaller (default): PyInstaller+staticx, any app including C extensions; "
-        "static: a fully static CPython 3.11 with the app inside, one process, nothing "
-        "extracted, much faster start (pure-Python apps; the runtime is compiled once, ~6 min)",
+        default=None,
+        help="pyinstaller: PyInstaller+staticx, any app including C extensions; static: a "
+        "fully static CPython 3.11 with the app inside, one process, nothing extracted, "
+        "~10x faster start (pure-Python apps; the runtime is compiled once, a few minutes). "
+        "Default: [tool.scratchpack] runtime, else pyinstaller",
     )
 
 
@@ -151,7 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_runtime_flag(run)
     run.add_argument("--name", help="container name (default: scratchpack-<project>)")
-    run.add_argument("app_args", nargs=argparse.REMAINDER, help="arguments for the app, after --")
     _add_image_flags(run, with_args=False)
     run.add_argument("--python", metavar="PYTHON", help="interpreter to build with")
     _add_common_flags(run)

@@ -315,8 +315,7 @@ def _static_runtime_parts() -> list[sbom.Component]:
             license=licenses.get(p.name, ""),
             download_location="https://deb.debian.org/debian/",
         )
-        for p in PACKAGES
-        if p.name != "python3.11"  # recorded below as the cpython component
+        for p in PACKAGES  # python3.11 too: its Debian version names the security patches
     ]
     zig = ZIG_PIN.partition("==")[2]
     out.append(
@@ -469,13 +468,13 @@ def build_for_run(
     *,
     tags: Sequence[str] = (),
     python: str | None = None,
-    runtime: Runtime = "pyinstaller",
+    runtime: Runtime | None = None,
 ) -> RunBuild:
     """Build a project's image into a cached tarball for ``scratchpack run``."""
     spec = FreezeSpec(project_dir=project_dir, python=python, runtime=runtime)
     cache = _run_cache_dir()
     name = _repo_name(project_dir.resolve().name)
-    tarball = cache / f"{name}-{runtime}.tar"
+    tarball = cache / f"{name}-{runtime or 'default'}.tar"
     options = BuildOptions(freeze=spec, tags=tuple(tags), tarball=tarball, sbom="none")
     return RunBuild(tarball, build(options).tags)
 

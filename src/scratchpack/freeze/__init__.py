@@ -138,7 +138,8 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
     info = project_info(data, spec.entrypoint)
     epoch = _source_date_epoch(spec)
     cache_dir = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
-    static = spec.runtime == "static"
+    runtime = spec.runtime or info.runtime or "pyinstaller"
+    static = runtime == "static"
     py = _env.probe_python(spec.python, runner=runner, need_libpython=not static)
     if static and not py.version.startswith(f"{_static.PYTHON_VERSION}."):
         raise ProjectError(
@@ -153,7 +154,7 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
         includes = (*includes, "runpy")  # the launcher runs a plain module with runpy
     key_doc = {
         "recipe": _RECIPE_VERSION,
-        "runtime": spec.runtime,
+        "runtime": runtime,
         "tools": _static.freezer_digest() if static else TOOL_PINS,
         "includes": includes,
         "python": py.identity,
@@ -221,7 +222,7 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
             "project": dataclasses.asdict(info),
             "distributions": [dataclasses.asdict(d) for d in dists],
             "python_version": python_version,
-            "runtime": spec.runtime,
+            "runtime": runtime,
             "key": key_doc,
         }
         # Publish atomically: build the entry beside its final place, then rename it in.

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from scratchpack.errors import ProjectError
-from scratchpack.freeze.spec import ProjectInfo
+from scratchpack.freeze.spec import RUNTIMES, ProjectInfo
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
@@ -156,6 +156,12 @@ def project_info(data: dict[str, Any], entrypoint: str | None) -> ProjectInfo:
                 f"[tool.scratchpack] include-modules: {module!r} is not a module name "
                 "(or package.* for all of its submodules)"
             )
+    runtime = tool.get("runtime")
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ProjectError(
+            f"[tool.scratchpack] runtime = {runtime!r}: must be 'pyinstaller' or 'static'",
+            hint="static needs a pure-Python app; pyinstaller freezes anything",
+        )
     urls = project.get("urls", {})
     source_url = ""
     if isinstance(urls, dict):
@@ -170,6 +176,7 @@ def project_info(data: dict[str, Any], entrypoint: str | None) -> ProjectInfo:
         source_url=source_url,
         exclude_modules=excludes,
         include_modules=includes,
+        runtime=runtime,
     )
 
 

@@ -44,7 +44,7 @@ class FreezeSpec:
     entrypoint: str | None = None
     python: str | None = None
     compression: Compression = DEFAULT_COMPRESSION
-    runtime: Runtime = "pyinstaller"
+    runtime: Runtime | None = None  # None: [tool.scratchpack] runtime, else "pyinstaller"
     exclude_modules: tuple[str, ...] = ()
     source_date_epoch: int | None = None
     cache_dir: Path | None = None
@@ -53,7 +53,7 @@ class FreezeSpec:
     def __post_init__(self) -> None:
         if self.compression not in ("none", "xz"):
             raise ValueError(f"compression must be 'none' or 'xz', not {self.compression!r}")
-        if self.runtime not in RUNTIMES:
+        if self.runtime is not None and self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be 'pyinstaller' or 'static', not {self.runtime!r}")
         if self.source_date_epoch is not None and self.source_date_epoch < 0:
             raise ValueError("source_date_epoch must be >= 0")
@@ -83,6 +83,7 @@ class ProjectInfo:
     source_url: str = ""
     exclude_modules: tuple[str, ...] = ()  # [tool.scratchpack] exclude-modules, proven by tests
     include_modules: tuple[str, ...] = ()  # [tool.scratchpack] include-modules (dynamic imports)
+    runtime: Runtime | None = None  # [tool.scratchpack] runtime
 
 
 @dataclass(frozen=True, slots=True)
