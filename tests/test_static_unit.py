@@ -13,6 +13,7 @@ import pytest
 
 from scratchpack.errors import ProjectError
 from scratchpack.freeze.project import project_info
+from scratchpack.freeze.spec import ProjectInfo
 from scratchpack.freeze.static import _bundle
 from scratchpack.freeze.static.link import CORE_BUILTINS, MISSING_NOTE, bootstrap_code, config_c
 from scratchpack.freeze.static.runtime import runtime_key
@@ -102,7 +103,7 @@ def test_bootstrap_calls_the_entry_point(entrypoint: str, expect: str) -> None:
     assert MISSING_NOTE in code
 
 
-def test_bootstrap_exits_143_on_sigterm_only_as_pid_1(tmp_path: object) -> None:
+def test_bootstrap_exits_143_on_sigterm_only_as_pid_1() -> None:
     """Run the bootstrap's SIGTERM part as PID 1 of a new PID namespace and as a normal child."""
     code = bootstrap_code("json:dumps").split("try:")[0]
     probe = code + "import os\nos.kill(os.getpid(), 15)\nimport time\ntime.sleep(5)\n"
@@ -113,11 +114,13 @@ def test_bootstrap_exits_143_on_sigterm_only_as_pid_1(tmp_path: object) -> None:
         check=False,
     )
     assert as_pid1.returncode == 143, as_pid1.stderr
-    normal = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=30)
+    normal = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, timeout=30, check=False
+    )
     assert normal.returncode == -15
 
 
-def _info(tool: dict[str, object]) -> object:
+def _info(tool: dict[str, object]) -> ProjectInfo:
     return project_info(
         {"project": {"name": "x", "version": "1"}, "tool": {"scratchpack": tool}}, "x:main"
     )
@@ -125,8 +128,8 @@ def _info(tool: dict[str, object]) -> object:
 
 def test_runtime_and_include_modules_from_pyproject() -> None:
     info = _info({"runtime": "static", "include-modules": ["encodings.cp1252", "email.*"]})
-    assert getattr(info, "runtime") == "static"
-    assert getattr(info, "include_modules") == ("encodings.cp1252", "email.*")
+    assert info.runtime == "static"
+    assert info.include_modules == ("encodings.cp1252", "email.*")
 
 
 @pytest.mark.parametrize(
