@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,3 +92,43 @@ def static_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def freeze_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One build cache for the whole session: each project is frozen cold once, then reused."""
     return tmp_path_factory.mktemp("freeze-cache")
+
+
+# --- the --runtime static runtime kit: built cold ONCE per session, shared by every static test --
+
+RUNTIME_SEED_ENV = "SCRATCHPACK_TEST_RUNTIME_SEED"
+
+
+def _seed_runtime(seed: Path, cache: Path) -> None:
+    """Copy a built kit and its zig toolchain from another cache (local runs only)."""
+    from scratchpack.freeze.static import runtime_key
+
+    src, dest = seed / "runtime", cache / "runtime"
+    parts = [src / runtime_key(), *sorted(src.glob("zig-[0-9]*")), src / "zig-cache"]
+    for part in parts:
+        if part.is_dir():
+            shutil.copytree(part, dest / part.name, symlinks=True)
+
+
+@pytest.fixture(scope="session")
+def static_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A build cache whose static CPython kit (zlib, OpenSSL, CPython from Debian sources, zig cc)
+    is built from scratch here, once: this IS the proof that the runtime builds (~3-6 min on 2
+    cores; the first test that asks pays for it). Every --runtime static build of the session
+    uses this cache. Removed at the end (about 700 MB).
+
+    Locally, SCRATCHPACK_TEST_RUNTIME_SEED=<cache dir> copies an already built kit in instead;
+    with CI=true that shortcut is refused, so CI always builds the kit cold.
+    """
+    from scratchpack._ctx import run_subprocess
+    from scratchpack.freeze.static import ensure_runtime
+
+    cache = tmp_path_factory.mktemp("static-cache")
+    seed = os.environ.get(RUNTIME_SEED_ENV, "").strip()
+    if seed:
+        if in_ci():
+            pytest.fail(f"{RUNTIME_SEED_ENV} is set: CI must build the static runtime cold")
+        _seed_runtime(Path(seed), cache)
+    ensure_runtime(cache, runner=run_subprocess)
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)

@@ -54,13 +54,41 @@ def make_rootfs(
     return Path("/") / name
 
 
+def make_scratch_rootfs(
+    root: Path,
+    executable: Path,
+    *,
+    name: str = "app",
+    files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """A truly empty root for --runtime static: the executable, /etc/passwd, /etc/group and
+    ``files``; no /tmp, no /proc (run it with read_only=True). Returns the in-root path."""
+    exe = make_rootfs(root, executable, name=name, files=files)
+    (root / "tmp").rmdir()
+    (root / "proc").rmdir()
+    return exe
+
+
 def rootfs_command(
-    root: Path, argv: Sequence[str], *, uid: int = APP_UID, gid: int = APP_UID
+    root: Path,
+    argv: Sequence[str],
+    *,
+    uid: int = APP_UID,
+    gid: int = APP_UID,
+    read_only: bool = False,
 ) -> list[str]:
-    """unshare + mount proc in the root + chroot as uid:gid, exec argv (argv[0] in-root path)."""
+    """unshare + mount proc in the root + chroot as uid:gid, exec argv (argv[0] in-root path).
+
+    read_only=True (a scratch root, see make_scratch_rootfs): no proc is mounted and the root
+    is bound onto itself and remounted read-only inside the private mount namespace.
+    """
+    prepare = (
+        '/usr/bin/mount --bind "$root" "$root" && /usr/bin/mount -o remount,bind,ro "$root"'
+        if read_only
+        else '/usr/bin/mount -t proc proc "$root/proc"'
+    )
     script = (
-        "root=$1; user=$2; shift 2; "
-        '/usr/bin/mount -t proc proc "$root/proc" && '
+        f"root=$1; user=$2; shift 2; {prepare} && "
         'exec /usr/sbin/chroot --userspec="$user" "$root" "$@"'
     )
     unshare = shutil.which("unshare") or "/usr/bin/unshare"
@@ -77,10 +105,15 @@ def start(
     env: Mapping[str, str] | None = None,
     uid: int = APP_UID,
     gid: int = APP_UID,
+    read_only: bool = False,
+    prefix: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start argv inside the root in its own session/process group; stdout+stderr piped."""
+    """Start argv inside the root in its own session/process group; stdout+stderr piped.
+
+    ``prefix`` runs first and must exec the rest (e.g. nsenter into a network namespace).
+    """
     return subprocess.Popen(
-        rootfs_command(root, argv, uid=uid, gid=gid),
+        [*prefix, *rootfs_command(root, argv, uid=uid, gid=gid, read_only=read_only)],
         env=dict(env or {}),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -95,9 +128,11 @@ def run(
     *,
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
+    read_only: bool = False,
+    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[bytes]:
     """Run to completion inside the root; output is stdout+stderr combined."""
-    proc = start(root, argv, env=env)
+    proc = start(root, argv, env=env, read_only=read_only, prefix=prefix)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -140,10 +175,14 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
 
 @contextlib.contextmanager
 def running(
-    root: Path, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    root: Path,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    read_only: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A started process that is always stopped (group SIGKILL) when the block exits."""
-    proc = start(root, argv, env=env)
+    proc = start(root, argv, env=env, read_only=read_only)
     try:
         yield proc
     finally:

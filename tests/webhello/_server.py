@@ -107,6 +107,64 @@ def base_command(*, non_root: bool = False) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "webhello"], {}
 
 
+# --- WEBHELLO_SANDBOX=ro-rootfs: the executable in an empty, read-only root ---------------------
+# Used by tests/test_static_e2e.py for --runtime static executables: tests/static_sandbox.py
+# (run as root) gives the server a tmpfs root with only /etc/passwd, /etc/group, the executable
+# and the test's cwd (plus directories named by absolute-path arguments, e.g. -cert /x/c.pem),
+# remounts it read-only (no /tmp, no /proc) and drops to the uid the test asks for.
+# A test that asks for no uid keeps the suite's contract "the server runs as the invoking user"
+# (root): about 40 tests assert `user: root (uid: 0)`, own files as os.getuid(), or use pytest's
+# 0700 root-owned tmp dirs as cwd, so forcing uid 1000 on them (WEBHELLO_SANDBOX_UID=1000) makes
+# them fail for that reason only. Every test that asks for uid 1000 (or 54321) gets it.
+SANDBOX_ENV = "WEBHELLO_SANDBOX"
+SANDBOX_LAUNCHER = REPO / "tests" / "static_sandbox.py"
+SANDBOX_UID_ENV = "WEBHELLO_SANDBOX_UID"
+
+
+def sandbox_mode() -> bool:
+    value = os.environ.get(SANDBOX_ENV, "").strip()
+    if value and value != "ro-rootfs":
+        raise AssertionError(f"{SANDBOX_ENV}={value!r}: the only sandbox is 'ro-rootfs'")
+    return bool(value)
+
+
+def sandbox_default_uid() -> int | None:
+    """The uid a test that asks for none runs as in the sandbox (None: the caller's own)."""
+    raw = os.environ.get(SANDBOX_UID_ENV, "").strip()
+    return int(raw) if raw else None
+
+
+def _sandbox_binds(args: Sequence[str]) -> list[str]:
+    """Existing directories an argument names by absolute path (`-cert /d/c.pem`, `-touch=/d/f`):
+    bound into the sandbox like container volumes, so such paths mean the same inside."""
+    out = set()
+    for arg in args:
+        value = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
+        if not value.startswith("/"):
+            continue
+        path = Path(value)
+        directory = path if path.is_dir() else path.parent
+        if directory.is_dir() and directory != Path("/"):
+            out.add(str(directory))
+    return sorted(out)
+
+
+def sandbox_argv(
+    argv: Sequence[str], args: Sequence[str], *, uid: int | None, gid: int | None
+) -> list[str]:
+    """argv wrapped in the sandbox launcher; it execs, so the server keeps the launcher's PID."""
+    if frozen_executable() is None:
+        raise AssertionError(f"{SANDBOX_ENV}=ro-rootfs needs WEBHELLO_CMD=<one executable path>")
+    user = sandbox_default_uid() if uid is None else uid
+    user = os.getuid() if user is None else user
+    group = user if gid is None else gid
+    binds = [f"--bind={d}" for d in _sandbox_binds(args)]
+    return [
+        SYSTEM_PYTHON, "-I", str(SANDBOX_LAUNCHER), f"--uid={user}", f"--gid={group}", *binds,
+        "--", *argv,
+    ]  # fmt: skip
+
+
 def build_argv(
     args: Sequence[str],
     *,
@@ -118,7 +176,9 @@ def build_argv(
     """Full argv (with setpriv/taskset/unshare wrappers, which all exec) and base environment."""
     cmd, env = base_command(non_root=uid is not None and uid != 0)
     argv = [*cmd, *args]
-    if uid is not None:
+    if sandbox_mode():
+        argv = sandbox_argv(argv, args, uid=uid, gid=gid)
+    elif uid is not None:
         group = uid if gid is None else gid
         argv = [_tool("setpriv"), f"--reuid={uid}", f"--regid={group}", "--clear-groups", *argv]
     if cpus is not None:

@@ -65,7 +65,7 @@ def ensure_toolchain(root: Path, *, runner: Runner) -> Toolchain:
     cache = root / "zig-cache"
     bindir = home / "bin"
     home.mkdir(parents=True, exist_ok=True)
-    with open(home.with_suffix(".lock"), "w") as lock:
+    with open(root / f"{home.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (home / ".ready").is_file():
             shutil.rmtree(home / "pkgs", ignore_errors=True)
