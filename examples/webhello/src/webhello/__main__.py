@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 os.close(fd)
         except OSError as err:
-            text = (err.strerror or str(err)).lower()
-            log.log(f"dumpVersion: touch={touch}: open {touch}: {text}")
+            from .goformat import errno_text
+
+            log.log(f"dumpVersion: touch={touch}: open {touch}: {errno_text(err)}")
 
     from .goformat import duration, parse_duration
 

@@ -232,3 +232,45 @@ def parse_http_time(v: str) -> int | None:
         return timegm(y, mo, d, h, m_, s)
     except (KeyError, ValueError):
         return None
+
+
+# Go's syscall.Errno strings (zerrors_linux_*.go): Go ships its own table, so the text does not
+# depend on the C library. glibc happens to agree with it; musl (the static build) does not
+# ("address in use", "permission denied" vs "Permission denied", ...).
+_GO_ERRNO = {
+    1: "operation not permitted",
+    2: "no such file or directory",
+    3: "no such process",
+    4: "interrupted system call",
+    5: "input/output error",
+    9: "bad file descriptor",
+    11: "resource temporarily unavailable",
+    12: "cannot allocate memory",
+    13: "permission denied",
+    17: "file exists",
+    20: "not a directory",
+    21: "is a directory",
+    22: "invalid argument",
+    23: "too many open files in system",
+    24: "too many open files",
+    28: "no space left on device",
+    30: "read-only file system",
+    32: "broken pipe",
+    36: "file name too long",
+    97: "address family not supported by protocol",
+    98: "address already in use",
+    99: "cannot assign requested address",
+    101: "network is unreachable",
+    104: "connection reset by peer",
+    110: "connection timed out",
+    111: "connection refused",
+    113: "no route to host",
+}
+
+
+def errno_text(err: OSError) -> str:
+    """An OSError's text as Go prints it (`bind: address already in use`)."""
+    if err.errno in _GO_ERRNO:
+        return _GO_ERRNO[err.errno]
+    text = err.strerror or str(err)
+    return text[:1].lower() + text[1:]

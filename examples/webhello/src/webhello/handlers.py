@@ -12,7 +12,7 @@ import stat
 import time
 
 from .errors import HttpError
-from .goformat import argv_v, duration, http_date, parse_http_time, time_string
+from .goformat import argv_v, duration, errno_text, http_date, parse_http_time, time_string
 from .http import Request, unescape_path
 from .response import Response, encode, error_response, sniff, status_line
 
@@ -464,7 +464,7 @@ class App:
             if _needs_escape(cwd):
                 cwd = html_escape(cwd)
         except OSError as err:
-            cwd = f" (error: getwd: {(err.strerror or str(err)).lower()})"
+            cwd = f" (error: getwd: {errno_text(err)})"
         wall = time.time_ns()
         mono = time.monotonic_ns() - info.start_mono_ns
         tsec, tns = divmod(wall, 1_000_000_000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import _socket  # socket.py and signal.py build IntEnums at import: ~11 ms of cold start
 import os
 
+from .goformat import errno_text
 from .loop import Loop
 from .protocol import ConnState, HttpProtocol, TlsProtocol
 from .transport import Acceptor
@@ -46,8 +47,7 @@ class ListenError(Exception):
 
 
 def _errtext(err: OSError) -> str:
-    text = err.strerror or str(err)
-    return text[:1].lower() + text[1:]
+    return errno_text(err)
 
 
 def split_host_port(addr: str) -> tuple[str, str]:

@@ -81,7 +81,7 @@ def _owners(site_dirs: list[str]) -> dict[str, str]:
             record = info / "RECORD"
             if not record.is_file():
                 continue
-            name = info.name.rsplit("-", 1)[0]
+            name = info.name.removesuffix(".dist-info").rsplit("-", 1)[0]
             with record.open(newline="") as f:
                 for row in csv.reader(f):
                     if row:
@@ -124,6 +124,8 @@ def build_static(
     bundle_zip = workdir / "modules.zip"
     request = {
         "entry": entrypoint.partition(":")[0],
+        "run_main": ":"
+        not in entrypoint,  # a plain module runs as __main__ (a package: its __main__)
         "search_path": [str(kit.stdlib), *site_dirs],
         "app_paths": site_dirs,
         "stdlib": str(kit.stdlib),

@@ -201,6 +201,10 @@ def main() -> int:
     builtin = set(sys.builtin_module_names)
     finder = StdlibAwareFinder(req["stdlib"], req["entry"], path=search_path, excludes=excludes)
     finder.import_hook(req["entry"])
+    entry_mod = finder.modules.get(req["entry"])
+    if req.get("run_main") and getattr(entry_mod, "__path__", None):
+        finder.import_hook(req["entry"] + ".__main__")  # runpy runs a package's __main__
+    _add_named_codecs(finder, search_path, req["stdlib"], excludes)
     done: set[str] = set()
     while True:  # STDLIB_LAZY until nothing new: the added modules may need more
         todo = [m for m in STDLIB_LAZY if m in finder.modules and m not in done]
@@ -310,6 +314,44 @@ def main() -> int:
         )
     )
     return 0
+
+
+def _add_named_codecs(
+    finder: modulefinder.ModuleFinder, search_path: list[str], stdlib: str, excludes: list[str]
+) -> None:
+    """Codecs are imported by name (``s.encode("punycode")``): bundle every codec whose name
+    appears as a string literal in the app's or its dependencies' code."""
+    encodings_dir = os.path.join(stdlib, "encodings")
+    available = {f[:-3] for f in os.listdir(encodings_dir) if f.endswith(".py")}
+    aliases: dict[str, str] = {}
+    with open(os.path.join(encodings_dir, "aliases.py"), encoding="utf-8") as text:
+        tree = ast.parse(text.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for k, v in zip(node.keys, node.values, strict=True):
+                if isinstance(k, ast.Constant) and isinstance(v, ast.Constant):
+                    aliases[str(k.value)] = str(v.value)
+    stdlib_prefix = stdlib.rstrip("/") + "/"
+    wanted: set[str] = set()
+    for mod in list(finder.modules.values()):
+        path: str = getattr(mod, "__file__", None) or ""
+        if not path.endswith(".py") or path.startswith(stdlib_prefix):
+            continue
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                value = node.value
+                if 2 <= len(value) <= 40 and value.isascii():
+                    norm = value.lower().replace("-", "_").replace(" ", "_")
+                    norm = aliases.get(norm, norm)
+                    if norm in available and norm not in ("__init__", "aliases"):
+                        wanted.add(norm)
+    for name in sorted(wanted):
+        full = f"encodings.{name}"
+        if not _matches(full, excludes):
+            with contextlib.suppress(ImportError):
+                finder.import_hook(full)
 
 
 def _submodules(mod: object) -> list[str]:

@@ -63,6 +63,15 @@ int main(int argc, char **argv) {
               "/proc/self/exe; run it by its path\n", stderr);
         return 127;
     }
+    /* UTF-8 mode, whatever the locale: a scratch container has no locales and usually no LANG,
+     * and an isolated pre-configuration would otherwise leave argv, file names and stdio ASCII. */
+    PyPreConfig preconfig;
+    PyPreConfig_InitIsolatedConfig(&preconfig);
+    preconfig.utf8_mode = 1;
+    PyStatus prestatus = Py_PreInitialize(&preconfig);
+    if (PyStatus_Exception(prestatus)) {
+        Py_ExitStatusException(prestatus);
+    }
     PyConfig config;
     PyConfig_InitIsolatedConfig(&config);
     config.site_import = 0;

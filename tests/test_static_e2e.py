@@ -1,0 +1,716 @@
+"""`--runtime static` end to end, through the CLI, against the real thing.
+
+The static CPython kit is built cold once per session (conftest `static_cache`), then every
+executable here is built from it with `scratchpack exe|build --runtime static` and run where a
+static executable must work: an EMPTY root filesystem mounted READ-ONLY (no /tmp, no /proc), as
+uid 1000 -- under unshare + chroot (tests/rootfs.py), under the sandbox the whole webhello
+behaviour suite runs in (tests/static_sandbox.py), and as a `podman run --read-only` container
+without any tmpfs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from scratchpack.freeze.static.sources import PACKAGES
+from scratchpack.freeze.static.toolchain import MUSL_VERSION
+from tests import rootfs
+from tests._net import free_port
+from tests.runtimes import Container, ContainerRuntime
+from tests.webhello._server import in_netns
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+WEBHELLO = REPO / "examples" / "webhello"
+SCRATCHPACK = [sys.executable, "-m", "scratchpack"]
+SYSTEM_PYTHON = "/usr/bin/python3"
+SANDBOX = REPO / "tests" / "static_sandbox.py"
+IMAGE = "webhello-static:e2e"
+
+
+def scratchpack(*args: str, cache: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    return subprocess.run(
+        [*SCRATCHPACK, *args, "--cache-dir", str(cache)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def build_exe(project: Path, out: Path, cache: Path, *extra: str) -> dict[str, Any]:
+    """`scratchpack exe PROJECT --runtime static -o OUT`; its --json result."""
+    proc = scratchpack(
+        "exe", str(project), "--runtime", "static", "-o", str(out), "--json", *extra, cache=cache
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert Path(result["executable"]) == out
+    return dict(result)
+
+
+def file_type(path: Path) -> str:
+    return subprocess.run(
+        ["file", "-b", str(path)], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---- session artefacts: each executable is built once ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def exe_dir() -> Iterator[Path]:
+    """World-readable home for the executables (pytest's basetemp is 0700 to other uids)."""
+    d = Path(tempfile.mkdtemp(prefix="scratchpack-static-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    result: dict[str, Any]
+
+
+def _webhello_copy(dest: Path) -> Path:
+    shutil.copytree(
+        WEBHELLO, dest, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build")
+    )
+    return dest
+
+
+@pytest.fixture(scope="session")
+def webhello_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One snapshot of examples/webhello for every build here, so all of them (and the
+    reproducibility check) see the same sources even while the working tree is being edited."""
+    return _webhello_copy(tmp_path_factory.mktemp("webhello-snapshot") / "webhello")
+
+
+@pytest.fixture(scope="session")
+def webhello_exe(static_cache: Path, exe_dir: Path, webhello_src: Path) -> Built:
+    """webhello, built with --no-cache: the first of the two builds the reproducibility test
+    compares (it also lands in the cache, so the image build below reuses it)."""
+    out = exe_dir / "webhello"
+    return Built(out, build_exe(webhello_src, out, static_cache, "--no-cache"))
+
+
+@pytest.fixture(scope="session")
+def probe_exe(static_cache: Path, exe_dir: Path) -> Path:
+    out = exe_dir / "probe"
+    build_exe(FIXTURES / "app_static_probe", out, static_cache)
+    return out
+
+
+@pytest.fixture(scope="session")
+def image(
+    static_cache: Path,
+    webhello_src: Path,
+    webhello_exe: Built,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Built:
+    """`scratchpack build examples/webhello --runtime static` to a docker-archive tarball."""
+    out = tmp_path_factory.mktemp("static-image")
+    proc = scratchpack(
+        "build", str(webhello_src), "--runtime", "static", "--tarball", str(out / "webhello.tar"),
+        "--tag", IMAGE, "--json",
+        cache=static_cache,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return Built(out / "webhello.tar", json.loads(proc.stdout))
+
+
+# ---- 1. the runtime kit ---------------------------------------------------------------------
+
+
+def test_runtime_kit_is_built_once_and_reused(static_cache: Path) -> None:
+    from scratchpack._ctx import run_subprocess
+    from scratchpack.freeze.static import ensure_runtime, runtime_key
+
+    started = time.monotonic()
+    kit = ensure_runtime(static_cache, runner=run_subprocess)  # the session already built it
+    reused_in = time.monotonic() - started
+    assert kit.root == static_cache / "runtime" / runtime_key()
+    assert kit.python_version == "3.11.2"
+    assert kit.build_seconds > 0
+    assert "statically linked" in file_type(kit.python)
+    assert {"_socket", "_ssl", "_hashlib", "zlib", "unicodedata"} <= set(kit.builtins)
+    kits = [p.name for p in (static_cache / "runtime").iterdir() if (p / "runtime.json").is_file()]
+    assert kits == [runtime_key()]
+    assert reused_in < 60, f"a built kit took {reused_in:.0f} s to load: was it rebuilt?"
+
+
+# ---- 2. webhello in an empty read-only root, as uid 1000 -------------------------------------
+
+
+def _get(port: int, context: ssl.SSLContext | None = None) -> int | None:
+    conn: http.client.HTTPConnection
+    if context is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=context)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def _children(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
+def test_webhello_is_statically_linked(webhello_exe: Built) -> None:
+    assert "statically linked" in file_type(webhello_exe.path)
+    assert webhello_exe.path.stat().st_mode & 0o777 == 0o755
+    assert webhello_exe.result["sha256"] == sha256(webhello_exe.path)
+    assert webhello_exe.result["cached"] is False
+
+
+def test_webhello_serves_in_empty_read_only_root_and_stops_on_sigterm(
+    webhello_exe: Built, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    exe = rootfs.make_scratch_rootfs(root, webhello_exe.path)
+    assert sorted(p.name for p in root.iterdir()) == ["app", "etc"]
+    port, https_port = free_port(), free_port()
+    argv = [str(exe), "-addr", f"127.0.0.1:{port}", "-httpsAddr", f"127.0.0.1:{https_port}"]
+    with rootfs.running(root, argv, read_only=True) as proc:
+        up = rootfs.wait_for(lambda: proc.poll() is not None or _get(port) == 200, 30)
+        status = _get(port)
+        app = rootfs.namespace_init(proc)
+        children = _children(app) if app is not None else None
+        code = rootfs.stop(proc, signal.SIGTERM, timeout=5)  # raises if it takes longer
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode(errors="replace")
+    assert up and status == 200, out
+    assert "user: appuser (uid: 1000)" in out
+    assert children == [], f"one process expected, PID 1 has children {children}"
+    assert code == 0, f"exit {code} after SIGTERM to PID 1:\n{out}"
+
+
+def test_scratch_root_is_really_empty_and_read_only(probe_exe: Path, tmp_path: Path) -> None:
+    """What the app sees in the root above (the same rootfs helper and options)."""
+    root = tmp_path / "root"
+    exe = rootfs.make_scratch_rootfs(root, probe_exe)
+    proc = rootfs.run(root, [str(exe), "fs"], read_only=True)
+    assert proc.returncode == 0, proc.stdout
+    seen = json.loads(proc.stdout)
+    assert seen["root"] == ["app", "etc"]
+    assert seen["write_root"] == "EROFS"
+    assert (seen["tmp"], seen["proc"]) == (False, False)
+    assert (seen["uid"], seen["gid"], seen["pid"]) == (1000, 1000, 1)
+    assert seen["executable"] == "/app"
+    assert not (root / "probe-write").exists()
+
+
+# ---- 3. the whole behaviour suite in the read-only sandbox -----------------------------------
+
+
+def test_sandbox_launcher_gives_an_empty_read_only_root(probe_exe: Path, exe_dir: Path) -> None:
+    """tests/static_sandbox.py, which the behaviour suite below runs every server in."""
+    cwd = exe_dir / "cwd"
+    cwd.mkdir()
+    proc = subprocess.run(
+        [SYSTEM_PYTHON, "-I", str(SANDBOX), "--uid=1000", "--", str(probe_exe), "fs"],
+        cwd=cwd,
+        env={},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    top = {Path(p).parts[1] for p in (str(probe_exe), str(cwd))}
+    assert seen["root"] == sorted({"etc", *top})
+    assert seen["write_root"] == "EROFS"
+    assert seen["proc"] is False
+    assert (seen["uid"], seen["gid"], seen["cwd"]) == (1000, 1000, str(cwd))
+    assert seen["executable"] == str(probe_exe)
+
+
+def _suite(exe: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "WEBHELLO_CMD": str(exe), "WEBHELLO_SANDBOX": "ro-rootfs"}
+    for name in ("PYTEST_ADDOPTS", "WEBHELLO_SANDBOX_UID"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=REPO,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+def test_webhello_behaviour_suite_passes_in_read_only_sandbox(webhello_exe: Built) -> None:
+    """The whole tests/webhello suite against the static executable, every server started by
+    tests/static_sandbox.py: empty read-only root, no /tmp, no /proc, the uid each test asks
+    for (see _server.py: tests that ask for none run as the invoking user, as in every run)."""
+    proc = _suite(webhello_exe.path, "tests/webhello")
+    tail = "\n".join(proc.stdout.splitlines()[-60:])
+    assert proc.returncode == 0, tail
+    assert re.search(r"\d+ passed", tail), tail
+    assert not re.search(r"\d+ (skipped|xfailed|xpassed|deselected)", tail), tail
+
+
+# ---- 4. the image: podman, read-only root, no tmpfs, uid 1000 ---------------------------------
+
+
+def _make_cert(directory: Path) -> Path:
+    directory.mkdir(mode=0o755)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"),
+         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for name in ("cert.pem", "key.pem"):
+        (directory / name).chmod(0o644)  # the container runs as uid 1000
+    return directory
+
+
+@pytest.fixture(scope="session")
+def loaded_image(image: Built, podman_runtime: ContainerRuntime) -> ContainerRuntime:
+    out = podman_runtime.load(image.path)
+    assert IMAGE in out, out
+    return podman_runtime
+
+
+def _run_read_only(
+    runtime: ContainerRuntime, args: list[str], extra: tuple[str, ...] = ()
+) -> Container:
+    """podman run --read-only without any tmpfs (podman adds /tmp, /run... unless told not to),
+    without --init (the executable is PID 1), as uid 1000."""
+    flags = [f for f in runtime.run_flags if not f.startswith("--init")]
+    argv = [
+        "run", "-d", "--network=host", "--pull=never", *flags,
+        "--read-only", "--read-only-tmpfs=false", "--user", "1000", *extra, IMAGE, *args,
+    ]  # fmt: skip
+    cid = runtime.cli(*argv).stdout.strip().splitlines()[-1]
+    container = Container(runtime, cid)
+    runtime.containers.append(container)
+    return container
+
+
+def test_image_serves_http_read_only_and_stops_on_sigterm(loaded_image: ContainerRuntime) -> None:
+    port = free_port()
+    container = _run_read_only(loaded_image, ["-addr", f"127.0.0.1:{port}"])
+    try:
+        status, body = container.wait_http(f"http://127.0.0.1:{port}/", timeout=30)
+        info = container.inspect()
+    finally:
+        code = container.stop(timeout=10)  # SIGTERM; SIGKILL (exit 137) after 10 s
+    assert status == 200 and b"<title>webhello root page</title>" in body
+    host = info["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert not host.get("Tmpfs"), host.get("Tmpfs")
+    assert not [m for m in info.get("Mounts", []) if m.get("Type") == "tmpfs"]
+    assert info["Config"]["User"] == "1000"
+    logs = container.final_logs
+    assert "user: appuser (uid: 1000)" in logs, logs
+    assert code == 0, logs  # PID 1 (no --init) honoured SIGTERM
+
+
+def test_image_serves_https_with_read_only_cert_volume(
+    loaded_image: ContainerRuntime, exe_dir: Path
+) -> None:
+    certs = _make_cert(exe_dir / "certs")
+    port, https_port = free_port(), free_port()
+    args = ["-addr", f"127.0.0.1:{port}", "-httpsAddr", f"127.0.0.1:{https_port}",
+            "-cert", "/certs/cert.pem", "-key", "/certs/key.pem"]  # fmt: skip
+    container = _run_read_only(loaded_image, args, ("-v", f"{certs}:/certs:ro"))
+    ctx = ssl.create_default_context(cafile=str(certs / "cert.pem"))
+    try:
+        up = rootfs.wait_for(lambda: not container.running() or _get(https_port, ctx) == 200, 30)
+        status = _get(https_port, ctx)
+    finally:
+        code = container.stop(timeout=10)
+    logs = container.final_logs
+    assert up and status == 200, logs
+    assert f"serving HTTPS on TCP 127.0.0.1:{https_port}" in logs, logs
+    assert code == 0, logs
+
+
+def test_image_size_is_reported(
+    loaded_image: ContainerRuntime, webhello_exe: Built, record_property: Any
+) -> None:
+    size = loaded_image.image_size(IMAGE)
+    exe_size = webhello_exe.path.stat().st_size
+    record_property("podman_image_size", size)
+    record_property("static_webhello_size", exe_size)
+    print(f"\npodman image size {size} bytes; static webhello {exe_size} bytes")
+    assert size >= exe_size  # the image holds the executable (and /etc files)
+    assert loaded_image.image_inspect(IMAGE)["Config"]["Entrypoint"] == ["/app"]
+
+
+# ---- 5. run-time facilities in an empty read-only root ---------------------------------------
+
+HOSTS_NAME, HOSTS_ADDR = "probe-hosts.test", "127.0.0.7"
+UP = "ip link set lo up"
+DNS_NAME, DNS_ADDR = "probe-dns.test", "127.0.0.8"
+
+
+@contextlib.contextmanager
+def private_netns() -> Iterator[int]:
+    """A network namespace with only loopback, held by a sleeping process; yields its PID.
+
+    musl's resolver talks to port 53 only: in here 127.0.0.1:53 is free for our DNS server.
+    """
+    holder = subprocess.Popen(
+        ["unshare", "--net", "--", "/bin/sh", "-c", f"{UP} && echo up && exec sleep 600"],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"up\n"
+        yield holder.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def dns_reply(query: bytes, answers: dict[str, str]) -> tuple[str, int, bytes]:
+    """(name, qtype, response) for one DNS query: A records from ``answers``, NOERROR and no
+    data for other types of a known name, NXDOMAIN for anything else."""
+    labels, i = [], 12
+    while query[i]:
+        labels.append(query[i + 1 : i + 1 + query[i]].decode("ascii"))
+        i += 1 + query[i]
+    qtype, _qclass = struct.unpack("!HH", query[i + 1 : i + 5])
+    question = query[12 : i + 5]
+    name = ".".join(labels).lower()
+    flags = 0x8000 | 0x0400 | 0x0080 | (int.from_bytes(query[2:4], "big") & 0x0100)
+    answer = b""
+    if name not in answers:
+        flags |= 3  # NXDOMAIN
+    elif qtype == 1:
+        answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(answers[name])
+    head = query[:2] + struct.pack("!HHHHH", flags, 1, 1 if answer else 0, 0, 0)
+    return name, qtype, head + question + answer
+
+
+class DnsServer:
+    """A UDP DNS responder on 127.0.0.1:53 of a network namespace, served by a thread here."""
+
+    def __init__(self, netns: int, answers: dict[str, str]) -> None:
+        self.answers = answers
+        self.queries: list[tuple[str, int]] = []
+
+        def bind() -> socket.socket:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 53))
+            return s
+
+        self.sock = in_netns(netns, bind)
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            name, qtype, reply = dns_reply(data, self.answers)
+            self.queries.append((name, qtype))
+            self.sock.sendto(reply, peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def _ca_and_leaf(name: str) -> tuple[bytes, bytes, bytes]:
+    """(CA cert, leaf cert, leaf key) in PEM: a private CA that signed a cert for ``name``."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scratchpack test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return ca.public_bytes(pem), leaf.public_bytes(pem), key_pem
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"hello over TLS to {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def tls_server(netns: int, addr: str, leaf: bytes, key: bytes, tmp: Path) -> Iterator[int]:
+    """An HTTPS server on addr:<port> inside the namespace; yields the port."""
+    (tmp / "leaf.pem").write_bytes(leaf)
+    (tmp / "leaf.key").write_bytes(key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp / "leaf.pem", tmp / "leaf.key")
+    server = in_netns(netns, lambda: http.server.ThreadingHTTPServer((addr, 0), _Hello))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+def test_runtime_facilities_in_empty_read_only_root(probe_exe: Path, tmp_path: Path) -> None:
+    """Users, host name, /etc/hosts, DNS through /etc/resolv.conf, HTTPS with SSL_CERT_FILE,
+    hashlib, json and zlib, in the static executable's empty read-only root as uid 1000."""
+    ca, leaf, key = _ca_and_leaf(DNS_NAME)
+    root = tmp_path / "root"
+    exe = rootfs.make_scratch_rootfs(
+        root,
+        probe_exe,
+        files={
+            "etc/hosts": f"{HOSTS_ADDR} {HOSTS_NAME}\n".encode(),
+            "etc/resolv.conf": b"nameserver 127.0.0.1\n",
+            "etc/ssl/probe-ca.pem": ca,
+        },
+    )
+    with private_netns() as netns:
+        dns = DnsServer(netns, {DNS_NAME: DNS_ADDR})
+        try:
+            with tls_server(netns, DNS_ADDR, leaf, key, tmp_path) as port:
+                url = f"https://{DNS_NAME}:{port}/probe"
+                argv = [str(exe), "net", HOSTS_NAME, DNS_NAME, url]
+                enter = ["nsenter", f"--net=/proc/{netns}/ns/net", "--"]
+                with_ca = rootfs.run(
+                    root, argv, env={"SSL_CERT_FILE": "/etc/ssl/probe-ca.pem"},
+                    read_only=True, prefix=enter,
+                )  # fmt: skip
+                without_ca = rootfs.run(root, argv, read_only=True, prefix=enter)
+        finally:
+            dns.close()
+    assert with_ca.returncode == 0, with_ca.stdout
+    got = json.loads(with_ca.stdout)
+    assert got["user"] == {"ok": "appuser"}
+    assert got["uid"] == 1000
+    assert got["hostname"] == {"ok": socket.gethostname()}
+    assert got["hosts"] == {"ok": [HOSTS_ADDR]}
+    assert got["dns"] == {"ok": [DNS_ADDR]}
+    assert (DNS_NAME, 1) in dns.queries  # the A query reached our server
+    assert HOSTS_NAME not in {name for name, _ in dns.queries}  # /etc/hosts answered that
+    assert got["https"] == {"ok": {"status": 200, "body": "hello over TLS to /probe\n"}}
+    sample = b"scratchpack static runtime " * 512
+    assert got["sha256"] == hashlib.sha256(sample).hexdigest()
+    assert got["json"] is True
+    assert got["zlib"]["roundtrip"] is True
+    assert got["zlib"]["crc32"] == zlib.crc32(sample)
+    assert 0 < got["zlib"]["compressed"] < len(sample) // 10
+    # what is linked in is what the SBOM names (the upstream part of the pinned Debian versions)
+    pins = {p.name: p.version for p in PACKAGES}
+    assert got["versions"]["python"] == "3.11.2" == pins["python3.11"].split("-")[0]
+    assert got["versions"]["openssl"].startswith(f"OpenSSL {pins['openssl'].split('-')[0]} ")
+    assert got["versions"]["zlib"] == pins["zlib"].split(":")[-1].split(".dfsg")[0]
+    # without SSL_CERT_FILE the same request fails verification: the variable is what worked
+    assert without_ca.returncode == 0, without_ca.stdout
+    refused = json.loads(without_ca.stdout)["https"]
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.get("error", ""), refused
+
+
+# ---- 6. a pure-Python app with a PyPI dependency ---------------------------------------------
+
+
+def test_pure_python_app_with_pypi_dependency(
+    static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "app_pure"
+    shutil.copytree(FIXTURES / "app_pure", project)
+    out = exe_dir / "app-pure"
+    build_exe(project, out, static_cache)
+    assert "statically linked" in file_type(out)
+    root = tmp_path / "root"
+    exe = rootfs.make_scratch_rootfs(root, out)
+    # idna encodes with the "punycode" codec, looked up by name: the freezer finds the name in
+    # idna's code. The argument is UTF-8 on the way in (the launcher runs in UTF-8 mode).
+    proc = rootfs.run(root, [str(exe), "bücher.example"], read_only=True)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.decode().splitlines() == ["idna 3.10: xn--bcher-kva.example", "uid 1000"]
+
+
+# ---- 7. a C extension fails the build clearly ------------------------------------------------
+
+
+def test_c_extension_app_fails_clearly_and_writes_nothing(
+    static_cache: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "dist" / "app-cext"
+    out.parent.mkdir()
+    # the entry point is the package (run as `python -m app_cext`): its __main__ imports msgpack
+    proc = scratchpack(
+        "exe", str(FIXTURES / "app_cext"), "--runtime", "static", "-o", str(out),
+        cache=static_cache,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert err.startswith("error: "), err
+    named = r"msgpack\._cmsgpack \(_cmsgpack\.[\w.-]+\.so, from the msgpack distribution\)"
+    assert re.search(named, err), err
+    assert "--runtime pyinstaller" in err, err
+    assert list(out.parent.iterdir()) == []
+    outputs = static_cache / "out"
+    assert not outputs.exists() or not list(outputs.glob("*/app-cext"))
+
+
+# ---- 8. modules only imported dynamically: the note, and include-modules ---------------------
+
+
+def test_dynamic_import_fails_with_note_then_works_with_include_modules(
+    static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "app_static_dynamic"
+    shutil.copytree(FIXTURES / "app_static_dynamic", project)
+    without = exe_dir / "dynamic-without"
+    build_exe(project, without, static_cache)
+    root = tmp_path / "root-without"
+    exe = rootfs.make_scratch_rootfs(root, without)
+    failed = rootfs.run(root, [str(exe), "x"], read_only=True)
+    text = failed.stdout.decode()
+    assert failed.returncode == 1, text
+    assert "ModuleNotFoundError: No module named 'colorsys'" in text
+    assert "[tool.scratchpack] include-modules" in text
+    assert "--runtime pyinstaller" in text
+
+    with (project / "pyproject.toml").open("a") as f:
+        f.write('include-modules = ["colorsys"]\n')
+    with_it = exe_dir / "dynamic-with"
+    build_exe(project, with_it, static_cache)
+    root = tmp_path / "root-with"
+    exe = rootfs.make_scratch_rootfs(root, with_it)
+    ok = rootfs.run(root, [str(exe), "x"], read_only=True)
+    assert ok.returncode == 0, ok.stdout
+    import colorsys
+
+    h, s, v = colorsys.rgb_to_hsv(0.2, 0.4, 0.4)
+    assert ok.stdout.decode() == f"colorsys: {h:.3f} {s:.3f} {v:.3f} argv=['x']\n"
+
+
+# ---- 9. the SBOM names what the static runtime links in ---------------------------------------
+
+
+def test_sbom_lists_the_static_runtime_parts(image: Built, webhello_exe: Built) -> None:
+    sbom_file = image.path.with_name(image.path.name + ".spdx.json")
+    assert [str(sbom_file)] == image.result["sbom_files"]
+    doc = json.loads(sbom_file.read_text())
+    packages = {p["name"]: p for p in doc["packages"]}
+    assert {"webhello", "cpython", "openssl", "zlib", "musl"} <= set(packages)
+    assert not {"pyinstaller", "staticx"} & set(packages)
+    assert packages["cpython"]["versionInfo"] == "3.11.2"
+    assert packages["musl"]["versionInfo"] == MUSL_VERSION
+    pins = {p.name: p.version for p in PACKAGES}
+    for name in ("openssl", "zlib"):
+        assert packages[name]["versionInfo"] == pins[name]
+    # the OpenSSL inside is that version (webhello links no zlib code: nothing imports zlib;
+    # test_runtime_facilities... checks the zlib version in an app that does)
+    openssl = pins["openssl"].split("-")[0]
+    assert f"OpenSSL {openssl} ".encode() in webhello_exe.path.read_bytes()
+    assert image.result["executable_sha256"] == webhello_exe.result["sha256"]
+
+
+# ---- 10. reproducible ------------------------------------------------------------------------
+
+
+def test_rebuild_without_cache_is_byte_identical(
+    webhello_exe: Built, webhello_src: Path, static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    """A second --no-cache build (same kit), from a copy in another directory: same bytes."""
+    elsewhere = shutil.copytree(webhello_src, tmp_path / "another" / "checkout" / "webhello")
+    again = exe_dir / "webhello-again"
+    result = build_exe(elsewhere, again, static_cache, "--no-cache")
+    assert result["cached"] is False
+    assert result["sha256"] == webhello_exe.result["sha256"]
+    assert again.read_bytes() == webhello_exe.path.read_bytes()
