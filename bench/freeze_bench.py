@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import http.client
 import os
 import shutil
 import signal
@@ -30,20 +29,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from scratchpack.freeze import FreezeSpec, freeze, read_project  # noqa: E402
 from tests import rootfs  # noqa: E402
-from tests._net import free_port  # noqa: E402
-
-
-def get_status(port: int) -> int | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    except OSError:
-        return None
-    finally:
-        conn.close()
+from tests._net import free_port, get_status  # noqa: E402
 
 
 def measure_start(spawn, tmpdir: Path, runs: int) -> dict[str, float]:

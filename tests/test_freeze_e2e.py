@@ -6,7 +6,6 @@ the executables then run in an empty root filesystem as uid 1000 (tests/rootfs.p
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ import pytest
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
 from tests import rootfs
-from tests._net import free_port
+from tests._net import free_port, get_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -156,23 +155,6 @@ def _make_cert(directory: Path) -> tuple[bytes, bytes]:
     return (directory / "cert.pem").read_bytes(), (directory / "key.pem").read_bytes()
 
 
-def _get(port: int, context: ssl.SSLContext | None = None) -> int | None:
-    conn: http.client.HTTPConnection
-    if context is None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    else:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=context)
-    try:
-        conn.request("GET", "/")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    except OSError:
-        return None
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def webhello_root(frozen_webhello: FrozenApp, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     cert, key = _make_cert(tmp_path)
@@ -185,8 +167,8 @@ def webhello_root(frozen_webhello: FrozenApp, tmp_path: Path) -> Iterator[tuple[
 
 def _serve_and_stop(root: Path, argv: list[str], probe: int, ctx: ssl.SSLContext | None) -> str:
     with rootfs.running(root, argv) as proc:
-        up = rootfs.wait_for(lambda: proc.poll() is not None or _get(probe, ctx) == 200, 30)
-        status = _get(probe, ctx)
+        up = rootfs.wait_for(lambda: proc.poll() is not None or get_status(probe, ctx) == 200, 30)
+        status = get_status(probe, ctx)
         code = rootfs.stop(proc, signal.SIGTERM)
         assert proc.stdout is not None
         out = proc.stdout.read().decode(errors="replace")

@@ -43,7 +43,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from scratchpack.freeze.static.sources import PACKAGES
 from scratchpack.freeze.static.toolchain import MUSL_VERSION
 from tests import rootfs
-from tests._net import free_port
+from tests._net import free_port, get_status
 from tests.runtimes import Container, ContainerRuntime
 from tests.webhello._server import in_netns
 
@@ -179,23 +179,6 @@ def test_runtime_kit_is_built_once_and_reused(static_cache: Path) -> None:
 # ---- 2. webhello in an empty read-only root, as uid 1000 -------------------------------------
 
 
-def _get(port: int, context: ssl.SSLContext | None = None) -> int | None:
-    conn: http.client.HTTPConnection
-    if context is None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    else:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=context)
-    try:
-        conn.request("GET", "/")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    except OSError:
-        return None
-    finally:
-        conn.close()
-
-
 def _children(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
@@ -216,8 +199,8 @@ def test_webhello_serves_in_empty_read_only_root_and_stops_on_sigterm(
     port, https_port = free_port(), free_port()
     argv = [str(exe), "-addr", f"127.0.0.1:{port}", "-httpsAddr", f"127.0.0.1:{https_port}"]
     with rootfs.running(root, argv, read_only=True) as proc:
-        up = rootfs.wait_for(lambda: proc.poll() is not None or _get(port) == 200, 30)
-        status = _get(port)
+        up = rootfs.wait_for(lambda: proc.poll() is not None or get_status(port) == 200, 30)
+        status = get_status(port)
         app = rootfs.namespace_init(proc)
         children = _children(app) if app is not None else None
         code = rootfs.stop(proc, signal.SIGTERM, timeout=5)  # raises if it takes longer
@@ -364,8 +347,10 @@ def test_image_serves_https_with_read_only_cert_volume(
     container = _run_read_only(loaded_image, args, ("-v", f"{certs}:/certs:ro"))
     ctx = ssl.create_default_context(cafile=str(certs / "cert.pem"))
     try:
-        up = rootfs.wait_for(lambda: not container.running() or _get(https_port, ctx) == 200, 30)
-        status = _get(https_port, ctx)
+        up = rootfs.wait_for(
+            lambda: not container.running() or get_status(https_port, ctx) == 200, 30
+        )
+        status = get_status(https_port, ctx)
     finally:
         code = container.stop(timeout=10)
     logs = container.final_logs
