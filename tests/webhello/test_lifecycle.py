@@ -95,6 +95,12 @@ def test_J3_missing_port(webroot: Path) -> None:
     ]
 
 
+def test_J3_unresolvable_host_name(webroot: Path) -> None:
+    """An empty DNS label is refused before any lookup: Go reports it as an unknown host."""
+    msgs = _fails(["-addr", "a..b:80"], webroot)
+    assert msgs[-1] == "listenAndServe: a..b:80: listen tcp: lookup a..b: no such host"
+
+
 def test_J3_unknown_port_name(webroot: Path) -> None:
     msgs = _fails([], webroot, env={"PORT": "abc"})
     assert msgs[-2:] == [

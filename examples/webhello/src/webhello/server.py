@@ -117,6 +117,8 @@ def listen(addr: str) -> _socket.socket:
         except (OSError, UnicodeError):  # UnicodeError: the idna codec refused the name
             raise ListenError(f"listen tcp: lookup {host}: no such host") from None
         except LookupError:  # the frozen builds leave the idna codec out (README: deviations)
+            if host.isascii():  # an invalid ASCII name, which the codec would have refused
+                raise ListenError(f"listen tcp: lookup {host}: no such host") from None
             raise ListenError(
                 f"listen tcp: lookup {host}: non-ASCII host names are not supported "
                 "(use the punycode xn-- form)"
