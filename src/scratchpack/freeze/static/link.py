@@ -133,7 +133,14 @@ def link_executable(
     (workdir / "launcher.c").write_text(launcher.read_text())
     env = kit.toolchain.environ()
     env["SCRATCHPACK_PREFIX_MAP"] = f"{workdir}=/app"
-    cflags = ["-O2", "-fwrapv", "-DNDEBUG", f"-I{kit.include}"]
+    cflags = [
+        "-Os",
+        "-fwrapv",
+        "-DNDEBUG",
+        "-fno-asynchronous-unwind-tables",
+        "-fno-unwind-tables",
+        f"-I{kit.include}",
+    ]
     objects = []
     for name in ("launcher", "config", "bootstrap"):
         obj = workdir / f"{name}.o"
