@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
-from scratchpack.freeze.static.runtime import RuntimeKit
+from scratchpack.freeze.static.runtime import APP_CFLAGS, APP_LDFLAGS, RuntimeKit
 
 #: Built-ins CPython itself needs to start (Modules/Setup.bootstrap and Python/), always linked.
 CORE_BUILTINS = frozenset(
@@ -133,14 +133,7 @@ def link_executable(
     (workdir / "launcher.c").write_text(launcher.read_text())
     env = kit.toolchain.environ()
     env["SCRATCHPACK_PREFIX_MAP"] = f"{workdir}=/app"
-    cflags = [
-        "-Os",
-        "-fwrapv",
-        "-DNDEBUG",
-        "-fno-asynchronous-unwind-tables",
-        "-fno-unwind-tables",
-        f"-I{kit.include}",
-    ]
+    cflags = [*APP_CFLAGS, f"-I{kit.include}"]
     objects = []
     for name in ("launcher", "config", "bootstrap"):
         obj = workdir / f"{name}.o"
@@ -162,7 +155,7 @@ def link_executable(
         libs += [str(kit.libdir / "libssl.a"), str(kit.libdir / "libcrypto.a")]
     libs += [str(kit.libdir / "libz.a"), "-lm"]
     proc = runner(
-        ["zcc", "-static", "-s", "-Wl,--gc-sections", "-o", str(out), *objects, *libs],
+        ["zcc", *APP_CFLAGS, *APP_LDFLAGS, "-o", str(out), *objects, *libs],
         cwd=workdir,
         env=env,
     )
