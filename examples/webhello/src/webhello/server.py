@@ -46,10 +46,6 @@ class ListenError(Exception):
     """A listen failure, worded like Go's *net.OpError (`listen tcp :80: bind: ...`)."""
 
 
-def _errtext(err: OSError) -> str:
-    return errno_text(err)
-
-
 def split_host_port(addr: str) -> tuple[str, str]:
     """net.SplitHostPort with Go's error messages."""
     missing = f"address {addr}: missing port in address"
@@ -145,8 +141,8 @@ def listen(addr: str) -> _socket.socket:
             return s
         except OSError as err:
             s.close()
-            raise ListenError(f"listen tcp {shown}: bind: {_errtext(err)}") from None
-    raise ListenError(f"listen tcp {shown}: socket: {_errtext(last or OSError(0, 'failed'))}")
+            raise ListenError(f"listen tcp {shown}: bind: {errno_text(err)}") from None
+    raise ListenError(f"listen tcp {shown}: socket: {errno_text(last or OSError(0, 'failed'))}")
 
 
 def load_tls(cert: str, key: str) -> ssl.SSLContext:
@@ -158,7 +154,7 @@ def load_tls(cert: str, key: str) -> ssl.SSLContext:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as err:
-            raise ListenError(f"open {path}: {_errtext(err)}") from None
+            raise ListenError(f"open {path}: {errno_text(err)}") from None
         if b"-----BEGIN" not in data:
             raise ListenError(f"tls: failed to find any PEM data in {what} input")
     ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)

@@ -49,8 +49,6 @@ class StaticBuild:
 
     path: Path
     python_version: str
-    builtins: tuple[str, ...]
-    modules: int
 
 
 def freezer_digest() -> str:
@@ -157,16 +155,11 @@ def build_static(
         builtins = set(report["builtins"])
         if ZIP_COMPRESSION == "deflated":
             builtins.add("zlib")  # zipimport inflates with it
-        linked = link_executable(kit, builtins, entrypoint, exe, workdir / "link", runner=runner)
+        link_executable(kit, builtins, entrypoint, exe, workdir / "link", runner=runner)
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
         f.write(z.read())
     exe.chmod(0o755)
-    return StaticBuild(
-        path=exe,
-        python_version=kit.python_version,
-        builtins=tuple(sorted(linked)),
-        modules=int(report["modules"]),
-    )
+    return StaticBuild(path=exe, python_version=kit.python_version)
 
 
 def _run_bundle(kit: RuntimeKit, request_file: Path, workdir: Path, *, runner: Runner) -> dict:  # type: ignore[type-arg]

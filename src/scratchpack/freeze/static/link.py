@@ -124,9 +124,9 @@ def link_executable(
     workdir: Path,
     *,
     runner: Runner,
-) -> set[str]:
-    """Compile the launcher and link ``out``; returns the built-in modules it contains."""
-    keep = (builtins & set(kit.builtins)) | (CORE_BUILTINS & set(kit.builtins))
+) -> None:
+    """Compile the launcher and link ``out`` with the wanted built-ins the kit has."""
+    keep = (builtins | CORE_BUILTINS) & set(kit.builtins)
     (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep))
     (workdir / "bootstrap.c").write_text(_c_string(bootstrap_code(entrypoint)))
     launcher = importlib.resources.files("scratchpack.freeze.static").joinpath("launcher.c")
@@ -166,4 +166,3 @@ def link_executable(
             output=proc.stdout,
             hint=f"delete {kit.root} to rebuild the runtime; if it persists, report a bug",
         )
-    return keep

@@ -178,13 +178,6 @@ class RuntimeKit:
     def config_c(self) -> Path:
         return self.root / "share" / "config.c"
 
-    @property
-    def versions(self) -> dict[str, str]:
-        """Source and toolchain versions, for the SBOM and the docs."""
-        out = {p.name: p.version for p in PACKAGES}
-        out["ziglang"] = ZIG_PIN.split("==", 1)[1]
-        return out
-
 
 def runtime_key() -> str:
     """What decides the kit's bytes: recipe, pinned sources, toolchain, target and options."""
