@@ -127,6 +127,8 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.stdlib = stdlib.rstrip("/") + "/"
         self.main = main
+        # short str literals of the app's and its dependencies' code: codec names may be in them
+        self.app_strings: set[str] = set()
         # private helpers of ModuleFinder that typeshed does not describe
         self._hook: Callable[..., object] = getattr(self, "_safe_import_hook")  # noqa: B009
         self._parent: Callable[..., Any] = getattr(self, "determine_parent")  # noqa: B009
@@ -139,6 +141,15 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         with open(path, "rb") as f:
             tree = ast.parse(f.read(), path)
         in_stdlib = path.startswith(self.stdlib)
+        if not in_stdlib:
+            self.app_strings.update(
+                node.value
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and 2 <= len(node.value) <= 40
+                and node.value.isascii()
+            )
         name: str = getattr(m, "__name__", "")
         for node in _imports(tree.body, lazy=not in_stdlib, main=name == self.main):
             if isinstance(node, ast.Import):
@@ -204,7 +215,7 @@ def main() -> int:
     entry_mod = finder.modules.get(req["entry"])
     if req.get("run_main") and getattr(entry_mod, "__path__", None):
         finder.import_hook(req["entry"] + ".__main__")  # runpy runs a package's __main__
-    _add_named_codecs(finder, search_path, req["stdlib"], excludes)
+    _add_named_codecs(finder, req["stdlib"], excludes)
     done: set[str] = set()
     while True:  # STDLIB_LAZY until nothing new: the added modules may need more
         todo = [m for m in STDLIB_LAZY if m in finder.modules and m not in done]
@@ -316,37 +327,19 @@ def main() -> int:
     return 0
 
 
-def _add_named_codecs(
-    finder: modulefinder.ModuleFinder, search_path: list[str], stdlib: str, excludes: list[str]
-) -> None:
+def _add_named_codecs(finder: StdlibAwareFinder, stdlib: str, excludes: list[str]) -> None:
     """Codecs are imported by name (``s.encode("punycode")``): bundle every codec whose name
     appears as a string literal in the app's or its dependencies' code."""
+    from encodings.aliases import aliases  # this interpreter's stdlib is the kit's
+
     encodings_dir = os.path.join(stdlib, "encodings")
     available = {f[:-3] for f in os.listdir(encodings_dir) if f.endswith(".py")}
-    aliases: dict[str, str] = {}
-    with open(os.path.join(encodings_dir, "aliases.py"), encoding="utf-8") as text:
-        tree = ast.parse(text.read())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for k, v in zip(node.keys, node.values, strict=True):
-                if isinstance(k, ast.Constant) and isinstance(v, ast.Constant):
-                    aliases[str(k.value)] = str(v.value)
-    stdlib_prefix = stdlib.rstrip("/") + "/"
     wanted: set[str] = set()
-    for mod in list(finder.modules.values()):
-        path: str = getattr(mod, "__file__", None) or ""
-        if not path.endswith(".py") or path.startswith(stdlib_prefix):
-            continue
-        with open(path, "rb") as f:
-            tree = ast.parse(f.read(), path)
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                value = node.value
-                if 2 <= len(value) <= 40 and value.isascii():
-                    norm = value.lower().replace("-", "_").replace(" ", "_")
-                    norm = aliases.get(norm, norm)
-                    if norm in available and norm not in ("__init__", "aliases"):
-                        wanted.add(norm)
+    for value in finder.app_strings:
+        norm = value.lower().replace("-", "_").replace(" ", "_")
+        norm = aliases.get(norm, norm)
+        if norm in available and norm not in ("__init__", "aliases"):
+            wanted.add(norm)
     for name in sorted(wanted):
         full = f"encodings.{name}"
         if not _matches(full, excludes):
