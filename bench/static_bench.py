@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
-import http.client
 import json
 import os
 import platform
@@ -66,7 +65,7 @@ import webhello_bench as wb  # noqa: E402
 from scratchpack.freeze import FreezeSpec, freeze  # noqa: E402
 from scratchpack.freeze.static import runtime_key  # noqa: E402
 from tests import rootfs  # noqa: E402
-from tests._net import free_port  # noqa: E402
+from tests._net import free_port, get_status  # noqa: E402
 from tests.runtimes import (  # noqa: E402
     Container,
     ContainerRuntime,
@@ -259,19 +258,6 @@ def build_all(project: Path, cache: Path, work: Path, rebuilds: int) -> Builds:
 # ---- (a) start, RSS, bytes written ----------------------------------------------------------
 
 
-def get_status(port: int) -> int | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-    try:
-        conn.request("GET", "/")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    except OSError:
-        return None
-    finally:
-        conn.close()
-
-
 def listing(bases: Sequence[Path]) -> dict[str, tuple[int, int]]:
     """path -> (size, mtime_ns) of everything under the bases (what a start may write to)."""
     out: dict[str, tuple[int, int]] = {}
@@ -333,7 +319,7 @@ def one_start(v: StartVariant) -> None:
         proc = v.spawn(port)
         output = ""
         try:
-            while get_status(port) != 200:
+            while get_status(port, timeout=1) != 200:
                 if proc.poll() is not None or time.perf_counter() - t0 > START_TIMEOUT:
                     if proc.poll() is None:
                         os.killpg(proc.pid, signal.SIGKILL)
@@ -474,7 +460,7 @@ def run_static_container(runtime: ContainerRuntime, args: list[str]) -> Containe
 
 
 def first_200(port: int, t0: float, container: Container) -> float:
-    while get_status(port) != 200:
+    while get_status(port, timeout=1) != 200:
         if time.perf_counter() - t0 > START_TIMEOUT:
             raise RuntimeError(f"no 200 within {START_TIMEOUT} s:\n{container.logs()}")
         time.sleep(0.002)

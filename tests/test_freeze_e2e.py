@@ -12,7 +12,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
 from tests import rootfs
 from tests._net import free_port, get_status
+from tests.webhello._server import run_suite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -308,17 +308,7 @@ def test_webhello_behaviour_suite_passes_against_the_frozen_binary(
     """The whole tests/webhello suite, with WEBHELLO_CMD = the frozen executable (pyenv build)."""
     app = _freeze(WEBHELLO, freeze_cache)
     exe = write_executable(app, world_readable_dir / "webhello")
-    env = {**os.environ, "WEBHELLO_CMD": str(exe)}
-    env.pop("PYTEST_ADDOPTS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/webhello"],
-        cwd=REPO,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    proc = run_suite({"WEBHELLO_CMD": str(exe)}, "tests/webhello")
     tail = "\n".join(proc.stdout.splitlines()[-40:])
     assert proc.returncode == 0, tail
     assert re.search(r"\d+ passed", tail), tail

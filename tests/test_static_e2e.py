@@ -44,7 +44,7 @@ from scratchpack.freeze.static.toolchain import MUSL_VERSION
 from tests import rootfs
 from tests._net import free_port, get_status
 from tests.runtimes import Container, ContainerRuntime
-from tests.webhello._server import in_netns
+from tests.webhello._server import in_netns, run_suite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -252,26 +252,12 @@ def test_sandbox_launcher_gives_an_empty_read_only_root(probe_exe: Path, exe_dir
     assert seen["executable"] == str(probe_exe)
 
 
-def _suite(exe: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WEBHELLO_CMD": str(exe), "WEBHELLO_SANDBOX": "ro-rootfs"}
-    for name in ("PYTEST_ADDOPTS", "WEBHELLO_SANDBOX_UID"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        cwd=REPO,
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-
-
 def test_webhello_behaviour_suite_passes_in_read_only_sandbox(webhello_exe: Built) -> None:
     """The whole tests/webhello suite against the static executable, every server started by
     tests/static_sandbox.py: empty read-only root, no /tmp, no /proc, the uid each test asks
     for (see _server.py: tests that ask for none run as the invoking user, as in every run)."""
-    proc = _suite(webhello_exe.path, "tests/webhello")
+    env = {"WEBHELLO_CMD": str(webhello_exe.path), "WEBHELLO_SANDBOX": "ro-rootfs"}
+    proc = run_suite(env, "tests/webhello", drop=("WEBHELLO_SANDBOX_UID",))
     tail = "\n".join(proc.stdout.splitlines()[-60:])
     assert proc.returncode == 0, tail
     assert re.search(r"\d+ passed", tail), tail

@@ -70,6 +70,25 @@ def custom_command() -> list[str] | None:
     return words
 
 
+def run_suite(
+    env: Mapping[str, str], *args: str, drop: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run the behaviour suite in a child pytest with ``env`` added (WEBHELLO_CMD...): how the
+    freezer tests prove a frozen webhello. ``drop`` names variables the child must not see."""
+    child = {**os.environ, **env}
+    for name in ("PYTEST_ADDOPTS", *drop):
+        child.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=REPO,
+        env=child,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
 def frozen_executable() -> str | None:
     """The executable when WEBHELLO_CMD is a single path: then it is also argv[0]."""
     words = custom_command()
