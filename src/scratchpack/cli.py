@@ -7,6 +7,7 @@ ScratchpackError (one ``error:`` line and a hint), 2 a usage error, 130 interrup
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -347,6 +348,20 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     return {"exit_code": code}
 
 
+#: The CLI's wording for each ``ScratchpackError.remedy`` key: the one place that names flags.
+REMEDIES: dict[str, str] = {}
+
+
+def render_error(err: ScratchpackError) -> str:
+    """``str(err)`` with the hint worded for this CLI when the error names a remedy."""
+    hint = REMEDIES.get(err.remedy or "")
+    if hint is None:
+        return str(err)
+    clone = copy.copy(err)
+    clone.hint = hint
+    return str(clone)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -366,9 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScratchpackError as err:
         if args.verbose:
             traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
+        hint = REMEDIES.get(err.remedy or "", err.hint)
+        print(f"error: {render_error(err)}", file=sys.stderr)
         if args.json:
-            print(json.dumps({"error": err.message, "hint": err.hint or ""}))
+            print(json.dumps({"error": err.message, "hint": hint or ""}))
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 
 class ScratchpackError(Exception):
-    """The build cannot proceed; ``str()`` is the user-facing message."""
+    """The build cannot proceed; ``str()`` is the user-facing message.
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    ``hint`` says what to do in words that fit any caller. ``remedy`` is data: a stable key
+    (e.g. ``"registry-ca"``) that a front end maps to its own wording, so only the CLI names
+    CLI flags (``cli.REMEDIES``).
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, remedy: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.remedy = remedy
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
@@ -27,9 +33,15 @@ class FreezeError(ScratchpackError):
     """An external freezing tool failed; keeps the tool name and the tail of its output."""
 
     def __init__(
-        self, message: str, *, tool: str = "", output: str = "", hint: str | None = None
+        self,
+        message: str,
+        *,
+        tool: str = "",
+        output: str = "",
+        hint: str | None = None,
+        remedy: str | None = None,
     ) -> None:
-        super().__init__(message, hint=hint)
+        super().__init__(message, hint=hint, remedy=remedy)
         self.tool = tool
         self.output = output
 
@@ -66,8 +78,9 @@ class RegistryError(ScratchpackError):
         url: str = "",
         temporary: bool = False,
         hint: str | None = None,
+        remedy: str | None = None,
     ) -> None:
-        super().__init__(message, hint=hint)
+        super().__init__(message, hint=hint, remedy=remedy)
         self.status = status
         self.codes = codes
         self.method = method
