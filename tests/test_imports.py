@@ -127,3 +127,64 @@ def test_webhello_parser_does_no_io():
     http = WEBHELLO.get("webhello.http")
     assert http is not None, "webhello.http is missing"
     assert not {i for i in http if i.split(".")[0] in {"asyncio", "socket", "ssl", "selectors"}}
+
+
+# --- webhello's layers (docs/design/webhello.md) -------------------------------------------------
+# Leaves <- parser (http) <- protocol <- server; the application (handlers, fileserver, gopath)
+# returns response.py's result types and is reached by the protocol only through its Responder
+# interface; __main__ wires the two together. Each module may import only the modules listed
+# (type-only imports count too); "__init__" is the package itself.
+WEBHELLO_RULES: dict[str, set[str]] = {
+    "__init__": set(),
+    "config": set(),
+    "errors": set(),
+    "goformat": set(),
+    "gopath": set(),
+    "loop": set(),
+    "response": set(),
+    "flags": {"goformat"},
+    "log": {"goformat"},
+    "http": {"config", "errors"},
+    "transport": {"loop"},
+    "fileserver": {"config", "goformat", "gopath", "http", "log", "response"},
+    "handlers": {"config", "errors", "fileserver", "goformat", "gopath", "http", "log", "response"},
+    "protocol": {"config", "errors", "http", "log", "loop", "response", "transport"},
+    "server": {"config", "goformat", "log", "loop", "protocol", "transport"},
+    "__main__": {"__init__", "config", "flags", "goformat", "handlers", "log", "server"},
+}
+WEBHELLO_APP = {"handlers", "fileserver", "gopath"}
+
+
+def _webhello_short(name: str) -> str:
+    return "__init__" if name == "webhello" else name.removeprefix("webhello.")
+
+
+def _webhello_deps(module: str) -> set[str]:
+    """The webhello modules `module` imports (`from .x import y` counts as x, not x.y)."""
+    known = set(WEBHELLO)
+    deps: set[str] = set()
+    for imported in _project_imports(WEBHELLO[module], "webhello"):
+        name = imported
+        while name not in known:
+            name = name.rpartition(".")[0]
+        deps.add(_webhello_short(name))
+    return deps - {_webhello_short(module)}
+
+
+def test_webhello_rules_cover_every_module():
+    assert {_webhello_short(m) for m in WEBHELLO} == set(WEBHELLO_RULES)
+
+
+@pytest.mark.parametrize("module", sorted(WEBHELLO_RULES))
+def test_webhello_imports_follow_the_layers(module):
+    extra = _webhello_deps(f"webhello.{module}" if module != "__init__" else "webhello")
+    extra -= WEBHELLO_RULES[module]
+    assert not extra, f"webhello.{module} may not import {sorted(extra)}"
+
+
+def test_webhello_below_the_app_never_imports_it():
+    """The protocol, server and everything under them reach the app only via Responder."""
+    for module in set(WEBHELLO_RULES) - WEBHELLO_APP - {"__main__"}:
+        full = f"webhello.{module}" if module != "__init__" else "webhello"
+        bad = _webhello_deps(full) & WEBHELLO_APP
+        assert not bad, f"webhello.{module} imports the application modules {sorted(bad)}"

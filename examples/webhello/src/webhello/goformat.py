@@ -1,4 +1,4 @@
-"""Go's text formats (durations, times, %v, %q, log prefix, HTTP dates) written out by hand.
+"""Go's text formats (durations, times, %v, %q, log prefix, HTTP dates, HTML escapes) by hand.
 
 Why: the reference's output is Go's formatting and scripts parse it; the stdlib has no equivalent,
 and importing `email`/`calendar`/`datetime` would slow the cold start.
@@ -143,6 +143,24 @@ def parse_duration(s: str) -> int:
         if total > _MAX_I64 + (1 if neg else 0):
             raise ValueError(bad)
     return -total if neg else total
+
+
+def needs_html_escape(s: str) -> bool:
+    """Whether s holds one of `&<>"'` (five C-speed scans; no `re` import at start-up)."""
+    return "&" in s or "<" in s or ">" in s or '"' in s or "'" in s
+
+
+def html_escape(s: str) -> str:
+    """html.EscapeString (the escapes Go uses)."""
+    if not needs_html_escape(s):
+        return s
+    return (
+        s.replace("&", "&amp;")
+        .replace("'", "&#39;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+    )
 
 
 def argv_v(args: list[str]) -> str:

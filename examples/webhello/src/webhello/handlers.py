@@ -1,4 +1,6 @@
-"""The application: ServeMux routing and redirects, the root page, /www/ files, quota, /burncpu.
+"""The application: ServeMux routing and redirects, the root page, quota, /burncpu, and the
+HTTP->HTTPS redirect app. The /www/ route's request accounting is here; the file server behind it
+is fileserver.py, the path rules gopath.py.
 
 Handlers are plain functions returning encoded bytes (no coroutine per request: that is the
 largest single cost on the hot path). The one slow handler, /burncpu, returns a Deferred that
@@ -8,13 +10,21 @@ protocol.py runs in a worker thread.
 from __future__ import annotations
 
 import os
-import stat
 import time
 
 from .errors import HttpError
-from .goformat import argv_v, duration, errno_text, http_date, parse_http_time, time_string
+from .fileserver import CONDITIONAL_HEADERS, FileServer, stat_key
+from .goformat import (
+    argv_v,
+    duration,
+    errno_text,
+    html_escape,
+    needs_html_escape,
+    time_string,
+)
+from .gopath import clean_abs, clean_path, escape_path, go_clean, hex_escape_non_ascii
 from .http import Request, unescape_path
-from .response import Response, encode, error_response, sniff, status_line
+from .response import Deferred, Response, encode, error_response, status_line
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -22,117 +32,7 @@ if TYPE_CHECKING:
 
     from .config import ServerConfig
     from .log import Clock, Logger
-
-# Go's built-in extension table (mime.builtinTypesLower); nothing is read from /etc/mime.types.
-MIME_TYPES = {
-    ".avif": "image/avif",
-    ".css": "text/css; charset=utf-8",
-    ".gif": "image/gif",
-    ".htm": "text/html; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".jpeg": "image/jpeg",
-    ".jpg": "image/jpeg",
-    ".js": "text/javascript; charset=utf-8",
-    ".json": "application/json",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".pdf": "application/pdf",
-    ".png": "image/png",
-    ".svg": "image/svg+xml",
-    ".wasm": "application/wasm",
-    ".webp": "image/webp",
-    ".xml": "text/xml; charset=utf-8",
-}
-
-
-def _needs_escape(s: str) -> bool:
-    """Whether s holds one of `&<>"'` (five C-speed scans; no `re` import at start-up)."""
-    return "&" in s or "<" in s or ">" in s or '"' in s or "'" in s
-
-
-_PATH_SAFE = frozenset(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~$&+,/:;=@"
-)
-_COND_SET = frozenset(
-    ("Range", "If-Modified-Since", "If-Match", "If-None-Match", "If-Unmodified-Since")
-)
-
-
-def html_escape(s: str) -> str:
-    """html.EscapeString (the escapes Go uses)."""
-    if not _needs_escape(s):
-        return s
-    return (
-        s.replace("&", "&amp;")
-        .replace("'", "&#39;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&#34;")
-    )
-
-
-def escape_path(s: str) -> str:
-    """url.URL{Path: s}.EscapedPath() for a latin-1 (byte) string."""
-    b = s.encode("latin-1")
-    if all(c in _PATH_SAFE for c in b):
-        return s
-    return "".join(chr(c) if c in _PATH_SAFE else f"%{c:02X}" for c in b)
-
-
-def hex_escape_non_ascii(s: str) -> str:
-    if s.isascii():
-        return s
-    return "".join(c if ord(c) < 0x80 else f"%{ord(c):02X}" for c in s)
-
-
-def go_clean(p: str) -> str:
-    """path.Clean for an absolute slash path."""
-    if not p:
-        return "."
-    rooted = p[0] == "/"
-    out: list[str] = []
-    for seg in p.split("/"):
-        if seg in ("", "."):
-            continue
-        if seg == "..":
-            if out and out[-1] != "..":
-                out.pop()
-            elif not rooted:
-                out.append("..")
-            continue
-        out.append(seg)
-    res = ("/" if rooted else "") + "/".join(out)
-    return res or ("/" if rooted else ".")
-
-
-def _clean_abs(p: str) -> str:
-    """go_clean with a fast path for paths that are already clean."""
-    if "//" not in p and "/." not in p and (len(p) == 1 or p[-1] != "/"):
-        return p
-    return go_clean(p)
-
-
-def clean_path(p: str) -> str:
-    """ServeMux cleanPath: path.Clean, but keep a trailing slash."""
-    if p[:1] == "/" and "//" not in p and "/." not in p:
-        return p
-    if not p:
-        return "/"
-    if p[0] != "/":
-        p = "/" + p
-    np = go_clean(p)
-    if p[-1] == "/" and np != "/":
-        np += "/"
-    return np
-
-
-def go_base(p: str) -> str:
-    """path.Base."""
-    if not p:
-        return "."
-    p = p.rstrip("/")
-    if not p:
-        return "/"
-    return p[p.rfind("/") + 1 :]
+    from .response import Result
 
 
 class AppInfo:
@@ -210,61 +110,6 @@ class AppInfo:
         self.start_mono_ns = start_mono_ns
 
 
-class Deferred:
-    """A handler result that needs blocking work (run off the event loop) before `data`."""
-
-    __slots__ = ("close", "data", "work")
-
-    def __init__(self, work: Callable[[], None], data: bytes, close: bool) -> None:
-        self.work = work
-        self.data = data
-        self.close = close
-
-
-Result = tuple[bytes, bool, "FileStream | None"] | Deferred
-
-
-class FileStream:
-    """Body segments of a large file (bytes, or (offset, length) read from fd), sent lazily."""
-
-    __slots__ = ("fd", "segments")
-
-    def __init__(self, fd: int, segments: list[bytes | tuple[int, int]]) -> None:
-        self.fd = fd
-        self.segments = segments
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class _Entry:
-    """A cached static file: validated by (ino, dev, size, mtime, ctime) of a fresh stat."""
-
-    __slots__ = ("content", "ctype", "full", "key", "lastmod", "mtime", "prefix", "size")
-
-    def __init__(
-        self, key: tuple[int, ...], full: bytes, content: bytes, ctype: str, mtime: int
-    ) -> None:
-        self.key = key
-        self.full = full
-        self.content = content
-        self.ctype = ctype
-        self.mtime = mtime
-        self.size = len(content)
-        self.lastmod = http_date(mtime) if mtime else ""
-        hs = f"HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nContent-Length: {self.size}\r\n"
-        hs += f"Content-Type: {ctype}\r\n"
-        if self.lastmod:
-            hs += f"Last-Modified: {self.lastmod}\r\n"
-        self.prefix = (hs + "Date: ").encode("latin-1")
-
-
-def _statkey(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 class App:
     """Routing and handlers for the main listener."""
 
@@ -283,9 +128,8 @@ class App:
         self.exit_now = exit_now
         self.count = 0
         self.keepalives = info.keepalive
-        self._files: dict[str, _Entry] = {}
-        self._root_real = os.path.realpath(info.www_root)
-        self._key_id: tuple[int, int] | None = None
+        self.files = FileServer(info.www_root, info.key_path, cfg, clock, info.keepalive)
+        self._file_cache = self.files.cache  # the same dict: static() answers hits itself
         self._mid_sec = -1
         self._has_quota = info.quota > 0 or info.quota_time_ns > 0
         self._mid = ""
@@ -461,7 +305,7 @@ class App:
             )
         try:
             cwd = os.getcwdb().decode("latin-1")
-            if _needs_escape(cwd):
+            if needs_html_escape(cwd):
                 cwd = html_escape(cwd)
         except OSError as err:
             cwd = f" (error: getwd: {errno_text(err)})"
@@ -478,7 +322,7 @@ class App:
         qt = info.quota_time_ns
         left = duration(qt - mono) if qt > mono > 0 else "0s"
         method, host, path, query = req.method, req.host, req.path, req.query
-        if _needs_escape(method + host + path + query):
+        if needs_html_escape(method + host + path + query):
             e = html_escape
             method, host, path, query = e(method), e(host), e(path), e(query)
         if path != "/":
@@ -491,14 +335,14 @@ class App:
         hdrs = ""
         if req.headers:
             hdrs = "".join(sorted([f"{k}: {v}<br>\n" for k, v in req.headers]))
-            if _needs_escape(hdrs):
+            if needs_html_escape(hdrs):
                 e = html_escape
                 hdrs = "".join(sorted([f"{e(k)}: {e(v)}<br>\n" for k, v in req.headers]))
         body = req.body
         btext = ""
         if body:
             btext = body.decode("latin-1")
-            if _needs_escape(btext):
+            if needs_html_escape(btext):
                 btext = html_escape(btext)
         return (
             f"{self._page_a}{cwd}{self._mid}{req.remote}<br>\n\tRequest method={method} "
@@ -537,15 +381,17 @@ class App:
                 return self._encode(req, q)
         if not req.raw_path.startswith("/www/"):
             return self._encode(req, error_response("404 page not found", 404))
-        entry = self._files.get(req.path)
-        if entry is not None and (not req.hmap or _COND_SET.isdisjoint(req.hmap)):
+        # A cache hit is answered here, not in FileServer: the hottest static request then takes
+        # no extra call. Everything else (misses, conditions, ranges) is the file server's.
+        entry = self._file_cache.get(req.path)
+        if entry is not None and (not req.hmap or CONDITIONAL_HEADERS.isdisjoint(req.hmap)):
             try:
                 st = os.stat(entry.full)
             except (OSError, ValueError):
                 st = None
             if (
                 st is not None
-                and _statkey(st) == entry.key
+                and stat_key(st) == entry.key
                 and req.minor == 1
                 and req.method != "HEAD"
             ):
@@ -558,213 +404,7 @@ class App:
                 tail = b"\r\nConnection: close\r\n\r\n"
                 return b"".join((entry.prefix, clock.date, tail, entry.content)), True, None
         upath = req.path[4:]
-        return self._serve_file(req, upath, _clean_abs(upath))
-
-    def _full(self, name: str) -> bytes:
-        rel = name[1:] or "."
-        return os.path.join(self.info.www_root, rel.encode("latin-1"))
-
-    def _open(self, name: str) -> tuple[int, os.stat_result] | Response:
-        """http.Dir.Open + Stat, confined to the root: fd and stat, or an error response."""
-        if "\x00" in name:
-            return error_response("500 Internal Server Error", 500)
-        full = self._full(name)
-        try:
-            real = os.path.realpath(full)
-            root = self._root_real
-            if real != root and not real.startswith(root.rstrip(b"/") + b"/"):
-                # A symlink leading out of the served directory: refused (not found).
-                return error_response("404 page not found", 404)
-            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            return error_response("404 page not found", 404)
-        except PermissionError:
-            return error_response("403 Forbidden", 403)
-        except OSError:
-            return error_response("500 Internal Server Error", 500)
-        st = os.fstat(fd)
-        if self._is_key(st):
-            os.close(fd)
-            return error_response("403 Forbidden", 403)  # deviation 2
-        return fd, st
-
-    def _is_key(self, st: os.stat_result) -> bool:
-        try:
-            kst = os.stat(self.info.key_path)
-        except OSError:
-            return False
-        return (kst.st_dev, kst.st_ino) == (st.st_dev, st.st_ino)
-
-    def _serve_file(self, req: Request, upath: str, name: str) -> Result:
-        if upath.endswith("/index.html"):
-            return self._local_redirect(req, "./")
-        opened = self._open(name)
-        if isinstance(opened, Response):
-            return self._encode(req, opened)
-        fd, st = opened
-        try:
-            isdir = stat.S_ISDIR(st.st_mode)
-            if isdir and not upath.endswith("/"):
-                return self._local_redirect(req, go_base(upath) + "/")
-            if not isdir and upath.endswith("/"):
-                base = go_base(upath)
-                if base in ("/", "."):
-                    return self._encode(
-                        req,
-                        error_response("http: attempting to traverse a non-directory", 500),
-                    )
-                return self._local_redirect(req, "../" + base)
-            fname = go_base(name)
-            if isdir:
-                index = name.rstrip("/") + "/index.html"
-                sub = self._open(index)
-                if not isinstance(sub, Response):
-                    os.close(fd)
-                    fd, st = sub
-                    isdir = stat.S_ISDIR(st.st_mode)
-                    fname = "index.html"
-            if isdir:
-                mtime = int(st.st_mtime)
-                if _ims_false(req, mtime):
-                    return self._encode(req, Response(304, []))
-                hs = [("Last-Modified", http_date(mtime))] if mtime else []
-                return self._encode(req, self._dir_list(fd, hs))
-            return self._serve_content(req, name, fname, fd, st)
-        finally:
-            if fd >= 0:
-                os.close(fd)
-
-    def _local_redirect(self, req: Request, loc: str) -> Result:
-        if req.query:
-            loc += "?" + req.query
-        return self._encode(req, Response(301, [("Location", loc)]))
-
-    def _dir_list(self, fd: int, hs: list[tuple[str, str]]) -> Response:
-        try:
-            with os.scandir(fd) as it:
-                ents = [(os.fsencode(d.name), d.is_dir(follow_symlinks=False)) for d in it]
-        except OSError:
-            return error_response("Error reading directory", 500)
-        ents.sort()
-        out = ['<!doctype html>\n<meta name="viewport" content="width=device-width">\n<pre>\n']
-        for raw, isdir in ents:
-            nm = raw.decode("latin-1") + ("/" if isdir else "")
-            href = escape_path(nm)
-            colon = href.find(":")
-            if colon >= 0 and "/" not in href[:colon]:
-                href = "./" + href
-            out.append(f'<a href="{href}">{html_escape(nm)}</a>\n')
-        out.append("</pre>\n")
-        hs.append(("Content-Type", "text/html; charset=utf-8"))
-        return Response(200, hs, "".join(out).encode("latin-1"))
-
-    def _serve_content(
-        self, req: Request, name: str, fname: str, fd: int, st: os.stat_result
-    ) -> Result:
-        size = st.st_size
-        mtime = int(st.st_mtime)
-        cached: _Entry | None = None
-        content: bytes | None = None
-        if size <= self.cfg.file_cache_max and stat.S_ISREG(st.st_mode):
-            try:
-                content = os.pread(fd, size + 1, 0)
-            except OSError:
-                return self._encode(req, error_response("500 Internal Server Error", 500))
-            if len(content) == size:
-                dot = fname.rfind(".")
-                ext = fname[dot:] if dot >= 0 else ""
-                ctype = MIME_TYPES.get(ext) or MIME_TYPES.get(ext.lower()) or sniff(content)
-                cached = _Entry(_statkey(st), self._full(name), content, ctype, mtime)
-                if len(self._files) >= self.cfg.file_cache_entries:
-                    self._files.clear()
-                if req.path == "/www" + name:  # only canonical file URLs use the fast path
-                    self._files[req.path] = cached
-            else:
-                size = len(content)
-        if cached is not None:
-            ctype = cached.ctype
-        elif content is not None:
-            dot = fname.rfind(".")
-            ext = fname[dot:] if dot >= 0 else ""
-            ctype = MIME_TYPES.get(ext) or MIME_TYPES.get(ext.lower()) or sniff(content)
-        else:
-            dot = fname.rfind(".")
-            ext = fname[dot:] if dot >= 0 else ""
-            ctype = MIME_TYPES.get(ext) or MIME_TYPES.get(ext.lower()) or ""
-            if not ctype:
-                try:
-                    ctype = sniff(os.pread(fd, 512, 0))
-                except OSError:
-                    ctype = "application/octet-stream"
-        hs: list[tuple[str, str]] = []
-        lastmod = http_date(mtime) if mtime else ""
-        if lastmod:
-            hs.append(("Last-Modified", lastmod))
-        done = _preconditions(req, mtime, hs)
-        if isinstance(done, Response):
-            return self._encode(req, done)
-        rng = done
-        hs.append(("Content-Type", ctype))
-        ranges: list[tuple[int, int]] = []
-        if rng:
-            parsed = parse_range(rng, size)
-            if isinstance(parsed, str):
-                if parsed == "invalid range: failed to overlap":
-                    if size == 0:
-                        parsed = []
-                    else:
-                        hs = [("Content-Range", f"bytes */{size}")]
-                        return self._encode(req, error_response(parsed, 416, hs))
-                else:
-                    hs = [h for h in hs if h[0] != "Last-Modified"]
-                    return self._encode(req, error_response(parsed, 416, hs))
-            ranges = parsed
-            if sum(r[1] for r in ranges) > size:
-                ranges = []
-        code = 200
-        segments: list[bytes | tuple[int, int]]
-        if len(ranges) == 1:
-            start, length = ranges[0]
-            code = 206
-            hs.append(("Content-Range", f"bytes {start}-{start + length - 1}/{size}"))
-            segments = [(start, length)]
-            send = length
-        elif len(ranges) > 1:
-            code = 206
-            boundary = os.urandom(30).hex()
-            hs = [h for h in hs if h[0] != "Content-Type"]
-            hs.append(("Content-Type", "multipart/byteranges; boundary=" + boundary))
-            segments = []
-            send = 0
-            for i, (start, length) in enumerate(ranges):
-                part = (
-                    ("\r\n" if i else "")
-                    + f"--{boundary}\r\nContent-Range: bytes {start}-{start + length - 1}/{size}"
-                    f"\r\nContent-Type: {ctype}\r\n\r\n"
-                ).encode("latin-1")
-                segments.append(part)
-                segments.append((start, length))
-                send += len(part) + length
-            tail = f"\r\n--{boundary}--\r\n".encode("latin-1")
-            segments.append(tail)
-            send += len(tail)
-        else:
-            segments = [(0, size)]
-            send = size
-        hs.append(("Accept-Ranges", "bytes"))
-        hs.append(("Content-Length", str(send)))
-        resp = Response(code, hs)
-        if content is not None:
-            resp.body = b"".join(
-                s if isinstance(s, bytes) else content[s[0] : s[0] + s[1]] for s in segments
-            )
-            return self._encode(req, resp)
-        resp.stream = []
-        data, close, _ = self._encode(req, resp)
-        if req.method == "HEAD":
-            return data, close, None
-        stream = FileStream(os.dup(fd), segments)
-        return data, close, stream
+        return self.files.serve_file(req, upath, clean_abs(upath))
 
 
 def redirect_response(req: Request, url: str, code: int) -> Response:
@@ -822,112 +462,6 @@ def _unescape_loose(s: str) -> str:
         return s
 
 
-def _ims_false(req: Request, mtime: int) -> bool:
-    """checkIfModifiedSince == condFalse (i.e. answer 304)."""
-    if req.method not in ("GET", "HEAD") or not mtime:
-        return False
-    ims = req.hmap.get("If-Modified-Since")
-    if not ims:
-        return False
-    t = parse_http_time(ims)
-    return t is not None and mtime <= t
-
-
-def _etag_ok(tok: str) -> bool:
-    t = tok[2:] if tok.startswith("W/") else tok
-    return len(t) >= 2 and t[0] == '"' and t[-1] == '"' and '"' not in t[1:-1]
-
-
-def _preconditions(req: Request, mtime: int, hs: list[tuple[str, str]]) -> Response | str:
-    """checkPreconditions with no ETag: a 304/412 Response, or the Range header to honour."""
-    hmap = req.hmap
-    ch: bool | None = None
-    im = hmap.get("If-Match")
-    if im:
-        ch = False
-        for raw_tok in im.split(","):
-            tok = raw_tok.strip(" \t")
-            if not tok:
-                continue
-            if tok[0] == "*":
-                ch = True
-                break
-            if not _etag_ok(tok):
-                break
-    else:
-        ius = hmap.get("If-Unmodified-Since")
-        if ius and mtime:
-            t = parse_http_time(ius)
-            if t is not None:
-                ch = mtime <= t
-    if ch is False:
-        return Response(412, list(hs))
-    inm = hmap.get("If-None-Match")
-    if inm:
-        star = any(t.strip(" \t").startswith("*") for t in inm.split(",") if t.strip(" \t"))
-        first = next((t.strip(" \t") for t in inm.split(",") if t.strip(" \t")), "")
-        if star and first.startswith("*"):
-            if req.method in ("GET", "HEAD"):
-                return Response(304, list(hs))
-            return Response(412, list(hs))
-    elif _ims_false(req, mtime):
-        return Response(304, list(hs))
-    rng = hmap.get("Range", "")
-    if rng:
-        ir = hmap.get("If-Range")
-        if ir:
-            ok = False
-            if not _etag_ok(ir) and mtime:
-                t = parse_http_time(ir)
-                ok = t is not None and t == mtime
-            if not ok:
-                rng = ""
-    return rng
-
-
-def parse_range(s: str, size: int) -> list[tuple[int, int]] | str:
-    """http parseRange: (start, length) pairs, or Go's error text."""
-    if not s.startswith("bytes="):
-        return "invalid range"
-    out: list[tuple[int, int]] = []
-    no_overlap = False
-    for raw_ra in s[6:].split(","):
-        ra = raw_ra.strip(" \t")
-        if not ra:
-            continue
-        start, sep, end = ra.partition("-")
-        if not sep:
-            return "invalid range"
-        start, end = start.strip(" \t"), end.strip(" \t")
-        if not start:
-            if not end or end[0] == "-" or not _digits(end):
-                return "invalid range"
-            i = min(int(end), size)
-            out.append((size - i, i))
-        else:
-            if not _digits(start):
-                return "invalid range"
-            i = int(start)
-            if i >= size:
-                no_overlap = True
-                continue
-            if not end:
-                out.append((i, size - i))
-            else:
-                if not _digits(end) or i > int(end):
-                    return "invalid range"
-                j = min(int(end), size - 1)
-                out.append((i, j - i + 1))
-    if no_overlap and not out:
-        return "invalid range: failed to overlap"
-    return out
-
-
-def _digits(s: str) -> bool:
-    t = s[1:] if s[:1] == "+" else s
-    return bool(t) and t.isascii() and t.isdigit() and len(t) <= 19
-
-
 _BURN_ITERATIONS = 2_200_000
 
 
@@ -938,4 +472,4 @@ def burn_cpu() -> None:
     hashlib.pbkdf2_hmac("sha256", b"webhello", b"burncpu", _BURN_ITERATIONS)
 
 
-__all__ = ["App", "AppInfo", "Deferred", "FileStream", "RedirectApp"]
+__all__ = ["App", "AppInfo", "RedirectApp", "redirect_response"]

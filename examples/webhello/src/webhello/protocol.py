@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 
 from .errors import HttpError, RequestTimeoutError
-from .handlers import Deferred
 from .http import Parser
+from .response import Deferred
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -24,14 +24,17 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     from .config import ServerConfig
-    from .handlers import FileStream, Result
     from .http import Request
     from .log import Logger
     from .loop import Loop
+    from .response import FileStream, Result
     from .transport import Transport
 
     class Responder(Protocol):
-        """What a connection needs from the application (handlers.App, handlers.RedirectApp)."""
+        """What a connection needs from the application (handlers.App, handlers.RedirectApp).
+
+        Structural, so this module never imports the application layer.
+        """
 
         def respond(self, req: Request) -> Result: ...
 

@@ -1,4 +1,8 @@
-"""Response value and its serialisation with net/http's header rules.
+"""What goes back to the client: handler results, the Response value, and its serialisation.
+
+The handler-result types (`Result`, `Deferred`, `FileStream`) live here, below both the app
+modules and protocol.py, so the protocol can run what a handler returns without importing the
+application.
 
 `encode` follows net/http's chunkWriter.writeHeader: automatic Content-Length when the handler's
 output fits the 2048-byte buffer, chunked encoding above that (HTTP/1.1), close-delimited bodies
@@ -8,8 +12,11 @@ sorted by key, then Date, Content-Length, Content-Type, Connection, Transfer-Enc
 
 from __future__ import annotations
 
+import os
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Protocol
 
     class RequestLike(Protocol):
@@ -190,6 +197,40 @@ def sniff(data: bytes) -> str:
     if not _BINARY.intersection(d):
         return "text/plain; charset=utf-8"
     return "application/octet-stream"
+
+
+# --- Handler results ---------------------------------------------------------------------------
+
+
+class Deferred:
+    """A handler result that needs blocking work (run off the event loop) before `data`."""
+
+    __slots__ = ("close", "data", "work")
+
+    def __init__(self, work: Callable[[], None], data: bytes, close: bool) -> None:
+        self.work = work
+        self.data = data
+        self.close = close
+
+
+class FileStream:
+    """Body segments of a large file (bytes, or (offset, length) read from fd), sent lazily."""
+
+    __slots__ = ("fd", "segments")
+
+    def __init__(self, fd: int, segments: list[bytes | tuple[int, int]]) -> None:
+        self.fd = fd
+        self.segments = segments
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# What a handler returns: (head + body bytes, close after it, a FileStream still to send), or a
+# Deferred. Plain bytes rather than a Response: the hot paths hand over precomputed templates.
+Result = tuple[bytes, bool, "FileStream | None"] | Deferred
 
 
 # --- Response ----------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .config import ServerConfig
-    from .handlers import App, RedirectApp
     from .log import Logger
+    from .protocol import Responder
     from .transport import StreamProtocol
 else:
     import _signal
@@ -174,7 +174,7 @@ class Listener:
     __slots__ = ("app", "sock", "tls")
 
     def __init__(
-        self, sock: _socket.socket, app: App | RedirectApp, tls: ssl.SSLContext | None = None
+        self, sock: _socket.socket, app: Responder, tls: ssl.SSLContext | None = None
     ) -> None:
         self.sock = sock
         self.app = app
@@ -184,11 +184,18 @@ class Listener:
 class Server:
     """Runs the listeners until a signal or a quota exit; exit status via `exit_now`."""
 
-    def __init__(self, cfg: ServerConfig, log: Logger, exit_now: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        cfg: ServerConfig,
+        log: Logger,
+        exit_now: Callable[[int], None],
+        *,
+        loop: Loop | None = None,
+    ) -> None:
         self.cfg = cfg
         self.log = log
         self.exit_now = exit_now
-        self.loop = Loop()
+        self.loop = Loop() if loop is None else loop  # tests pass a fake loop with a fake clock
         self.state = ConnState(cfg, log, self.loop)
         self._acceptors: list[Acceptor] = []
 
