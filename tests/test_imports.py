@@ -6,7 +6,9 @@ Parsed with ast, so the rules hold for every code path, not just the ones a test
 from __future__ import annotations
 
 import ast
+import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,6 +106,25 @@ def test_only_the_cli_sits_above_the_pipeline():
             assert not _project_imports(imports, "scratchpack.pipeline"), module
 
 
+def test_cli_imports_only_the_pipeline_config_and_engine():
+    allowed = {
+        "scratchpack",  # __version__
+        "scratchpack.__version__",
+        "scratchpack._ctx",
+        "scratchpack.errors",
+        "scratchpack.pipeline",
+        "scratchpack.config",
+        "scratchpack.engine",
+    }
+    imports = _project_imports(SCRATCHPACK["scratchpack.cli"], "scratchpack")
+    bad = {
+        i
+        for i in imports
+        if i not in allowed and i.rpartition(".")[0] not in allowed - {"scratchpack"}
+    }
+    assert not bad, f"cli imports {sorted(bad)}"
+
+
 def test_library_modules_are_stdlib_only():
     """scratchpack runs from any Python with nothing else installed: stdlib-only at run time."""
     allowed = set(sys.stdlib_module_names) | {"scratchpack"} | OPTIONAL
@@ -188,3 +209,95 @@ def test_webhello_below_the_app_never_imports_it():
         full = f"webhello.{module}" if module != "__init__" else "webhello"
         bad = _webhello_deps(full) & WEBHELLO_APP
         assert not bad, f"webhello.{module} imports the application modules {sorted(bad)}"
+
+
+PUBLISHERS = {
+    "scratchpack.publish.tarball",
+    "scratchpack.publish.layout",
+    "scratchpack.publish.registry",
+}
+
+
+@pytest.mark.parametrize("publisher", sorted(PUBLISHERS))
+def test_publishers_never_import_each_other(publisher):
+    assert publisher in SCRATCHPACK, f"{publisher} is missing"
+    others = PUBLISHERS - {publisher}
+    assert not {i for i in SCRATCHPACK[publisher] if any(i.startswith(o) for o in others)}
+
+
+def test_multi_publisher_knows_no_concrete_publisher():
+    assert not {i for i in SCRATCHPACK["scratchpack.publish.multi"] if i in PUBLISHERS}
+
+
+def test_only_the_pipeline_joins_freezer_publishers_and_sbom():
+    for module, imports in SCRATCHPACK.items():
+        if module == "scratchpack.pipeline":
+            continue
+        for package in ("scratchpack.publish", "scratchpack.sbom", "scratchpack.freeze"):
+            if module.startswith(package):
+                continue
+            assert not _project_imports(imports, package), f"{module} imports {package}"
+
+
+def _cli_flags() -> set[str]:
+    from scratchpack import cli
+
+    flags: set[str] = set()
+    parsers = [cli.build_parser()]
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            flags.update(s for s in action.option_strings if s.startswith("--"))
+            if action.choices and isinstance(action.choices, dict):
+                parsers.extend(action.choices.values())
+    return flags - {"--help", "--version"}
+
+
+def _callee(node: ast.Call) -> str:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+
+
+def _error_strings(path: Path) -> Iterator[tuple[int, str]]:
+    """Every string literal in a ``raise`` or an ``...Error(...)`` call: what a user reads."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        raised = isinstance(node, ast.Raise) and node.exc is not None
+        built = isinstance(node, ast.Call) and _callee(node).lower().endswith("error")
+        if raised or built:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                    yield sub.lineno, sub.value
+
+
+def test_library_errors_never_name_a_cli_flag():
+    """Errors carry data (``remedy``); only cli.REMEDIES words hints that name flags."""
+    flags = _cli_flags()
+    assert "--tarball" in flags and "--runtime" in flags
+    pattern = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+    found = set()
+    for path in sorted((SRC / "scratchpack").rglob("*.py")):
+        if path.name == "cli.py":
+            continue
+        for line, text in _error_strings(path):
+            named = {m for m in pattern.findall(text) if m in flags}
+            if named:
+                found.add(f"{path.relative_to(ROOT)}:{line}: {sorted(named)}")
+    assert not found, "library errors name CLI flags:\n" + "\n".join(sorted(found))
+
+
+def test_every_remedy_key_raised_has_cli_wording():
+    from scratchpack import cli
+
+    keys: set[str] = set()
+    for path in sorted((SRC / "scratchpack").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.keyword)
+                and node.arg == "remedy"
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                keys.add(node.value.value)
+    assert keys, "no error carries a remedy key"
+    assert keys <= set(cli.REMEDIES), sorted(keys - set(cli.REMEDIES))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scratchpack import pipeline
+from scratchpack import cli, pipeline
 from scratchpack.errors import ImageError, ScratchpackError
 from scratchpack.freeze import FreezeSpec
 
@@ -35,7 +35,7 @@ def test_parse_user_rejects(text):
 def test_build_needs_an_output():
     with pytest.raises(ScratchpackError, match="no output chosen") as err:
         pipeline.BuildOptions(freeze=SPEC)
-    assert "--tarball" in str(err.value)
+    assert "--tarball" in cli.render_error(err.value)
 
 
 def test_scratchpack_repo_alone_means_push():

@@ -326,19 +326,19 @@ def _cmd_build(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
-    from scratchpack import pipeline, runtime
+    from scratchpack import engine, pipeline
 
     app_args: list[str] = args.app_args
     target: Path = args.target
     if target.is_file():
         tarball = target
-        tags = tuple(args.tag) or runtime.tarball_tags(target)
+        tags = tuple(args.tag) or engine.tarball_tags(target)
     else:
         built = pipeline.build_for_run(
             target, tags=tuple(args.tag), python=args.python, runtime=args.runtime
         )
         tarball, tags = built.tarball, built.tags
-    code = runtime.run_tarball(
+    code = engine.run_tarball(
         tarball,
         tags=tags,
         tool=args.engine,
@@ -349,7 +349,15 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 #: The CLI's wording for each ``ScratchpackError.remedy`` key: the one place that names flags.
-REMEDIES: dict[str, str] = {}
+REMEDIES: dict[str, str] = {
+    "no-output": "add --tarball FILE, --oci-layout DIR and/or --push REPO[:TAG] "
+    "(or set SCRATCHPACK_REPO, like ko's KO_DOCKER_REPO)",
+    "push-repo": "give --push REGISTRY/REPO[:TAG], or export SCRATCHPACK_REPO=REGISTRY/PREFIX",
+    "tls-choice": "use --registry-ca to verify TLS, or --insecure-registry to skip it",
+    "ca-certs": "pip install certifi, or pass --ca-certs /path/to/bundle.pem",
+    "run-target": "pass a file written by `scratchpack build --tarball`, or a project directory",
+    "run-tag": "pass --tag NAME[:TAG]",
+}
 
 
 def render_error(err: ScratchpackError) -> str:

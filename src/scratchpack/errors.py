@@ -92,5 +92,5 @@ class AuthError(RegistryError):
     """Credentials were missing, rejected, or could not be obtained from a helper."""
 
 
-class RuntimeToolError(ScratchpackError):
-    """No working container runtime (docker/podman) to run an image with."""
+class EngineError(ScratchpackError):
+    """No working container engine (docker/podman) to run an image with."""

@@ -1,7 +1,7 @@
-"""The build pipeline: freeze -> layer -> image -> sinks.
+"""The build pipeline: freeze -> layer -> image (+ SBOM) -> publishers.
 
-The only module that joins ``freeze`` and ``oci``. A sink is a function that takes an image
-and returns a Published; several outputs are just several sinks run over the same value.
+The only module that joins the freezer, the image model, the SBOM and the publishers. Several
+outputs are one :class:`~scratchpack.publish.MultiPublisher` handed the same release.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import platform
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,22 +30,19 @@ from scratchpack.freeze import (
 from scratchpack.freeze.spec import TOOL_PINS, Runtime
 from scratchpack.oci import image as oci_image
 from scratchpack.oci import mediatypes
-from scratchpack.oci._io import write_bytes_atomic
-from scratchpack.oci.artifact import Artifact, fallback_tag, make_artifact
+from scratchpack.oci.artifact import Artifact, make_artifact
 from scratchpack.oci.config import ImageConfig, format_created, normalise_port
 from scratchpack.oci.descriptor import Platform, Published
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.layer import layer_from_entries
-from scratchpack.oci.layout import add_artifact, write_layout
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.rootfs import CA_BUNDLE_PATH, scratch_rootfs
-from scratchpack.oci.tarball import write_tarball
-
-Sink = Callable[[oci_image.Image], Published]
+from scratchpack.publish import MultiPublisher, Publisher, Release
+from scratchpack.publish.layout import LayoutPublisher
+from scratchpack.publish.tarball import TarballPublisher
 
 _USER = re.compile(r"([a-z_][a-z0-9_-]{0,31})(?::(\d+)(?::(\d+))?)?")
 _GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-SBOM_SUFFIX = "sbom"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +57,19 @@ def parse_user(text: str) -> UserSpec:
     m = _USER.fullmatch(text)
     if not m:
         raise ImageError(
-            f"invalid --user {text!r}",
+            f"invalid user {text!r}",
             hint="use NAME[:UID[:GID]] with a lowercase name, e.g. appuser:1000:1000",
         )
     uid = int(m.group(2)) if m.group(2) else 1000
     gid = int(m.group(3)) if m.group(3) else uid
     if uid == 0 or m.group(1) == "root":
         raise ImageError(
-            "--user must not be root: the image exists to run as a non-root user",
+            "the image user must not be root: the image exists to run as a non-root user",
             hint="pick a name and a UID above 0, e.g. appuser:1000",
         )
     if uid > 65534 or gid > 65534:
         raise ImageError(
-            f"--user {text!r}: UID and GID must be at most 65534",
+            f"user {text!r}: UID and GID must be at most 65534",
             hint="pick an ID between 1 and 65534, e.g. appuser:1000",
         )
     return UserSpec(m.group(1), uid, gid)
@@ -106,14 +103,17 @@ class BuildOptions:
             if not self.repo_env:
                 raise ScratchpackError(
                     "no output chosen: nothing would be written",
-                    hint="add --tarball FILE, --oci-layout DIR and/or --push REPO[:TAG] "
-                    "(or set SCRATCHPACK_REPO, like ko's KO_DOCKER_REPO)",
+                    hint="choose a tarball, an OCI layout directory and/or a repository to push "
+                    "to (or set SCRATCHPACK_REPO, like ko's KO_DOCKER_REPO)",
+                    remedy="no-output",
                 )
             object.__setattr__(self, "push", "")
         if self.push == "" and not self.repo_env:
             raise ScratchpackError(
-                "--push without a repository and SCRATCHPACK_REPO is not set",
-                hint="give --push REGISTRY/REPO[:TAG], or export SCRATCHPACK_REPO=REGISTRY/PREFIX",
+                "a push without a repository, and SCRATCHPACK_REPO is not set",
+                hint="name the repository REGISTRY/REPO[:TAG], "
+                "or export SCRATCHPACK_REPO=REGISTRY/PREFIX",
+                remedy="push-repo",
             )
         for tag in self.tags:
             Reference.parse(tag)
@@ -129,8 +129,9 @@ class BuildOptions:
                 ) from None
         if self.insecure_registry and self.registry_ca is not None:
             raise ScratchpackError(
-                "--insecure-registry and --registry-ca contradict each other",
-                hint="use --registry-ca to verify TLS, or --insecure-registry to skip it",
+                "skipping TLS verification and trusting a registry CA contradict each other",
+                hint="give the registry's CA to verify TLS, or skip verification, not both",
+                remedy="tls-choice",
             )
 
 
@@ -209,7 +210,7 @@ def _ca_bundle(choice: str) -> Path:
     if choice != "certifi":
         path = Path(choice)
         if not path.is_file():
-            raise ImageError(f"--ca-certs {choice}: no such file", hint="give a PEM CA bundle")
+            raise ImageError(f"CA bundle {choice}: no such file", hint="give a PEM CA bundle")
         return path
     try:
         certifi = importlib.import_module("certifi")  # optional, only for --ca-certs
@@ -222,8 +223,9 @@ def _ca_bundle(choice: str) -> Path:
             if candidate.is_file():
                 return candidate
     raise ImageError(
-        "--ca-certs: neither certifi nor a system CA bundle was found",
-        hint="pip install certifi, or pass --ca-certs /path/to/bundle.pem",
+        "no CA bundle to add: neither certifi nor a system CA bundle was found",
+        hint="install certifi, or give the path of a PEM CA bundle",
+        remedy="ca-certs",
     )
 
 
@@ -386,13 +388,28 @@ def _workdir() -> Iterator[Path]:
         yield Path(tmp)
 
 
+def publisher_for(options: BuildOptions, app: FrozenApp) -> MultiPublisher:
+    """The chosen outputs as one publisher (ko's ``makePublisher``), in a fixed order."""
+    publishers: list[Publisher] = []
+    if options.tarball is not None:
+        publishers.append(TarballPublisher(options.tarball))
+    if options.oci_layout is not None:
+        publishers.append(LayoutPublisher(options.oci_layout))
+    if options.push is not None:
+        from scratchpack.oci.registry import PushOptions  # only pushes need the HTTP stack
+        from scratchpack.publish.registry import RegistryPublisher
+
+        push_options = PushOptions(insecure=options.insecure_registry, ca_file=options.registry_ca)
+        ref = push_reference(options, app)
+        publishers.append(RegistryPublisher(ref, push_options, progress=_ctx.log))
+    return MultiPublisher(publishers, step=_ctx.step)
+
+
 def build(options: BuildOptions) -> BuildResult:
-    """``scratchpack build``: freeze, assemble, then run every chosen sink."""
+    """``scratchpack build``: freeze, assemble, then hand the release to every chosen output."""
     with _ctx.step("freezing"):
         app = freeze(options.freeze)
     epoch = source_date_epoch()
-    published: list[Published] = []
-    sbom_files: list[Path] = []
     with _workdir() as workdir:
         image = assemble(
             app,
@@ -402,59 +419,21 @@ def build(options: BuildOptions) -> BuildResult:
             workdir=workdir,
         )
         tags = _image_tags(options, app)
-        subject = image.manifest_descriptor()
-        artifact: Artifact | None = None
+        sbom_artifact: Artifact | None = None
         if options.sbom == "spdx":
             data = sbom_bytes(app, epoch=epoch, subject=f"{app.project.name}@{image.digest}")
-            artifact = make_artifact(subject, data, artifact_type=mediatypes.SPDX_JSON)
-        if options.tarball is not None:
-            with _ctx.step(f"writing tarball {options.tarball}"):
-                published.append(write_tarball(image, options.tarball, tags=tags))
-            if artifact is not None:
-                sbom_files.append(_write_sbom_beside(options.tarball, artifact))
-        if options.oci_layout is not None:
-            with _ctx.step(f"writing OCI layout {options.oci_layout}"):
-                ref_name = tags[0].tag or "latest"
-                published.append(write_layout(image, options.oci_layout, ref_name=ref_name))
-                if artifact is not None:
-                    add_artifact(options.oci_layout, artifact)
-                    sbom_files.append(_write_sbom_beside(options.oci_layout, artifact))
-        if options.push is not None:
-            published.extend(_push(image, artifact, options, app))
+            sbom_artifact = make_artifact(
+                image.manifest_descriptor(), data, artifact_type=mediatypes.SPDX_JSON
+            )
+        release = Release(image, tags, sbom_artifact)
+        outcome = publisher_for(options, app).publish(release)
     return BuildResult(
         image.digest,
-        tuple(published),
+        outcome.published,
         app.sha256,
         tuple(t.familiar for t in tags),
-        tuple(sbom_files),
+        outcome.sbom_files,
     )
-
-
-def _write_sbom_beside(output: Path, artifact: Artifact) -> Path:
-    data = artifact.blobs[-1][1]
-    path = output.with_name(output.name + ".spdx.json")
-    write_bytes_atomic(path, data)
-    return path
-
-
-def _push(
-    image: oci_image.Image, artifact: Artifact | None, options: BuildOptions, app: FrozenApp
-) -> list[Published]:
-    from scratchpack.oci import registry  # only pushes need the HTTP stack
-
-    ref = push_reference(options, app)
-    push_options = registry.PushOptions(
-        insecure=options.insecure_registry, ca_file=options.registry_ca
-    )
-    with _ctx.step(f"pushing {ref}"):
-        result = registry.push(image, ref, options=push_options, progress=_ctx.log)
-    out = [result]
-    if artifact is not None:
-        tag = fallback_tag(image.digest, SBOM_SUFFIX)
-        with _ctx.step(f"pushing SBOM as {ref.name}:{tag}"):
-            digest = registry.push_artifact(artifact, ref, tag=tag, options=push_options)
-        out.append(Published("registry-sbom", f"{ref.name}:{tag}@{digest}", digest))
-    return out
 
 
 @dataclass(frozen=True, slots=True)

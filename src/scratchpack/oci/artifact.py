@@ -18,12 +18,23 @@ EMPTY_JSON = b"{}"
 
 @dataclass(frozen=True, slots=True)
 class Artifact:
-    """A serialised artifact manifest plus every blob it references, held in memory (small)."""
+    """A serialised artifact manifest plus the one payload it carries, held in memory (small).
+
+    ``payload`` is the document itself (e.g. the SPDX JSON), so a sink that also writes it as a
+    plain file takes it from here; ``blobs`` is what a registry or layout stores.
+    """
 
     artifact_type: str
     raw_manifest: bytes
-    blobs: tuple[tuple[Descriptor, bytes], ...]
+    payload: bytes
     media_type: str = mediatypes.OCI_MANIFEST
+
+    @property
+    def blobs(self) -> tuple[tuple[Descriptor, bytes], ...]:
+        """The empty config and the payload, each with the descriptor the manifest lists."""
+        config = Descriptor(mediatypes.OCI_EMPTY, Digest.of_bytes(EMPTY_JSON), len(EMPTY_JSON))
+        layer = Descriptor(self.artifact_type, Digest.of_bytes(self.payload), len(self.payload))
+        return ((config, EMPTY_JSON), (layer, self.payload))
 
     @property
     def digest(self) -> Digest:
@@ -63,4 +74,4 @@ def make_artifact(
     if annotations:
         manifest["annotations"] = dict(annotations)
     raw = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-    return Artifact(artifact_type, raw, ((config, EMPTY_JSON), (layer, data)))
+    return Artifact(artifact_type, raw, data)

@@ -207,18 +207,4 @@ def write_layout(
     return Published("oci-layout", str(directory), image.digest, extra=extra)
 
 
-def add_artifact(directory: Path, artifact: Artifact, *, ref_name: str = "") -> Published:
-    """Add one artifact manifest (and its blobs) to an existing layout."""
-    check_ref_name(ref_name)
-    if not (directory / "oci-layout").exists():
-        raise SinkError(
-            f"{directory} is not an OCI image layout",
-            hint="write the image first with write_layout()",
-        )
-    with _open_layout(directory) as layout:
-        _put_artifact(layout, artifact)
-        layout.update_index([_artifact_descriptor(artifact, ref_name)])
-    return Published("oci-layout", str(directory), artifact.digest)
-
-
-__all__ = ["LAYOUT_VERSION", "add_artifact", "check_ref_name", "write_layout"]
+__all__ = ["LAYOUT_VERSION", "check_ref_name", "write_layout"]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scratchpack import _ctx
-from scratchpack.errors import RuntimeToolError
+from scratchpack.errors import EngineError
 
 _INSTALL_HINT = (
     "install podman (daemonless: `apt-get install podman runc`), or start the Docker daemon "
@@ -52,11 +52,11 @@ def choose_tool(tool: str = "auto") -> list[str]:
         if _works([*prefix, "info"]):
             return prefix
     if tool == "auto":
-        raise RuntimeToolError(
+        raise EngineError(
             "no working container tool: docker has no running daemon and podman is not usable",
             hint=_INSTALL_HINT,
         )
-    raise RuntimeToolError(f"{tool} is not installed or not working here", hint=_INSTALL_HINT)
+    raise EngineError(f"{tool} is not installed or not working here", hint=_INSTALL_HINT)
 
 
 def run_args(prefix: Sequence[str], image: str, name: str, app_args: Sequence[str]) -> list[str]:
@@ -81,9 +81,10 @@ def tarball_tags(tarball: Path) -> tuple[str, ...]:
             member = tar.extractfile("manifest.json")
             data = json.loads(member.read()) if member is not None else []
     except (OSError, KeyError, tarfile.TarError, ValueError) as err:
-        raise RuntimeToolError(
+        raise EngineError(
             f"{tarball} is not an image tarball ({err})",
-            hint="pass a file written by `scratchpack build --tarball`, or a project directory",
+            hint="pass an image tarball written by scratchpack, or a project directory",
+            remedy="run-target",
         ) from err
     return tuple(tag for entry in data for tag in entry.get("RepoTags") or ())
 
@@ -98,14 +99,17 @@ def run_tarball(
 ) -> int:
     """Load ``tarball`` and run its first tag in the foreground; returns the container's exit."""
     if not tags:
-        raise RuntimeToolError(f"{tarball}: no image name to run", hint="pass --tag NAME[:TAG]")
+        raise EngineError(
+            f"{tarball}: no image name to run", hint="name the image NAME[:TAG]", remedy="run-tag"
+        )
     prefix = choose_tool(tool)
     with _ctx.step(f"loading {tarball} into {prefix[0]}"):
         proc = _ctx.run_subprocess([*prefix, "load", "-i", str(tarball)])
     if proc.returncode != 0:
-        raise RuntimeToolError(
+        raise EngineError(
             f"{prefix[0]} load -i {tarball} failed:\n{proc.stdout.strip()}",
-            hint="check the tarball was written by `scratchpack build --tarball`",
+            hint="check that the tarball is an image tarball written by scratchpack",
+            remedy="run-target",
         )
     image = tags[0]
     container = name or "scratchpack-" + image.rsplit("/", 1)[-1].split(":", 1)[0]
