@@ -20,17 +20,16 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+from scratchpack import pipeline
+from scratchpack.freeze import FreezeSpec, freeze
+from scratchpack.oci.reference import Reference
+from scratchpack.oci.registry import PushOptions, push
+from scratchpack.oci.tarball import write_tarball
+from testsupport.engines import docker_session, podman_session
+from testsupport.net import free_port
+from testsupport.registry_server import Registry
 
-from scratchpack import pipeline  # noqa: E402
-from scratchpack.freeze import FreezeSpec, freeze  # noqa: E402
-from scratchpack.oci.reference import Reference  # noqa: E402
-from scratchpack.oci.registry import PushOptions, push  # noqa: E402
-from scratchpack.oci.tarball import write_tarball  # noqa: E402
-from tests._net import free_port  # noqa: E402
-from tests.registry_server import Registry  # noqa: E402
-from tests.runtimes import docker_session, podman_session  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 WEBHELLO = ROOT / "examples" / "webhello"
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/freeze_bench.py [--project examples/webhello] [--runs 10]
 
-Starts each variant in the empty rootfs (tests/rootfs.py: fresh PID+mount namespaces, chroot,
+Starts each variant in the empty rootfs (testsupport.rootfs: fresh PID+mount namespaces, chroot,
 uid 1000) and measures from the spawn of `unshare` to the first HTTP 200 on GET /, then the idle
 RSS summed over the process group and the bytes the start extracted into /tmp. `python -m
 <package>` (this venv's interpreter, on the host, same uid 0 -> no chroot) is the baseline.
@@ -23,13 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "src"))
+from scratchpack.freeze import FreezeSpec, freeze, read_project
+from testsupport import rootfs
+from testsupport.net import free_port, get_status
 
-from scratchpack.freeze import FreezeSpec, freeze, read_project  # noqa: E402
-from tests import rootfs  # noqa: E402
-from tests._net import free_port, get_status  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def measure_start(spawn, tmpdir: Path, runs: int) -> dict[str, float]:

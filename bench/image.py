@@ -17,17 +17,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+from scratchpack.oci import image as im
+from scratchpack.oci.config import ImageConfig
+from scratchpack.oci.layer import layer_from_entries
+from scratchpack.oci.layout import write_layout
+from scratchpack.oci.reference import Reference
+from scratchpack.oci.rootfs import scratch_rootfs
+from scratchpack.oci.tarball import write_tarball
+from scratchpack.oci.validate import validate_tarball
 
-from scratchpack.oci import image as im  # noqa: E402
-from scratchpack.oci.config import ImageConfig  # noqa: E402
-from scratchpack.oci.layer import layer_from_entries  # noqa: E402
-from scratchpack.oci.layout import write_layout  # noqa: E402
-from scratchpack.oci.reference import Reference  # noqa: E402
-from scratchpack.oci.rootfs import scratch_rootfs  # noqa: E402
-from scratchpack.oci.tarball import write_tarball  # noqa: E402
-from scratchpack.oci.validate import validate_tarball  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
@@ -82,7 +81,7 @@ def bench(exe: Path, label: str, runs: int, runtimes: bool) -> list[str]:
         ms = median_ms(fresh_layout, runs)
         rows.append(f"| {label} | write_layout (new directory) | {ms:.0f} ms | |")
         if runtimes:
-            from tests.runtimes import docker_session, podman_session
+            from testsupport.engines import docker_session, podman_session
 
             with docker_session() as docker:
                 docker.load(tar)

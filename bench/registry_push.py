@@ -13,19 +13,17 @@ import argparse
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+from scratchpack.oci.auth import StaticKeychain
+from scratchpack.oci.reference import Reference
+from scratchpack.oci.registry import PushOptions, push
+from testsupport.registry_server import Registry, TestImage, make_image, make_tls
 
-from scratchpack.oci.auth import StaticKeychain  # noqa: E402
-from scratchpack.oci.reference import Reference  # noqa: E402
-from scratchpack.oci.registry import PushOptions, push  # noqa: E402
-from tests.registry_server import Registry, TestImage, make_image, make_tls  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_oci_layout(image: TestImage, dest: Path) -> None:

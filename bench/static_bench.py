@@ -9,7 +9,7 @@ One run, on a snapshot of examples/webhello (edits to the tree during the run do
 - builds: `scratchpack exe --runtime static` (CLI, timed: first build with a warm runtime kit,
   rebuilds, cached) and the default route (PyInstaller + staticx, `freeze(FreezeSpec(...))`);
 - (a) raw and gzip -9 size; start to the first 200 on GET / in an empty rootfs as uid 1000
-  (tests/rootfs.py: the static executable in a READ-ONLY root with no /tmp and no /proc, the
+  (testsupport.rootfs: the static executable in a READ-ONLY root with no /tmp and no /proc, the
   default one in the usual root with a 1777 /tmp and proc), the static executable on the host,
   `python -m webhello` on the host, and a `gcc -static` C server in the same read-only root
   (the harness floor: unshare + mount + chroot + polling); idle RSS of the app's process tree
@@ -57,22 +57,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "src"), str(REPO), str(REPO / "bench")]
+import webhello_bench as wb
 
-import webhello_bench as wb  # noqa: E402
-
-from scratchpack.freeze import FreezeSpec, freeze  # noqa: E402
-from scratchpack.freeze.static import runtime_key  # noqa: E402
-from tests import rootfs  # noqa: E402
-from tests._net import free_port, get_status  # noqa: E402
-from tests.runtimes import (  # noqa: E402
+from scratchpack.freeze import FreezeSpec, freeze
+from scratchpack.freeze.static import runtime_key
+from testsupport import rootfs
+from testsupport.engines import (
     Container,
     ContainerRuntime,
     build_static_server,
     docker_session,
     podman_session,
 )
+from testsupport.net import free_port, get_status
+
+REPO = Path(__file__).resolve().parent.parent
 
 WEBHELLO = REPO / "examples" / "webhello"
 #: The static runtime embeds CPython 3.11.2, so the app is installed with Debian's 3.11.

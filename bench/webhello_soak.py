@@ -29,9 +29,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-# A sibling script (bench/ is not a package), found through the sys.path entry above.
+# A sibling script: python puts the running script's directory (bench/) first on sys.path.
 from webhello_bench import (
     PASSWD,
     running_server,

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests._net import free_port
-from tests.registry_server import (
+from testsupport.net import free_port
+from testsupport.registry_server import (
     basic_registry,
     plain_registry,
     podman_store,
@@ -22,7 +22,7 @@ from tests.registry_server import (
 )
 
 if TYPE_CHECKING:
-    from tests.runtimes import ContainerRuntime
+    from testsupport.engines import ContainerRuntime
 
 
 __all__ = [  # shared session fixtures (one registry of each kind per test session) and helpers
@@ -67,7 +67,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(scope="session")
 def docker_runtime() -> Iterator[ContainerRuntime]:
-    from tests.runtimes import docker_session  # runtimes imports free_port from here
+    from testsupport.engines import docker_session  # runtimes imports free_port from here
 
     with docker_session() as runtime:
         yield runtime
@@ -75,7 +75,7 @@ def docker_runtime() -> Iterator[ContainerRuntime]:
 
 @pytest.fixture(scope="session")
 def podman_runtime() -> Iterator[ContainerRuntime]:
-    from tests.runtimes import podman_session
+    from testsupport.engines import podman_session
 
     with podman_session() as runtime:
         yield runtime
@@ -83,7 +83,7 @@ def podman_runtime() -> Iterator[ContainerRuntime]:
 
 @pytest.fixture(scope="session")
 def static_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.runtimes import build_static_server
+    from testsupport.engines import build_static_server
 
     return build_static_server(tmp_path_factory.mktemp("static-server"))
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests._net import free_port
-from tests.registry_server import USERS, skopeo_inspect_digest
-from tests.runtimes import serve
+from testsupport.engines import serve
+from testsupport.net import free_port
+from testsupport.registry_server import USERS, skopeo_inspect_digest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -407,7 +407,7 @@ def test_scratchpack_run_with_podman(built: Built, tmp_path: Path):
         text=True,
     )  # fmt: skip
     try:
-        from tests.runtimes import wait_http
+        from testsupport.engines import wait_http
 
         status, body = wait_http(f"http://127.0.0.1:{port}/", timeout=60)
         assert status == 200 and b"webhello root page" in body

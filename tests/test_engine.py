@@ -8,7 +8,7 @@ import pytest
 
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.tarball import write_tarball
-from tests.runtimes import (
+from testsupport.engines import (
     ContainerRuntime,
     scratch_image,
     serve,

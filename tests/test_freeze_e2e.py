@@ -1,7 +1,7 @@
 """The freezer against the real tools: pip, PyInstaller, staticx, patchelf, both Pythons.
 
 Every fixture app is frozen once per session, sharing one build cache under the session tmp dir;
-the executables then run in an empty root filesystem as uid 1000 (tests/rootfs.py).
+the executables then run in an empty root filesystem as uid 1000 (testsupport.rootfs).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pytest
 
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
-from tests import rootfs
-from tests._net import free_port, get_status
 from tests.webhello._server import run_suite
+from testsupport import rootfs
+from testsupport.net import free_port, get_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

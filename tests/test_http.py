@@ -29,8 +29,8 @@ from scratchpack.oci._http import (
     retrying,
     status_error,
 )
-from tests._net import free_port
-from tests.registry_server import TLSFiles, make_tls
+from testsupport.net import free_port
+from testsupport.registry_server import TLSFiles, make_tls
 
 # --- redaction ---------------------------------------------------------------------------------
 

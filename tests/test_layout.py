@@ -16,7 +16,7 @@ from scratchpack.oci.layer import FileEntry, Layer, layer_from_entries
 from scratchpack.oci.layout import write_layout
 from scratchpack.oci.mediatypes import OCI_INDEX, OCI_MANIFEST, SPDX_JSON
 from scratchpack.oci.validate import validate_layout
-from tests.runtimes import build_static_server, scratch_image
+from testsupport.engines import build_static_server, scratch_image
 
 REF = "org.opencontainers.image.ref.name"
 

@@ -1,7 +1,7 @@
 """The registry sink against the real CNCF distribution registry, read back by skopeo/podman.
 
 Registries (anonymous HTTP, anonymous TLS, htpasswd TLS, token TLS) are session fixtures from
-tests/registry_server.py; tests that kill a registry or need an odd setup start their own.
+testsupport.registry_server; tests that kill a registry or need an odd setup start their own.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from scratchpack.oci.auth import Credentials, StaticKeychain, default_keychain
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.registry import Pusher, PushOptions, push, push_artifact
-from tests._net import free_port
-from tests.registry_server import (
+from testsupport.net import free_port
+from testsupport.registry_server import (
     SERVICE,
     USERS,
     BlobLayer,

@@ -8,7 +8,7 @@ import pytest
 from scratchpack.errors import ImageError
 from scratchpack.oci.layer import layer_from_entries
 from scratchpack.oci.rootfs import elf_info, scratch_rootfs
-from tests.runtimes import build_static_server
+from testsupport.engines import build_static_server
 
 
 @pytest.fixture(scope="module")

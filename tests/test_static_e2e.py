@@ -3,8 +3,8 @@
 The static CPython kit is built cold once per session (conftest `static_cache`), then every
 executable here is built from it with `scratchpack exe|build --runtime static` and run where a
 static executable must work: an EMPTY root filesystem mounted READ-ONLY (no /tmp, no /proc), as
-uid 1000 -- under unshare + chroot (tests/rootfs.py), under the sandbox the whole webhello
-behaviour suite runs in (tests/static_sandbox.py), and as a `podman run --read-only` container
+uid 1000 -- under unshare + chroot (testsupport.rootfs), under the sandbox the whole webhello
+behaviour suite runs in (testsupport.static_sandbox), and as a `podman run --read-only` container
 without any tmpfs.
 """
 
@@ -41,10 +41,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from scratchpack.freeze.static.sources import PACKAGES
 from scratchpack.freeze.static.toolchain import MUSL_VERSION
-from tests import rootfs
-from tests._net import free_port, get_status
-from tests.runtimes import Container, ContainerRuntime
 from tests.webhello._server import in_netns, run_suite
+from testsupport import rootfs, static_sandbox
+from testsupport.engines import Container, ContainerRuntime
+from testsupport.net import free_port, get_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -53,7 +53,7 @@ FIXTURES = REPO / "tests" / "fixtures"
 WEBHELLO = REPO / "examples" / "webhello"
 SCRATCHPACK = [sys.executable, "-m", "scratchpack"]
 SYSTEM_PYTHON = "/usr/bin/python3"
-SANDBOX = REPO / "tests" / "static_sandbox.py"
+SANDBOX = Path(static_sandbox.__file__)
 IMAGE = "webhello-static:e2e"
 
 
@@ -230,7 +230,7 @@ def test_scratch_root_is_really_empty_and_read_only(probe_exe: Path, tmp_path: P
 
 
 def test_sandbox_launcher_gives_an_empty_read_only_root(probe_exe: Path, exe_dir: Path) -> None:
-    """tests/static_sandbox.py, which the behaviour suite below runs every server in."""
+    """testsupport.static_sandbox, which the behaviour suite below runs every server in."""
     cwd = exe_dir / "cwd"
     cwd.mkdir()
     proc = subprocess.run(
@@ -254,7 +254,7 @@ def test_sandbox_launcher_gives_an_empty_read_only_root(probe_exe: Path, exe_dir
 
 def test_webhello_behaviour_suite_passes_in_read_only_sandbox(webhello_exe: Built) -> None:
     """The whole tests/webhello suite against the static executable, every server started by
-    tests/static_sandbox.py: empty read-only root, no /tmp, no /proc, the uid each test asks
+    testsupport.static_sandbox: empty read-only root, no /tmp, no /proc, the uid each test asks
     for (see _server.py: tests that ask for none run as the invoking user, as in every run)."""
     env = {"WEBHELLO_CMD": str(webhello_exe.path), "WEBHELLO_SANDBOX": "ro-rootfs"}
     proc = run_suite(env, "tests/webhello", drop=("WEBHELLO_SANDBOX_UID",))

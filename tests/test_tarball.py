@@ -20,7 +20,7 @@ from scratchpack.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.tarball import write_tarball
 from scratchpack.oci.validate import validate_tarball
-from tests.runtimes import build_static_server, scratch_image
+from testsupport.engines import build_static_server, scratch_image
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from tests._net import free_port
+from testsupport import static_sandbox
+from testsupport.net import free_port
 
 T = TypeVar("T")
 
@@ -127,7 +128,7 @@ def base_command(*, non_root: bool = False) -> tuple[list[str], dict[str, str]]:
 
 
 # --- WEBHELLO_SANDBOX=ro-rootfs: the executable in an empty, read-only root ---------------------
-# Used by tests/test_static_e2e.py for --runtime static executables: tests/static_sandbox.py
+# Used by tests/test_static_e2e.py for --runtime static executables: testsupport.static_sandbox
 # (run as root) gives the server a tmpfs root with only /etc/passwd, /etc/group, the executable
 # and the test's cwd (plus directories named by absolute-path arguments, e.g. -cert /x/c.pem),
 # remounts it read-only (no /tmp, no /proc) and drops to the uid the test asks for.
@@ -136,7 +137,7 @@ def base_command(*, non_root: bool = False) -> tuple[list[str], dict[str, str]]:
 # 0700 root-owned tmp dirs as cwd, so forcing uid 1000 on them (WEBHELLO_SANDBOX_UID=1000) makes
 # them fail for that reason only. Every test that asks for uid 1000 (or 54321) gets it.
 SANDBOX_ENV = "WEBHELLO_SANDBOX"
-SANDBOX_LAUNCHER = REPO / "tests" / "static_sandbox.py"
+SANDBOX_LAUNCHER = Path(static_sandbox.__file__)
 SANDBOX_UID_ENV = "WEBHELLO_SANDBOX_UID"
 
 

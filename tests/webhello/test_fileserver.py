@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from webhello.config import ServerConfig
 from webhello.fileserver import FileServer, parse_range
 from webhello.gopath import clean_abs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from webhello.gopath import (
     clean_abs,
     clean_path,

@@ -337,6 +337,7 @@ def _statuses(data: bytes) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # a real server across its real 60 s deadlines: not for the fast tier
 def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
     """Slowloris (a head that never ends), an idle connect, a trickled body and an idle
     keep-alive connection are each closed once their deadline passes (STYLE: head-read

@@ -8,6 +8,7 @@ same kinds of input to a real server; these pin the parser's own answers in mill
 from __future__ import annotations
 
 import pytest
+
 from webhello.config import ServerConfig
 from webhello.errors import (
     BadRequestError,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from webhello.config import ServerConfig
 from webhello.handlers import App, AppInfo
 from webhello.http import Request

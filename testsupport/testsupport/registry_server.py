@@ -35,7 +35,7 @@ import pytest
 
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.mediatypes import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
-from tests._net import free_port
+from testsupport.net import free_port
 
 REGISTRY_BIN = "docker-registry"
 SERVICE = "scratchpack-test-registry"

@@ -5,7 +5,7 @@ host's images, and everything they start is stopped by PID at the end. The helpe
 generic -- load an archive, run an image with arguments on a loopback port, wait for HTTP 200,
 collect logs, stop -- so any test can run any image (the C test server here, webhello later).
 
-Wrap ``docker_session()``/``podman_session()`` in session fixtures (see tests/test_runtimes.py;
+Wrap ``docker_session()``/``podman_session()`` in session fixtures (see tests/test_engine.py;
 in conftest.py they are shared by every module), or use ``Dockerd``/``Podman`` directly.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests._net import free_port
+from testsupport.net import free_port
 
 DOCKER_CLI = "/usr/bin/docker"  # /usr/local/bin/docker is a newer client than engine 20.10
 PODMAN_RUN_FLAGS = (

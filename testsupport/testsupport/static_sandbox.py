@@ -11,7 +11,7 @@ at the same paths: the test's "volumes"). The root is then remounted read-only: 
 Run by Debian's /usr/bin/python3 with -I (stdlib only; the caller's environment, which is the
 program's, may hold anything):
 
-    python3 -I tests/static_sandbox.py [--uid N] [--gid N] [--bind DIR]... -- EXE [ARG...]
+    python3 -I .../testsupport/static_sandbox.py [--uid N] [--gid N] [--bind DIR]... -- EXE [ARG...]
 """
 
 from __future__ import annotations
