@@ -22,10 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from scratchpack.oci.auth import StaticKeychain  # noqa: E402
 from scratchpack.oci.reference import Reference  # noqa: E402
 from scratchpack.oci.registry import PushOptions, push  # noqa: E402
-from tests.registry_server import Registry, TestImage, make_image, make_tls  # noqa: E402
+from tests.registry_server import (  # noqa: E402
+    Registry,
+    StaticKeychain,
+    TestImage,
+    make_image,
+    make_tls,
+)
 
 
 def write_oci_layout(image: TestImage, dest: Path) -> None:
@@ -93,11 +98,6 @@ def main() -> int:
         cases: list[tuple[str, bool, PushOptions]] = [
             ("plain HTTP", False, PushOptions(insecure=True)),
             ("TLS (ca_file)", True, PushOptions(ca_file=tls.cert)),
-            (
-                "plain HTTP, 5 MiB PATCH chunks",
-                False,
-                PushOptions(insecure=True, chunk_size=5 << 20),
-            ),
         ]
         for label, with_tls, opts in cases:
 

@@ -349,7 +349,17 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 #: The CLI's wording for each ``ScratchpackError.remedy`` key: the one place that names flags.
-REMEDIES: dict[str, str] = {}
+REMEDIES: dict[str, str] = {
+    # registry (oci/_http.py, oci/session.py)
+    "insecure-registry": "scratchpack uses HTTPS for every registry, localhost included; "
+    "for a plain-HTTP registry you trust, use --insecure-registry",
+    "registry-ca": "pass the registry's CA certificate (--registry-ca FILE, PushOptions.ca_file), "
+    "or use --insecure-registry to skip verification for a registry you trust",
+    "registry-tls": "check the registry's TLS setup; --insecure-registry skips verification",
+    "credentials-plain-http": "the registry sends credentials to a plain-HTTP address; use "
+    "--insecure-registry only if you trust the network path to it",
+    "insecure-or-ca": "use either --insecure-registry or --registry-ca, not both",
+}
 
 
 def render_error(err: ScratchpackError) -> str:
