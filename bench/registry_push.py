@@ -18,12 +18,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scratchpack.oci.auth import StaticKeychain
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.registry import PushOptions, push
-from testsupport.registry_server import Registry, TestImage, make_image, make_tls
-
-ROOT = Path(__file__).resolve().parents[1]
+from testsupport.registry_server import (
+    Registry,
+    StaticKeychain,
+    TestImage,
+    make_image,
+    make_tls,
+)
 
 
 def write_oci_layout(image: TestImage, dest: Path) -> None:
@@ -91,11 +94,6 @@ def main() -> int:
         cases: list[tuple[str, bool, PushOptions]] = [
             ("plain HTTP", False, PushOptions(insecure=True)),
             ("TLS (ca_file)", True, PushOptions(ca_file=tls.cert)),
-            (
-                "plain HTTP, 5 MiB PATCH chunks",
-                False,
-                PushOptions(insecure=True, chunk_size=5 << 20),
-            ),
         ]
         for label, with_tls, opts in cases:
 

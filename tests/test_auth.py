@@ -17,7 +17,6 @@ from scratchpack.oci.auth import (
     ConfigFileKeychain,
     Credentials,
     MultiKeychain,
-    StaticKeychain,
     basic_authorization,
     default_keychain,
     normalize_registry,
@@ -25,6 +24,7 @@ from scratchpack.oci.auth import (
     parse_token_response,
     run_helper,
 )
+from testsupport.registry_server import StaticKeychain
 
 
 def _b64(text: str) -> str:
@@ -287,7 +287,7 @@ def test_default_keychain_podman_locations(tmp_path: Path):
     assert kc.resolve("a.example") is None
 
 
-def test_multi_and_static_keychains():
+def test_multi_keychain_first_non_anonymous_wins():
     anon = StaticKeychain.of({"r.example": Credentials()})
     real = StaticKeychain.of({"https://r.example": Credentials("u", "p")})
     creds = MultiKeychain((anon, real)).resolve("r.example")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from scratchpack.cli import render_error
 from scratchpack.errors import RegistryError
 from scratchpack.oci._http import (
     MAX_BODY,
@@ -253,7 +254,9 @@ def test_tls_to_a_plain_http_server_says_use_insecure_registry(server):
     with StdlibTransport() as t, pytest.raises(TransportError) as info:
         t.request("GET", base.replace("http:", "https:") + "/v2/", {})
     assert info.value.tls and not info.value.temporary
-    assert "plain HTTP" in str(info.value) and "--insecure-registry" in str(info.value)
+    assert "plain HTTP" in str(info.value) and info.value.remedy == "insecure-registry"
+    assert "--insecure-registry" in render_error(info.value)
+    assert "--insecure-registry" not in str(info.value)
 
 
 def test_untrusted_certificate_then_ca_file_then_unverified(tls_files):
@@ -262,7 +265,8 @@ def test_untrusted_certificate_then_ca_file_then_unverified(tls_files):
         with StdlibTransport() as t, pytest.raises(TransportError) as info:
             t.request("GET", url, {})
         assert info.value.tls and "not trusted" in str(info.value)
-        assert "--registry-ca" in str(info.value)
+        assert info.value.remedy == "registry-ca" and "--registry-ca" not in str(info.value)
+        assert "--registry-ca" in render_error(info.value)
         with StdlibTransport(ca_file=tls_files.cert) as t:
             assert t.request("GET", url, {}).body == b"hello"
         with StdlibTransport(verify=False) as t:

@@ -301,3 +301,14 @@ def test_every_remedy_key_raised_has_cli_wording():
                 keys.add(node.value.value)
     assert keys, "no error carries a remedy key"
     assert keys <= set(cli.REMEDIES), sorted(keys - set(cli.REMEDIES))
+
+
+def test_registry_layers_point_one_way():
+    """pusher (registry) -> session -> auth, _http: the session never knows the upload protocol."""
+    graph = {m: _project_imports(i, "scratchpack.oci") for m, i in SCRATCHPACK.items()}
+    assert not {
+        i for i in graph["scratchpack.oci.session"] if i.startswith("scratchpack.oci.registry")
+    }
+    for leaf in ("scratchpack.oci.auth", "scratchpack.oci._http"):
+        above = ("scratchpack.oci.session", "scratchpack.oci.registry")
+        assert not {i for i in graph[leaf] if i.startswith(above)}, leaf

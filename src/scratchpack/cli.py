@@ -7,7 +7,6 @@ ScratchpackError (one ``error:`` line and a hint), 2 a usage error, 130 interrup
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -353,21 +352,24 @@ REMEDIES: dict[str, str] = {
     "no-output": "add --tarball FILE, --oci-layout DIR and/or --push REPO[:TAG] "
     "(or set SCRATCHPACK_REPO, like ko's KO_DOCKER_REPO)",
     "push-repo": "give --push REGISTRY/REPO[:TAG], or export SCRATCHPACK_REPO=REGISTRY/PREFIX",
-    "tls-choice": "use --registry-ca to verify TLS, or --insecure-registry to skip it",
     "ca-certs": "pip install certifi, or pass --ca-certs /path/to/bundle.pem",
     "run-target": "pass a file written by `scratchpack build --tarball`, or a project directory",
     "run-tag": "pass --tag NAME[:TAG]",
+    # registry (oci/_http.py, oci/session.py)
+    "insecure-registry": "scratchpack uses HTTPS for every registry, localhost included; "
+    "for a plain-HTTP registry you trust, use --insecure-registry",
+    "registry-ca": "pass the registry's CA certificate (--registry-ca FILE, PushOptions.ca_file), "
+    "or use --insecure-registry to skip verification for a registry you trust",
+    "registry-tls": "check the registry's TLS setup; --insecure-registry skips verification",
+    "credentials-plain-http": "the registry sends credentials to a plain-HTTP address; use "
+    "--insecure-registry only if you trust the network path to it",
+    "insecure-or-ca": "use either --insecure-registry or --registry-ca, not both",
 }
 
 
 def render_error(err: ScratchpackError) -> str:
     """``str(err)`` with the hint worded for this CLI when the error names a remedy."""
-    hint = REMEDIES.get(err.remedy or "")
-    if hint is None:
-        return str(err)
-    clone = copy.copy(err)
-    clone.hint = hint
-    return str(clone)
+    return err.render(REMEDIES.get(err.remedy or "", err.hint))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

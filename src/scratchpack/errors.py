@@ -22,7 +22,11 @@ class ScratchpackError(Exception):
         self.remedy = remedy
 
     def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+        return self.render(self.hint)
+
+    def render(self, hint: str | None) -> str:
+        """The message with ``hint`` in place of the neutral one (the CLI's wording)."""
+        return self.message if not hint else f"{self.message}\n  hint: {hint}"
 
 
 class ProjectError(ScratchpackError):
@@ -45,8 +49,8 @@ class FreezeError(ScratchpackError):
         self.tool = tool
         self.output = output
 
-    def __str__(self) -> str:
-        text = super().__str__()
+    def render(self, hint: str | None) -> str:
+        text = super().render(hint)
         if self.output:
             tail = "\n".join(self.output.rstrip().splitlines()[-25:])
             text += f"\n--- last lines of {self.tool or 'tool'} output ---\n{tail}"

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from scratchpack import _ctx, sbom
 from scratchpack.errors import ImageError, ScratchpackError
@@ -40,6 +40,9 @@ from scratchpack.oci.rootfs import CA_BUNDLE_PATH, scratch_rootfs
 from scratchpack.publish import MultiPublisher, Publisher, Release
 from scratchpack.publish.layout import LayoutPublisher
 from scratchpack.publish.tarball import TarballPublisher
+
+if TYPE_CHECKING:
+    from scratchpack.oci.registry import PushOptions
 
 _USER = re.compile(r"([a-z_][a-z0-9_-]{0,31})(?::(\d+)(?::(\d+))?)?")
 _GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -127,12 +130,13 @@ class BuildOptions:
                     f"SCRATCHPACK_REPO={self.repo_env!r} is not a repository prefix: {err.message}",
                     hint="use REGISTRY[/PATH], e.g. ghcr.io/me or localhost:5000/team",
                 ) from None
-        if self.insecure_registry and self.registry_ca is not None:
-            raise ScratchpackError(
-                "skipping TLS verification and trusting a registry CA contradict each other",
-                hint="give the registry's CA to verify TLS, or skip verification, not both",
-                remedy="tls-choice",
-            )
+        if self.insecure_registry or self.registry_ca is not None:
+            self.push_options()  # the session options hold the one contradiction check
+
+    def push_options(self) -> PushOptions:
+        from scratchpack.oci.registry import PushOptions  # only pushes need the HTTP stack
+
+        return PushOptions(insecure=self.insecure_registry, ca_file=self.registry_ca)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,12 +400,10 @@ def publisher_for(options: BuildOptions, app: FrozenApp) -> MultiPublisher:
     if options.oci_layout is not None:
         publishers.append(LayoutPublisher(options.oci_layout))
     if options.push is not None:
-        from scratchpack.oci.registry import PushOptions  # only pushes need the HTTP stack
-        from scratchpack.publish.registry import RegistryPublisher
+        from scratchpack.publish.registry import RegistryPublisher  # loads the HTTP stack
 
-        push_options = PushOptions(insecure=options.insecure_registry, ca_file=options.registry_ca)
         ref = push_reference(options, app)
-        publishers.append(RegistryPublisher(ref, push_options, progress=_ctx.log))
+        publishers.append(RegistryPublisher(ref, options.push_options(), progress=_ctx.log))
     return MultiPublisher(publishers, step=_ctx.step)
 
 

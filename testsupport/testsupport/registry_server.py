@@ -33,6 +33,7 @@ from typing import BinaryIO
 
 import pytest
 
+from scratchpack.oci.auth import Credentials, normalize_registry
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.mediatypes import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
 from testsupport.net import free_port
@@ -40,6 +41,27 @@ from testsupport.net import free_port
 REGISTRY_BIN = "docker-registry"
 SERVICE = "scratchpack-test-registry"
 ISSUER = "scratchpack-test-issuer"
+
+
+# --- credentials --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StaticKeychain:
+    """Fixed credentials per registry host (a test Keychain; the product reads config files)."""
+
+    entries: tuple[tuple[str, Credentials], ...] = ()
+
+    @classmethod
+    def of(cls, mapping: dict[str, Credentials]) -> StaticKeychain:
+        return cls(tuple(mapping.items()))
+
+    def resolve(self, registry: str) -> Credentials | None:
+        want = normalize_registry(registry)
+        for key, creds in self.entries:
+            if normalize_registry(key) == want:
+                return creds
+        return None
 
 
 # --- certificates and password files -----------------------------------------------------------

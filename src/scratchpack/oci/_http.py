@@ -18,7 +18,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -37,6 +37,8 @@ __all__ = [
     "connection_error",
     "redact_url",
     "retrying",
+    "status_error",
+    "with_query",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ class StdlibTransport:
     """http.client connections kept alive per (scheme, host, port); TLS verified by default.
 
     ``ca_file`` adds a CA to the system trust store (it does not replace it, so token realms on
-    public hosts keep working); ``verify=False`` is what ``--insecure-registry`` means for HTTPS.
+    public hosts keep working); ``verify=False`` is what an insecure registry means for HTTPS.
     """
 
     def __init__(
@@ -280,19 +282,26 @@ class StdlibTransport:
 
 
 class TransportError(RegistryError):
-    """No HTTP answer at all (connect, TLS, reset); ``tls`` marks a failed TLS handshake."""
+    """No HTTP answer at all (connect, TLS, reset); ``tls`` marks a failed TLS handshake.
+
+    Every argument but the message has a default so that ``copy.copy`` (the CLI rewording a
+    hint) can rebuild it from the message alone.
+    """
 
     def __init__(
         self,
         message: str,
         *,
-        method: str,
-        url: str,
+        method: str = "",
+        url: str = "",
         temporary: bool = False,
         tls: bool = False,
         hint: str | None = None,
+        remedy: str | None = None,
     ) -> None:
-        super().__init__(message, method=method, url=url, temporary=temporary, hint=hint)
+        super().__init__(
+            message, method=method, url=url, temporary=temporary, hint=hint, remedy=remedy
+        )
         self.tls = tls
 
 
@@ -300,8 +309,8 @@ _TLS_PLAINTEXT_REASONS = frozenset(
     {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
 )
 INSECURE_HINT = (
-    "scratchpack uses HTTPS for every registry, localhost included; for a plain-HTTP "
-    "registry you trust, use --insecure-registry"
+    "scratchpack uses HTTPS for every registry, localhost included; a plain-HTTP registry "
+    "you trust must be allowed as insecure"
 )
 
 
@@ -317,9 +326,10 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
             url=safe,
             tls=True,
             hint=(
-                "pass the registry's CA certificate (--registry-ca FILE, PushOptions.ca_file), "
-                "or use --insecure-registry to skip verification for a registry you trust"
+                "pass the registry's CA certificate (a CA file), or allow the registry as "
+                "insecure to skip verification for a registry you trust"
             ),
+            remedy="registry-ca",
         )
     if isinstance(err, ssl.SSLError):
         reason = str(getattr(err, "reason", "") or "")
@@ -330,13 +340,15 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
                 url=safe,
                 tls=True,
                 hint=INSECURE_HINT,
+                remedy="insecure-registry",
             )
         return TransportError(
             f"TLS handshake with {where} failed: {err}",
             method=method,
             url=safe,
             tls=True,
-            hint="check the registry's TLS setup; --insecure-registry skips verification",
+            hint="check the registry's TLS setup; an insecure registry skips verification",
+            remedy="registry-tls",
         )
     if isinstance(err, socket.gaierror):
         return TransportError(
@@ -365,6 +377,13 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
         temporary=True,
         hint="check that the registry is running and the host:port in the image reference",
     )
+
+
+def with_query(url: str, params: Sequence[tuple[str, str]]) -> str:
+    """``url`` with ``params`` appended to whatever query it already has (e.g. ``_state``)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
 
 
 def parse_error_body(body: bytes) -> list[tuple[str, str]]:

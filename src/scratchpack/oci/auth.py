@@ -2,7 +2,7 @@
 
 The keychain is a chain of small resolvers, as in ggcr's ``authn``: the Docker config
 (``auths``, ``credsStore``, ``credHelpers``), then Podman's ``auth.json``, then anonymous.
-Nothing here does HTTP: ``registry.py`` runs the Basic/Bearer exchange with the pieces
+Nothing here does HTTP: ``session.py`` runs the Basic/Bearer exchange with the pieces
 below (challenge parsing, token-request parameters, token-response parsing), so this module
 stays a pure function of files, environment and the helper processes it is given.
 """
@@ -31,7 +31,6 @@ __all__ = [
     "HelperRunner",
     "Keychain",
     "MultiKeychain",
-    "StaticKeychain",
     "basic_authorization",
     "default_keychain",
     "parse_challenges",
@@ -111,24 +110,6 @@ def normalize_registry(key: str) -> str:
 def _server_url(registry: str) -> str:
     """What Docker passes to a credential helper for this registry."""
     return _HUB_SERVER_URL if normalize_registry(registry) == DEFAULT_REGISTRY else registry
-
-
-@dataclass(frozen=True, slots=True)
-class StaticKeychain:
-    """Fixed credentials per registry host, e.g. from ``--registry-user``/password flags."""
-
-    entries: tuple[tuple[str, Credentials], ...] = ()
-
-    @classmethod
-    def of(cls, mapping: Mapping[str, Credentials]) -> StaticKeychain:
-        return cls(tuple(mapping.items()))
-
-    def resolve(self, registry: str) -> Credentials | None:
-        want = normalize_registry(registry)
-        for key, creds in self.entries:
-            if normalize_registry(key) == want:
-                return creds
-        return None
 
 
 @dataclass(frozen=True, slots=True)
