@@ -358,7 +358,7 @@ REMEDIES: dict[str, str] = {
     # registry (oci/_http.py, oci/session.py)
     "insecure-registry": "scratchpack uses HTTPS for every registry, localhost included; "
     "for a plain-HTTP registry you trust, use --insecure-registry",
-    "registry-ca": "pass the registry's CA certificate (--registry-ca FILE, PushOptions.ca_file), "
+    "registry-ca": "pass the registry's CA certificate (--registry-ca FILE), "
     "or use --insecure-registry to skip verification for a registry you trust",
     "registry-tls": "check the registry's TLS setup; --insecure-registry skips verification",
     "credentials-plain-http": "the registry sends credentials to a plain-HTTP address; use "
