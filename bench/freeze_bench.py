@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
-from scratchpack.freeze import FreezeSpec, freeze, read_project  # noqa: E402
+from scratchpack.config import read_project  # noqa: E402
+from scratchpack.freeze import FreezeSpec, freeze  # noqa: E402
 from tests import rootfs  # noqa: E402
 from tests._net import free_port, get_status  # noqa: E402
 

@@ -253,14 +253,17 @@ class _UsageError(Exception):
 
 
 def _freeze_spec(args: argparse.Namespace) -> Any:
+    """Read the project's settings once, with the flags applied on top."""
+    from scratchpack import config
     from scratchpack.freeze import FreezeSpec
 
+    project = config.read_project(args.project_dir, args.entrypoint).with_overrides(
+        runtime=args.runtime, exclude_modules=tuple(args.exclude_module)
+    )
     kwargs: dict[str, Any] = {
         "project_dir": args.project_dir,
-        "entrypoint": args.entrypoint,
+        "project": project,
         "python": args.python,
-        "exclude_modules": tuple(args.exclude_module),
-        "runtime": args.runtime,
         "use_cache": not args.no_cache,
         "cache_dir": args.cache_dir,
     }
@@ -349,7 +352,19 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 #: The CLI's wording for each ``ScratchpackError.remedy`` key: the one place that names flags.
-REMEDIES: dict[str, str] = {}
+REMEDIES: dict[str, str] = {
+    # freezer and project settings
+    "entrypoint": 'set [tool.scratchpack] entrypoint = "pkg.module:main" in pyproject.toml '
+    "or pass --entrypoint",
+    "python": "pass --python with the path of a CPython 3 interpreter",
+    "static-python": "pass --python with a Python 3.11 interpreter "
+    "(e.g. /usr/bin/python3 on Debian 12)",
+    "static-c-extension": "build with the default runtime instead (drop --runtime static, or "
+    "pass --runtime pyinstaller), or use a pure-Python alternative of those packages",
+    "kit-build-failed": "this is a bug or a missing build tool (make, perl); report it with "
+    "this output, or use --runtime pyinstaller",
+    "exe-output": "choose an output path in an existing, writable directory (-o PATH)",
+}
 
 
 def render_error(err: ScratchpackError) -> str:
