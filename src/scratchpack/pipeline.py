@@ -18,8 +18,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from scratchpack import _ctx, config, sbom
+from scratchpack import _ctx, sbom
 from scratchpack.config import Runtime
+from scratchpack.config import source_date_epoch as _environ_source_date_epoch
 from scratchpack.errors import ImageError, ScratchpackError
 from scratchpack.freeze import (
     FreezeSpec,
@@ -157,7 +158,7 @@ class BuildResult:
 
 def source_date_epoch() -> int:
     """SOURCE_DATE_EPOCH when set (validated), else 0: builds are reproducible by default."""
-    epoch = config.source_date_epoch(os.environ)
+    epoch = _environ_source_date_epoch(os.environ)
     return 0 if epoch is None else epoch
 
 
