@@ -90,6 +90,8 @@ def test_freeze_spec_validates() -> None:
         FreezeSpec(Path(), source_date_epoch=-1)
     with pytest.raises(TypeError, match="tuple"):
         FreezeSpec(Path(), exclude_modules="tkinter")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="entrypoint"):
+        FreezeSpec(Path(), entrypoint="m:f", project=ProjectConfig("n", "1", "m:main"))
 
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -64,6 +64,11 @@ class FreezeSpec:
             raise ValueError("source_date_epoch must be >= 0")
         if isinstance(self.exclude_modules, str):
             raise TypeError("exclude_modules must be a tuple of module names, not a string")
+        if self.project is not None and self.entrypoint is not None:
+            raise ValueError(
+                "entrypoint is resolved when the project is read: pass it to "
+                "config.read_project, not beside a project"
+            )
 
 
 @dataclass(frozen=True, slots=True)

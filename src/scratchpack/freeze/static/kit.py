@@ -270,6 +270,8 @@ def _builtin_names(config_c: Path) -> list[str]:
 
 
 def _python_version(stage: Path, *, runner: Runner) -> str:
+    """The fresh kit interpreter's version. A one-expression ``-c`` rather than a script from
+    ``_scripts``: the kit's stdlib lacks the build-time sysconfig data the probe reads."""
     exe = stage / "bin" / f"python{PYTHON_VERSION}"
     proc = runner([str(exe), "-I", "-S", "-c", "import platform; print(platform.python_version())"])
     if proc.returncode != 0:
