@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from scratchpack import pipeline
-from scratchpack._types import StrPath
+from scratchpack._types import Runner, StrPath
 from scratchpack.config import RUNTIMES, read_project
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, freezer_for
@@ -97,7 +97,7 @@ class FakeTools:
 class FakeStatic(StaticFreezer):
     """The static route without the kit: its own checks, key, tools and parts; a fake build."""
 
-    def build(self, job: Build, *, runner: object) -> Built:  # type: ignore[override]
+    def build(self, job: Build, *, runner: Runner) -> Built:
         out = job.workdir / "static" / job.name
         out.parent.mkdir()
         out.write_bytes(b"\x7fELF static " + job.project.entrypoint.encode())
