@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from scratchpack.freeze import FreezeSpec, freeze, read_project
+from scratchpack.config import read_project
+from scratchpack.freeze import FreezeSpec, freeze
 from testsupport import rootfs
 from testsupport.net import free_port, get_status
 

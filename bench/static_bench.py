@@ -60,7 +60,7 @@ from typing import Any
 import webhello_bench as wb
 
 from scratchpack.freeze import FreezeSpec, freeze
-from scratchpack.freeze.static import runtime_key
+from scratchpack.freeze.static import kit_key
 from testsupport import rootfs
 from testsupport.engines import (
     Container,
@@ -159,9 +159,9 @@ def static_exe(
 def seed_cache(seed: Path, cache: Path) -> None:
     """Copy a built kit and its zig toolchain from another cache (what tests/conftest.py does)."""
     src, dest = seed / "runtime", cache / "runtime"
-    parts = [src / runtime_key(), *sorted(src.glob("zig-[0-9]*")), src / "zig-cache"]
-    if not (src / runtime_key()).is_dir():
-        sys.exit(f"--seed {seed}: no runtime kit {runtime_key()} under {src}")
+    parts = [src / kit_key(), *sorted(src.glob("zig-[0-9]*")), src / "zig-cache"]
+    if not (src / kit_key()).is_dir():
+        sys.exit(f"--seed {seed}: no runtime kit {kit_key()} under {src}")
     for part in parts:
         if part.is_dir():
             shutil.copytree(part, dest / part.name, symlinks=True)
@@ -179,7 +179,7 @@ def cold_runtime(project: Path, cache: Path, out: Path) -> ColdRuntime:
     note(f"cold: building the runtime kit in the empty cache {cache} (minutes)")
     total, proc = static_exe(project, out, cache, env={"PIP_NO_CACHE_DIR": "1"})
     steps = phases(proc.stderr)
-    meta = json.loads((cache / "runtime" / runtime_key() / "runtime.json").read_text())
+    meta = json.loads((cache / "runtime" / kit_key() / "runtime.json").read_text())
     zig = sum(s for title, s in steps if title.startswith("installing the zig"))
     return ColdRuntime(total, zig + float(meta["build_seconds"]), steps)
 
@@ -685,7 +685,7 @@ def anatomy(exe: Path, cache: Path, work: Path, project: Path) -> list[tuple[str
     kind = subprocess.run(["file", "-b", str(exe)], capture_output=True, text=True, check=False)
     rows.append(("`file`", kind.stdout.strip().replace("|", "/")))
     rows += floors(cache, work, project)
-    full = cache / "runtime" / runtime_key() / "bin" / "python3.11"
+    full = cache / "runtime" / kit_key() / "bin" / "python3.11"
     if full.is_file():
         rows.append(
             (

@@ -101,10 +101,10 @@ RUNTIME_SEED_ENV = "SCRATCHPACK_TEST_RUNTIME_SEED"
 
 def _seed_runtime(seed: Path, cache: Path) -> None:
     """Copy a built kit and its zig toolchain from another cache (local runs only)."""
-    from scratchpack.freeze.static import runtime_key
+    from scratchpack.freeze.static import kit_key
 
     src, dest = seed / "runtime", cache / "runtime"
-    parts = [src / runtime_key(), *sorted(src.glob("zig-[0-9]*")), src / "zig-cache"]
+    parts = [src / kit_key(), *sorted(src.glob("zig-[0-9]*")), src / "zig-cache"]
     for part in parts:
         if part.is_dir():
             shutil.copytree(part, dest / part.name, symlinks=True)
@@ -121,7 +121,7 @@ def static_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with CI=true that shortcut is refused, so CI always builds the kit cold.
     """
     from scratchpack._ctx import run_subprocess
-    from scratchpack.freeze.static import ensure_runtime
+    from scratchpack.freeze.static import ensure_kit
 
     cache = tmp_path_factory.mktemp("static-cache")
     seed = os.environ.get(RUNTIME_SEED_ENV, "").strip()
@@ -129,6 +129,6 @@ def static_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         if in_ci():
             pytest.fail(f"{RUNTIME_SEED_ENV} is set: CI must build the static runtime cold")
         _seed_runtime(Path(seed), cache)
-    ensure_runtime(cache, runner=run_subprocess)
+    ensure_kit(cache, runner=run_subprocess)
     yield cache
     shutil.rmtree(cache, ignore_errors=True)

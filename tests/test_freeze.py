@@ -1,6 +1,8 @@
-"""Fast tests of the freezer's pure parts: pyproject validation, cache keys, output writing.
+"""Fast tests of the freezer's pure parts: source hashing, the launcher, output writing.
 
-The tools themselves (pip, PyInstaller, staticx) run in tests/test_freeze_e2e.py.
+pyproject validation is tests/test_project_config.py; the routes driven end to end with a fake
+runner are tests/test_freezers.py; the real tools (pip, PyInstaller, staticx) run in
+tests/test_freeze_e2e.py.
 """
 
 from __future__ import annotations
@@ -14,15 +16,14 @@ from pathlib import Path
 import pytest
 
 from scratchpack._types import StrPath
-from scratchpack.errors import FreezeError, ProjectError, SinkError
+from scratchpack.config import ProjectConfig
+from scratchpack.errors import FreezeError, SinkError
 from scratchpack.freeze import (
     DEFAULT_COMPRESSION,
     FreezeSpec,
     FrozenApp,
-    ProjectInfo,
     default_cache_dir,
     freeze,
-    read_project,
     write_executable,
 )
 from scratchpack.freeze.env import probe_python
@@ -40,94 +41,6 @@ def write_project(tmp_path: Path, body: str, name: str = "proj") -> Path:
 
 
 BASE = '[project]\nname = "demo"\nversion = "1.0"\n'
-
-
-def test_read_project_webhello_style(tmp_path: Path) -> None:
-    d = write_project(
-        tmp_path,
-        BASE
-        + '[project.scripts]\ndemo = "demo.cli:main"\n'
-        + '[project.urls]\nRepository = "https://example.invalid/demo"\n'
-        + '[tool.scratchpack]\nentrypoint = "demo.__main__:main"\n'
-        + 'ports = ["8080/tcp", "8443"]\nargs = ["-quota", "3"]\n'
-        + 'exclude-modules = ["_decimal", "xml.dom"]\n',
-    )
-    info = read_project(d)
-    assert info == ProjectInfo(
-        name="demo",
-        version="1.0",
-        entrypoint="demo.__main__:main",
-        ports=("8080/tcp", "8443/tcp"),
-        args=("-quota", "3"),
-        source_url="https://example.invalid/demo",
-        exclude_modules=("_decimal", "xml.dom"),
-    )
-
-
-def test_entrypoint_from_scripts_name_and_override(tmp_path: Path) -> None:
-    d = write_project(
-        tmp_path,
-        BASE + '[project.scripts]\nrun-demo = "demo.cli:main"\nother = "demo.other:go"\n'
-        '[tool.scratchpack]\nentrypoint = "run-demo"\n',
-    )
-    assert read_project(d).entrypoint == "demo.cli:main"
-    assert read_project(d, "other").entrypoint == "demo.other:go"
-    assert read_project(d, "demo.mod").entrypoint == "demo.mod"
-    assert read_project(d, "demo.mod:obj.method").entrypoint == "demo.mod:obj.method"
-
-
-def test_single_script_is_the_default_entrypoint(tmp_path: Path) -> None:
-    d = write_project(tmp_path, BASE + '[project.scripts]\ndemo = "demo.cli:main [extra]"\n')
-    assert read_project(d).entrypoint == "demo.cli:main"
-
-
-def test_fixture_projects_read() -> None:
-    assert read_project(FIXTURES / "app_pure").entrypoint == "app_pure.cli:main"
-    assert read_project(FIXTURES / "app_cext").entrypoint == "app_cext"
-
-
-@pytest.mark.parametrize(
-    ("case", "message"),
-    [
-        ("missing", "does not exist"),
-        ("not_a_project", "is not a Python project: it has no pyproject.toml"),
-        ("no_entrypoint", "has no entry point"),
-    ],
-)
-def test_project_errors(case: str, message: str) -> None:
-    with pytest.raises(ProjectError, match=message) as err:
-        read_project(FIXTURES / case)
-    assert err.value.hint
-
-
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ("[project\n", "cannot read"),
-        ("[tool.x]\na = 1\n", "no \\[project\\] table"),
-        ('[project]\nname = "x"\n', "no version"),
-        (BASE + '[tool.scratchpack]\nentrypoint = "not a module!"\n', "neither"),
-        (BASE + '[tool.scratchpack]\nentrypoint = "m:f"\nports = ["http"]\n', "ports"),
-        (BASE + '[tool.scratchpack]\nentrypoint = "m:f"\nports = ["70000"]\n', "ports"),
-        (BASE + '[tool.scratchpack]\nentrypoint = "m:f"\nargs = "x"\n', "args"),
-        (
-            BASE + '[tool.scratchpack]\nentrypoint = "m:f"\nexclude-modules = ["a b"]\n',
-            "exclude-modules",
-        ),
-        (BASE + '[project.scripts]\na = "m:f"\nb = "m:g"\n', "no entry point \\(scripts: a, b\\)"),
-    ],
-)
-def test_invalid_pyproject(tmp_path: Path, body: str, message: str) -> None:
-    with pytest.raises(ProjectError, match=message):
-        read_project(write_project(tmp_path, body))
-
-
-def test_dynamic_version_is_accepted(tmp_path: Path) -> None:
-    d = write_project(
-        tmp_path,
-        '[project]\nname = "x"\ndynamic = ["version"]\n[tool.scratchpack]\nentrypoint = "x:main"\n',
-    )
-    assert read_project(d).version == ""
 
 
 def test_source_digest_ignores_debris_and_sees_changes(tmp_path: Path) -> None:
@@ -177,6 +90,8 @@ def test_freeze_spec_validates() -> None:
         FreezeSpec(Path(), source_date_epoch=-1)
     with pytest.raises(TypeError, match="tuple"):
         FreezeSpec(Path(), exclude_modules="tkinter")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="entrypoint"):
+        FreezeSpec(Path(), entrypoint="m:f", project=ProjectConfig("n", "1", "m:main"))
 
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -196,7 +111,7 @@ def _app(path: Path) -> FrozenApp:
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),
         size=len(data),
-        project=ProjectInfo(name="demo", version="1", entrypoint="demo:main"),
+        project=ProjectConfig(name="demo", version="1", entrypoint="demo:main"),
         distributions=(),
         python_version="3.11.7",
         cached=False,
@@ -223,6 +138,7 @@ def test_write_executable_unwritable_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="cannot write") as err:
         write_executable(_app(src), tmp_path / "no" / "such" / "dir" / "demo")
     assert err.value.hint
+    assert err.value.remedy == "exe-output"  # the CLI words it with its -o flag
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)

@@ -83,7 +83,7 @@ def test_frozen_app_describes_its_contents(frozen_pure: FrozenApp) -> None:
     assert names["idna"].version == "3.10"
     assert names["idna"].license
     assert names["app-pure"].source_url == "https://example.invalid/app-pure"
-    assert frozen_pure.project.args == ("bücher.example",)
+    assert frozen_pure.project.image.args == ("bücher.example",)
     assert frozen_pure.python_version == "3.11.7"
     assert frozen_pure.size == frozen_pure.path.stat().st_size
 

@@ -19,6 +19,10 @@ WEBHELLO_SRC = ROOT / "examples" / "webhello" / "src"
 SINKS = {"scratchpack.oci.tarball", "scratchpack.oci.layout", "scratchpack.oci.registry"}
 # Optional imports that are guarded by try/except ImportError in the code that uses them.
 OPTIONAL = {"certifi"}
+# Programs the freezer runs by path under another interpreter (the target Python, a build venv):
+# not part of scratchpack at run time, so they may use what every build venv installs.
+SCRIPTS = "scratchpack.freeze._scripts"
+BUILD_VENV_PACKAGES = {"packaging"}
 
 
 def _module_name(path: Path, base: Path) -> str:
@@ -129,8 +133,45 @@ def test_library_modules_are_stdlib_only():
     """scratchpack runs from any Python with nothing else installed: stdlib-only at run time."""
     allowed = set(sys.stdlib_module_names) | {"scratchpack"} | OPTIONAL
     for module, imports in SCRATCHPACK.items():
+        if module.startswith(SCRIPTS + "."):
+            continue  # test_freezer_scripts_are_standalone
         bad = {i for i in imports if i.split(".")[0] not in allowed}
         assert not bad, f"{module} imports non-stdlib {bad}"
+
+
+def test_freezer_scripts_are_standalone():
+    """They run where scratchpack is not installed: stdlib (and packaging) only, nothing of ours."""
+    scripts = {m: i for m, i in SCRATCHPACK.items() if m.startswith(SCRIPTS + ".")}
+    assert {f"{SCRIPTS}.interpreter", f"{SCRIPTS}.distributions"} <= set(scripts)
+    allowed = set(sys.stdlib_module_names) | BUILD_VENV_PACKAGES
+    for module, imports in scripts.items():
+        bad = {i for i in imports if i.split(".")[0] not in allowed}
+        assert not bad, f"{module} imports {bad}: it runs under another interpreter"
+
+
+def test_config_is_a_value_module():
+    """config is read by the CLI, the freezer and the pipeline; it imports none of them."""
+    imports = SCRATCHPACK["scratchpack.config"]
+    for layer in ("freeze", "oci", "pipeline", "cli", "runtime", "engine", "sbom"):
+        assert not _project_imports(imports, f"scratchpack.{layer}"), layer
+
+
+def test_freezers_never_import_oci_or_the_sbom():
+    """A freezer reports its SBOM parts as freeze values; only the pipeline joins them."""
+    for module, imports in SCRATCHPACK.items():
+        if module.startswith("scratchpack.freeze"):
+            assert not _project_imports(imports, "scratchpack.oci"), module
+            assert not _project_imports(imports, "scratchpack.sbom"), module
+            assert not _project_imports(imports, "scratchpack.pipeline"), module
+
+
+def test_the_pipeline_never_reaches_into_a_freezer_route():
+    """The pipeline asks the frozen app for what it needs; it never imports a route's modules."""
+    routes = ("scratchpack.freeze.static", "scratchpack.freeze.onefile")
+    routes += ("scratchpack.freeze.pyinstaller", "scratchpack.freeze.staticx")
+    for module in ("scratchpack.pipeline", "scratchpack.cli"):
+        bad = {i for i in SCRATCHPACK[module] if i.startswith(routes)}
+        assert not bad, f"{module} imports {bad}"
 
 
 def test_webhello_is_stdlib_only_and_independent():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scratchpack import cli, pipeline
+from scratchpack import cli, config, pipeline
 from scratchpack.errors import ImageError, ScratchpackError
 from scratchpack.freeze import FreezeSpec
 
@@ -16,19 +16,19 @@ SPEC = FreezeSpec(project_dir=Path("examples/webhello"))
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("appuser", pipeline.UserSpec("appuser", 1000, 1000)),
-        ("web:2000", pipeline.UserSpec("web", 2000, 2000)),
-        ("web:2000:3000", pipeline.UserSpec("web", 2000, 3000)),
+        ("appuser", config.UserSpec("appuser", 1000, 1000)),
+        ("web:2000", config.UserSpec("web", 2000, 2000)),
+        ("web:2000:3000", config.UserSpec("web", 2000, 3000)),
     ],
 )
 def test_parse_user(text, expected):
-    assert pipeline.parse_user(text) == expected
+    assert config.parse_user(text) == expected
 
 
 @pytest.mark.parametrize("text", ["root", "app:0", "Bad", "a:b", "a:70000", "", "x:1:2:3"])
 def test_parse_user_rejects(text):
     with pytest.raises(ImageError) as err:
-        pipeline.parse_user(text)
+        config.parse_user(text)
     assert err.value.hint or "root" in str(err.value)
 
 

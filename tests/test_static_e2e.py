@@ -160,18 +160,18 @@ def image(
 
 def test_runtime_kit_is_built_once_and_reused(static_cache: Path) -> None:
     from scratchpack._ctx import run_subprocess
-    from scratchpack.freeze.static import ensure_runtime, runtime_key
+    from scratchpack.freeze.static import ensure_kit, kit_key
 
     started = time.monotonic()
-    kit = ensure_runtime(static_cache, runner=run_subprocess)  # the session already built it
+    kit = ensure_kit(static_cache, runner=run_subprocess)  # the session already built it
     reused_in = time.monotonic() - started
-    assert kit.root == static_cache / "runtime" / runtime_key()
+    assert kit.root == static_cache / "runtime" / kit_key()
     assert kit.python_version == "3.11.2"
     assert kit.build_seconds > 0
     assert "statically linked" in file_type(kit.python)
     assert {"_socket", "_ssl", "_hashlib", "zlib", "unicodedata"} <= set(kit.builtins)
     kits = [p.name for p in (static_cache / "runtime").iterdir() if (p / "runtime.json").is_file()]
-    assert kits == [runtime_key()]
+    assert kits == [kit_key()]
     assert reused_in < 60, f"a built kit took {reused_in:.0f} s to load: was it rebuilt?"
 
 

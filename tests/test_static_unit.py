@@ -1,6 +1,6 @@
 """Unit tests of the static freezer's pure parts: import scanning, the built-in table, the
-bootstrap, the runtime key and the pyproject settings. The end-to-end proofs (a real kit, real
-executables in a read-only rootfs and in podman) are in test_static_e2e.py."""
+bootstrap and the kit key (its pyproject settings: test_project_config.py). The end-to-end proofs
+(a real kit, real executables in a read-only rootfs and in podman) are in test_static_e2e.py."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ import textwrap
 
 import pytest
 
-from scratchpack.errors import ProjectError
-from scratchpack.freeze.project import project_info
-from scratchpack.freeze.spec import ProjectInfo
 from scratchpack.freeze.static import _bundle
+from scratchpack.freeze.static.kit import kit_key
 from scratchpack.freeze.static.link import CORE_BUILTINS, MISSING_NOTE, bootstrap_code, config_c
-from scratchpack.freeze.static.runtime import runtime_key
 
 SOURCE = textwrap.dedent(
     """
@@ -120,31 +117,15 @@ def test_bootstrap_exits_143_on_sigterm_only_as_pid_1() -> None:
     assert normal.returncode == -15
 
 
-def _info(tool: dict[str, object]) -> ProjectInfo:
-    return project_info(
-        {"project": {"name": "x", "version": "1"}, "tool": {"scratchpack": tool}}, "x:main"
-    )
+def test_kit_key_is_stable_and_short() -> None:
+    assert kit_key() == kit_key()
+    assert len(kit_key()) == 24
 
 
-def test_runtime_and_include_modules_from_pyproject() -> None:
-    info = _info({"runtime": "static", "include-modules": ["encodings.cp1252", "email.*"]})
-    assert info.runtime == "static"
-    assert info.include_modules == ("encodings.cp1252", "email.*")
+def test_kit_key_is_unchanged_by_the_rename() -> None:
+    """The kit was "the runtime" in code until the rename; its key and cache directory stayed,
+    so kits built before it are still found (a cold build is minutes)."""
+    from scratchpack.freeze.static import kit
 
-
-@pytest.mark.parametrize(
-    ("tool", "message"),
-    [
-        ({"runtime": "go"}, "must be 'pyinstaller' or 'static'"),
-        ({"include-modules": ["not a module"]}, "is not a module name"),
-        ({"include-modules": "json"}, "must be a list of strings"),
-    ],
-)
-def test_bad_static_settings_are_project_errors(tool: dict[str, object], message: str) -> None:
-    with pytest.raises(ProjectError, match=message):
-        _info(tool)
-
-
-def test_runtime_key_is_stable_and_short() -> None:
-    assert runtime_key() == runtime_key()
-    assert len(runtime_key()) == 24
+    assert kit.CACHE_SUBDIR == "runtime"
+    assert kit.META_FILE == "runtime.json"

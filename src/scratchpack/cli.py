@@ -252,14 +252,17 @@ class _UsageError(Exception):
 
 
 def _freeze_spec(args: argparse.Namespace) -> Any:
-    from scratchpack.freeze import FreezeSpec
+    """Read the project's settings once, with the flags applied on top."""
+    from scratchpack import config
+    from scratchpack.pipeline import FreezeSpec
 
+    project = config.read_project(args.project_dir, args.entrypoint).with_overrides(
+        runtime=args.runtime, exclude_modules=tuple(args.exclude_module)
+    )
     kwargs: dict[str, Any] = {
         "project_dir": args.project_dir,
-        "entrypoint": args.entrypoint,
+        "project": project,
         "python": args.python,
-        "exclude_modules": tuple(args.exclude_module),
-        "runtime": args.runtime,
         "use_cache": not args.no_cache,
         "cache_dir": args.cache_dir,
     }
@@ -269,7 +272,8 @@ def _freeze_spec(args: argparse.Namespace) -> Any:
 
 
 def _image_options(args: argparse.Namespace) -> Any:
-    from scratchpack.pipeline import ImageOptions, parse_user
+    from scratchpack.config import parse_user
+    from scratchpack.pipeline import ImageOptions
 
     if args.arg and args.app_args:
         raise _UsageError("give the app's arguments either with --arg or after --, not both")
@@ -364,6 +368,17 @@ REMEDIES: dict[str, str] = {
     "credentials-plain-http": "the registry sends credentials to a plain-HTTP address; use "
     "--insecure-registry only if you trust the network path to it",
     "insecure-or-ca": "use either --insecure-registry or --registry-ca, not both",
+    # freezer and project settings
+    "entrypoint": 'set [tool.scratchpack] entrypoint = "pkg.module:main" in pyproject.toml '
+    "or pass --entrypoint",
+    "python": "pass --python with the path of a CPython 3 interpreter",
+    "static-python": "pass --python with a Python 3.11 interpreter "
+    "(e.g. /usr/bin/python3 on Debian 12)",
+    "static-c-extension": "build with the default runtime instead (drop --runtime static, or "
+    "pass --runtime pyinstaller), or use a pure-Python alternative of those packages",
+    "kit-build-failed": "this is a bug or a missing build tool (make, perl); report it with "
+    "this output, or use --runtime pyinstaller",
+    "exe-output": "choose an output path in an existing, writable directory (-o PATH)",
 }
 
 

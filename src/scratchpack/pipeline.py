@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from scratchpack import _ctx, sbom
+from scratchpack.config import Runtime, UserSpec, normalise_port
+from scratchpack.config import source_date_epoch as _environ_source_date_epoch
 from scratchpack.errors import ImageError, ScratchpackError
 from scratchpack.freeze import (
     FreezeSpec,
@@ -27,11 +29,10 @@ from scratchpack.freeze import (
     freeze,
     write_executable,
 )
-from scratchpack.freeze.spec import TOOL_PINS, Runtime
 from scratchpack.oci import image as oci_image
 from scratchpack.oci import mediatypes
 from scratchpack.oci.artifact import Artifact, make_artifact
-from scratchpack.oci.config import ImageConfig, format_created, normalise_port
+from scratchpack.oci.config import ImageConfig, format_created
 from scratchpack.oci.descriptor import Platform, Published
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.layer import layer_from_entries
@@ -44,38 +45,25 @@ from scratchpack.publish.tarball import TarballPublisher
 if TYPE_CHECKING:
     from scratchpack.oci.registry import PushOptions
 
-_USER = re.compile(r"([a-z_][a-z0-9_-]{0,31})(?::(\d+)(?::(\d+))?)?")
 _GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
-@dataclass(frozen=True, slots=True)
-class UserSpec:
-    name: str = "appuser"
-    uid: int = 1000
-    gid: int = 1000
-
-
-def parse_user(text: str) -> UserSpec:
-    """``NAME[:UID[:GID]]``; the GID defaults to the UID, the UID to 1000."""
-    m = _USER.fullmatch(text)
-    if not m:
-        raise ImageError(
-            f"invalid user {text!r}",
-            hint="use NAME[:UID[:GID]] with a lowercase name, e.g. appuser:1000:1000",
-        )
-    uid = int(m.group(2)) if m.group(2) else 1000
-    gid = int(m.group(3)) if m.group(3) else uid
-    if uid == 0 or m.group(1) == "root":
-        raise ImageError(
-            "the image user must not be root: the image exists to run as a non-root user",
-            hint="pick a name and a UID above 0, e.g. appuser:1000",
-        )
-    if uid > 65534 or gid > 65534:
-        raise ImageError(
-            f"user {text!r}: UID and GID must be at most 65534",
-            hint="pick an ID between 1 and 65534, e.g. appuser:1000",
-        )
-    return UserSpec(m.group(1), uid, gid)
+# FreezeSpec is re-exported: the CLI builds one without importing the freezer.
+__all__ = [
+    "BuildOptions",
+    "BuildResult",
+    "FreezeSpec",
+    "ImageOptions",
+    "RunBuild",
+    "assemble",
+    "build",
+    "build_for_run",
+    "make_executable",
+    "publisher_for",
+    "push_reference",
+    "sbom_bytes",
+    "source_date_epoch",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,15 +150,8 @@ class BuildResult:
 
 def source_date_epoch() -> int:
     """SOURCE_DATE_EPOCH when set (validated), else 0: builds are reproducible by default."""
-    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not raw:
-        return 0
-    if not raw.isdigit():
-        raise ScratchpackError(
-            f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds",
-            hint="unset it, or set it to e.g. $(git log -1 --format=%ct)",
-        )
-    return int(raw)
+    epoch = _environ_source_date_epoch(os.environ)
+    return 0 if epoch is None else epoch
 
 
 def host_platform() -> Platform:
@@ -268,10 +249,12 @@ def assemble(
     config = ImageConfig(
         user=f"{options.user.uid}:{options.user.gid}",
         entrypoint=("/app",),
-        cmd=options.args or project.args,
+        cmd=options.args or project.image.args,
         env=tuple(env),
         working_dir="/",
-        exposed_ports=tuple(sorted({normalise_port(p) for p in options.ports or project.ports})),
+        exposed_ports=tuple(
+            sorted({normalise_port(p) for p in options.ports or project.image.ports})
+        ),
         labels=tuple(sorted(labels.items())),
     )
     image = oci_image.empty(host_platform())
@@ -279,61 +262,6 @@ def assemble(
     image = oci_image.with_config(image, config)
     image = oci_image.with_created(image, created)
     return oci_image.with_annotations(image, annotations)
-
-
-# Tools whose run-time parts end up inside every executable: PyInstaller's bootloader and
-# pyimod* modules, and staticx's loader (the ELF entry point).
-_EMBEDDED_TOOLS = {
-    "pyinstaller": ("GPL-2.0-or-later WITH Bootloader-exception", "https://pyinstaller.org/"),
-    "staticx": ("", "https://github.com/JonathonReinhart/staticx"),
-}
-
-
-def _embedded_tools() -> list[sbom.Component]:
-    out = []
-    for pin in TOOL_PINS:
-        name, _, version = pin.partition("==")
-        if name in _EMBEDDED_TOOLS:
-            license_, url = _EMBEDDED_TOOLS[name]
-            out.append(
-                sbom.Component(
-                    name,
-                    version,
-                    f"pkg:pypi/{name}@{version}",
-                    license=license_,
-                    download_location=url,
-                )
-            )
-    return out
-
-
-def _static_runtime_parts() -> list[sbom.Component]:
-    """What --runtime static links into the executable: Debian sources and zig's musl."""
-    from scratchpack.freeze.static.sources import PACKAGES
-    from scratchpack.freeze.static.toolchain import MUSL_VERSION, ZIG_PIN
-
-    licenses = {"python3.11": "Python-2.0", "openssl": "Apache-2.0", "zlib": "Zlib"}
-    out = [
-        sbom.Component(
-            p.name,
-            p.version,
-            f"pkg:deb/debian/{p.name}@{p.version}?arch=source&distro=debian-12",
-            license=licenses.get(p.name, ""),
-            download_location="https://deb.debian.org/debian/",
-        )
-        for p in PACKAGES  # python3.11 too: its Debian version names the security patches
-    ]
-    zig = ZIG_PIN.partition("==")[2]
-    out.append(
-        sbom.Component(
-            "musl",
-            MUSL_VERSION,
-            f"pkg:generic/musl@{MUSL_VERSION}?vcs_url=ziglang@{zig}",
-            license="MIT",
-            download_location="https://musl.libc.org/",
-        )
-    )
-    return out
 
 
 def sbom_bytes(app: FrozenApp, *, epoch: int, subject: str) -> bytes:
@@ -349,7 +277,10 @@ def sbom_bytes(app: FrozenApp, *, epoch: int, subject: str) -> bytes:
         for d in app.distributions
         if d.name.lower() != app.project.name.lower()
     ]
-    components.extend(_static_runtime_parts() if app.runtime == "static" else _embedded_tools())
+    components.extend(  # what the freezer route embeds: a bootloader, a libc, C libraries
+        sbom.Component(c.name, c.version, c.purl, c.license, c.download_location)
+        for c in app.components
+    )
     components.append(
         sbom.Component(
             "cpython",

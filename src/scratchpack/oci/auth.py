@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from scratchpack.errors import AuthError
-from scratchpack.oci.reference import DEFAULT_REGISTRY
+from scratchpack.oci.reference import DEFAULT_REGISTRY, canonical_registry
 
 __all__ = [
     "Challenge",
@@ -38,7 +38,6 @@ __all__ = [
     "run_helper",
 ]
 
-_HUB_ALIASES = frozenset({DEFAULT_REGISTRY, "index.docker.io", "registry-1.docker.io"})
 _HUB_SERVER_URL = "https://index.docker.io/v1/"
 _HELPER_TIMEOUT = 60.0
 _MAX_FILE = 4 << 20
@@ -104,7 +103,7 @@ def normalize_registry(key: str) -> str:
             text = text[len(prefix) :]
             break
     host = text.split("/", 1)[0].lower()
-    return DEFAULT_REGISTRY if host in _HUB_ALIASES else host
+    return canonical_registry(host)
 
 
 def _server_url(registry: str) -> str:

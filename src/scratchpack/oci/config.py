@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scratchpack.config import normalise_port
 from scratchpack.errors import ImageError
 from scratchpack.oci.digest import Digest
 
 EPOCH = "1970-01-01T00:00:00Z"
-_PORT = re.compile(r"(\d{1,5})(?:/(tcp|udp|sctp))?")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -45,14 +45,6 @@ def format_created(value: datetime | str | int) -> str:
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"
-
-
-def normalise_port(port: str) -> str:
-    """``8080`` -> ``8080/tcp``; rejects anything that is not PORT[/PROTO]."""
-    m = _PORT.fullmatch(port)
-    if not m or not 0 < int(m.group(1)) < 65536:
-        raise ImageError(f"invalid exposed port {port!r}", hint="use PORT or PORT/tcp|udp|sctp")
-    return f"{int(m.group(1))}/{m.group(2) or 'tcp'}"
 
 
 @dataclass(frozen=True, slots=True)

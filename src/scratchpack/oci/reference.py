@@ -15,7 +15,8 @@ from scratchpack.oci.digest import Digest
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
-_DOCKER_HUB_API = "index.docker.io"
+#: Host names that all mean Docker Hub (the reference default, its v1 index, its v2 API).
+DOCKER_HUB_ALIASES = frozenset({DEFAULT_REGISTRY, "index.docker.io", "registry-1.docker.io"})
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
@@ -24,6 +25,16 @@ _HOST = re.compile(
     r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
 )
 _HINT = "use NAME[:TAG], e.g. 'localhost:5000/webhello:1.0' or 'ghcr.io/me/app:latest'"
+
+
+def is_tag(text: str) -> bool:
+    """The distribution tag grammar: 1-128 word characters, '.' or '-', not led by . or -."""
+    return _TAG.fullmatch(text) is not None
+
+
+def canonical_registry(host: str) -> str:
+    """``index.docker.io`` and ``registry-1.docker.io`` -> ``docker.io``; others unchanged."""
+    return DEFAULT_REGISTRY if host in DOCKER_HUB_ALIASES else host
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +62,7 @@ class Reference:
         colon = rest.rfind(":")
         if colon > slash:
             rest, tag = rest[:colon], rest[colon + 1 :]
-            if not _TAG.fullmatch(tag):
+            if not is_tag(tag):
                 raise ImageError(f"invalid tag {tag!r} in image reference {text!r}", hint=_HINT)
         first, sep, remainder = rest.partition("/")
         if sep and ("." in first or ":" in first or first == "localhost"):
@@ -60,10 +71,9 @@ class Reference:
                 raise ImageError(f"invalid registry host {registry!r} in {text!r}", hint=_HINT)
         else:
             registry, path = DEFAULT_REGISTRY, rest
-        if registry in {DEFAULT_REGISTRY, _DOCKER_HUB_API, "registry-1.docker.io"}:
-            registry = DEFAULT_REGISTRY
-            if "/" not in path:
-                path = f"library/{path}"
+        registry = canonical_registry(registry)
+        if registry == DEFAULT_REGISTRY and "/" not in path:
+            path = f"library/{path}"
         if not path or not all(_COMPONENT.fullmatch(c) for c in path.split("/")):
             raise ImageError(
                 f"invalid repository name {path!r} in image reference {text!r}: "

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import io
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import BinaryIO, Literal, Protocol
@@ -32,7 +31,7 @@ from scratchpack.oci._io import VerifyingReader
 from scratchpack.oci.auth import Keychain
 from scratchpack.oci.descriptor import Descriptor, Published
 from scratchpack.oci.digest import Digest
-from scratchpack.oci.reference import Reference
+from scratchpack.oci.reference import Reference, is_tag
 from scratchpack.oci.session import Session, SessionOptions
 
 __all__ = [
@@ -47,7 +46,6 @@ __all__ = [
 ]
 
 _OCTET = "application/octet-stream"
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
 _SESSION_LOST_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"})
 
 BlobOutcome = Literal["existing", "uploaded"]
@@ -169,7 +167,7 @@ class Pusher:
                     f"manifest bytes hash to {local}, not to the requested {wanted}"
                 )
             target = str(wanted)
-        elif _TAG.fullmatch(reference_or_tag):
+        elif is_tag(reference_or_tag):
             target = reference_or_tag
         else:
             raise ImageError(

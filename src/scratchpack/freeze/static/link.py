@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
-from scratchpack.freeze.static.runtime import APP_CFLAGS, APP_LDFLAGS, RuntimeKit
+from scratchpack.freeze.static.kit import APP_CFLAGS, APP_LDFLAGS, Kit
 
 #: Built-ins CPython itself needs to start (Modules/Setup.bootstrap and Python/), always linked.
 CORE_BUILTINS = frozenset(
@@ -117,7 +117,7 @@ def _c_string(text: str) -> str:
 
 
 def link_executable(
-    kit: RuntimeKit,
+    kit: Kit,
     builtins: set[str],
     entrypoint: str,
     out: Path,
@@ -147,7 +147,7 @@ def link_executable(
                 f"compiling the static launcher ({name}.c) failed",
                 tool="zig cc",
                 output=proc.stdout,
-                hint=f"delete {kit.root} to rebuild the runtime; if it persists, report a bug",
+                hint=f"delete {kit.root} to rebuild the kit; if it persists, report a bug",
             )
         objects.append(str(obj))
     libs = [str(kit.libdir / "libpython3.11.a")]
@@ -164,5 +164,5 @@ def link_executable(
             "linking the static executable failed",
             tool="zig cc",
             output=proc.stdout,
-            hint=f"delete {kit.root} to rebuild the runtime; if it persists, report a bug",
+            hint=f"delete {kit.root} to rebuild the kit; if it persists, report a bug",
         )

@@ -68,7 +68,7 @@ def _require(tool: str, package: str) -> None:
         raise FreezeError(
             f"{tool} is not installed; the static runtime is built from Debian source packages",
             hint=f"apt-get install {package} (scripts/install-system-deps does), "
-            "or use --runtime pyinstaller",
+            "or use the pyinstaller runtime",
         )
 
 
@@ -96,7 +96,7 @@ def fetch_sources(root: Path, workdir: Path, *, runner: Runner) -> dict[str, Pat
                         tool="apt-get",
                         output=proc.stdout,
                         hint="check network access to the Debian archive or set "
-                        "SCRATCHPACK_DEBIAN_MIRROR; or use --runtime pyinstaller",
+                        "SCRATCHPACK_DEBIAN_MIRROR; or use the pyinstaller runtime",
                     )
                 for pkg in missing:
                     dest = downloads / pkg.name
@@ -111,7 +111,7 @@ def fetch_sources(root: Path, workdir: Path, *, runner: Runner) -> dict[str, Pat
                             tool="apt-get",
                             output=proc.stdout,
                             hint="the pinned version may have left the archive; "
-                            "upgrade scratchpack, or use --runtime pyinstaller",
+                            "upgrade scratchpack, or use the pyinstaller runtime",
                         )
                     (downloads / f"{pkg.name}.ok").write_text(pkg.version + "\n")
     out: dict[str, Path] = {}

@@ -89,7 +89,7 @@ def ensure_toolchain(root: Path, *, runner: Runner) -> Toolchain:
                     f"cannot install the zig toolchain ({ZIG_PIN}) with pip",
                     tool="pip",
                     output=proc.stdout,
-                    hint="check that PyPI is reachable, or use --runtime pyinstaller",
+                    hint="check that PyPI is reachable, or use the pyinstaller runtime",
                 )
             (home / ".ready").write_text("ok\n")
         bindir.mkdir(exist_ok=True)

@@ -1,4 +1,4 @@
-"""Builds the static CPython runtime kit once: zlib, OpenSSL and CPython compiled against musl.
+"""Builds the static CPython kit once: zlib, OpenSSL and CPython compiled against musl.
 
 The kit is what every ``--runtime static`` executable is linked from: ``libpython3.11.a`` with
 every stdlib C module compiled in (the per-app link keeps only the ones the app imports), the
@@ -147,7 +147,7 @@ BUILD_EPOCH = "315532800"
 
 
 @dataclass(frozen=True, slots=True)
-class RuntimeKit:
+class Kit:
     """A built kit on disk, read-only once made."""
 
     root: Path
@@ -179,7 +179,14 @@ class RuntimeKit:
         return self.root / "share" / "config.c"
 
 
-def runtime_key() -> str:
+#: The kit's cache directory (``<cache>/runtime``) and its metadata file (``runtime.json``) keep
+#: the names they had before the kit was called a kit: renaming them would orphan every built
+#: kit and force a cold rebuild (~4-8 minutes on 2 cores) for no change in bytes.
+CACHE_SUBDIR = "runtime"
+META_FILE = "runtime.json"
+
+
+def kit_key() -> str:
     """What decides the kit's bytes: recipe, pinned sources, toolchain, target and options."""
     doc = {
         "recipe": RECIPE_VERSION,
@@ -195,12 +202,12 @@ def runtime_key() -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _load(root: Path, key: str, toolchain: Toolchain) -> RuntimeKit | None:
+def _load(root: Path, key: str, toolchain: Toolchain) -> Kit | None:
     try:
-        meta = json.loads((root / "runtime.json").read_text())
+        meta = json.loads((root / META_FILE).read_text())
         if meta["key"] != key or not (root / "lib" / "libpython3.11.a").is_file():
             return None
-        return RuntimeKit(
+        return Kit(
             root=root,
             key=key,
             python_version=str(meta["python_version"]),
@@ -212,18 +219,18 @@ def _load(root: Path, key: str, toolchain: Toolchain) -> RuntimeKit | None:
         return None
 
 
-def ensure_runtime(cache_dir: Path, *, runner: Runner) -> RuntimeKit:
+def ensure_kit(cache_dir: Path, *, runner: Runner) -> Kit:
     """The cached kit, building it first if needed (~5-8 minutes on 2 cores, once)."""
-    root = cache_dir / "runtime"
+    root = cache_dir / CACHE_SUBDIR
     try:
         (root / "tmp").mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise FreezeError(
-            f"cannot create the runtime cache {root}: {err.strerror}",
+            f"cannot create the static CPython kit cache {root}: {err.strerror}",
             hint="set SCRATCHPACK_CACHE_DIR to a writable directory",
         ) from err
     toolchain = ensure_toolchain(root, runner=runner)
-    key = runtime_key()
+    key = kit_key()
     kit_dir = root / key
     with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -249,7 +256,7 @@ def ensure_runtime(cache_dir: Path, *, runner: Runner) -> RuntimeKit:
                 "toolchain": ZIG_PIN,
                 "target": TARGET,
             }
-            (stage / "runtime.json").write_text(json.dumps(meta, indent=2) + "\n")
+            (stage / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
             shutil.rmtree(kit_dir, ignore_errors=True)
             os.replace(stage, kit_dir)
         log(f"static runtime built in {elapsed:.0f} s: {kit_dir}")
@@ -263,6 +270,8 @@ def _builtin_names(config_c: Path) -> list[str]:
 
 
 def _python_version(stage: Path, *, runner: Runner) -> str:
+    """The fresh kit interpreter's version. A one-expression ``-c`` rather than a script from
+    ``_scripts``: the kit's stdlib lacks the build-time sysconfig data the probe reads."""
     exe = stage / "bin" / f"python{PYTHON_VERSION}"
     proc = runner([str(exe), "-I", "-S", "-c", "import platform; print(platform.python_version())"])
     if proc.returncode != 0:
@@ -280,7 +289,8 @@ def _sh(
             tool=tool,
             output=proc.stdout,
             hint="this is a bug or a missing build tool (make, perl); report it with this "
-            "output, or use --runtime pyinstaller",
+            "output, or use the pyinstaller runtime",
+            remedy="kit-build-failed",
         )
 
 

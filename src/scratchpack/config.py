@@ -1,0 +1,313 @@
+"""The project's settings: pyproject.toml's ``[project]`` and ``[tool.scratchpack]``, read once.
+
+One parser for the whole program: the CLI reads a project here, applies its flags on top
+(``ProjectConfig.with_overrides``) and hands the typed value down; the freezer and the image
+builder only read its fields. Validation happens here, before any tool runs, so a user gets
+"no entry point" in milliseconds rather than a PyInstaller traceback a minute later.
+
+A value module: it imports nothing from ``freeze``, ``oci`` or ``pipeline``, which may all
+import it. Also home of the one ``SOURCE_DATE_EPOCH`` parser.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from scratchpack.errors import ImageError, ProjectError, ScratchpackError
+
+__all__ = [
+    "RUNTIMES",
+    "FreezeSettings",
+    "ImageDefaults",
+    "ProjectConfig",
+    "Runtime",
+    "load_pyproject",
+    "parse_pyproject",
+    "project_config",
+    "read_project",
+    "resolve_entrypoint",
+    "source_date_epoch",
+]
+
+#: The freezer routes (``--runtime``).
+#: "pyinstaller": PyInstaller --onefile + staticx (any app, C extensions included).
+#: "static": a fully static musl CPython with the app inside (pure-Python apps; no extraction).
+Runtime = Literal["pyinstaller", "static"]
+RUNTIMES: tuple[Runtime, ...] = ("pyinstaller", "static")
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
+_OBJECT_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
+_PORT = re.compile(r"([0-9]{1,5})(?:/(tcp|udp|sctp))?")
+_USER = re.compile(r"([a-z_][a-z0-9_-]{0,31})(?::([0-9]+)(?::([0-9]+))?)?")
+_URL_KEYS = ("source", "source code", "repository", "code", "homepage", "home")
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeSettings:
+    """What ``[tool.scratchpack]`` says about freezing."""
+
+    runtime: Runtime | None = None  # runtime = "pyinstaller" | "static"; None: the default route
+    exclude_modules: tuple[str, ...] = ()  # exclude-modules, proven by the app's tests
+    include_modules: tuple[str, ...] = ()  # include-modules (dynamic imports; "pkg.*")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDefaults:
+    """What ``[tool.scratchpack]`` says about the image; flags given on the CLI win."""
+
+    ports: tuple[str, ...] = ()  # normalised to "PORT/proto"
+    args: tuple[str, ...] = ()  # the image's Cmd
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectConfig:
+    """A validated pyproject.toml: the project, how to freeze it, the image defaults."""
+
+    name: str
+    version: str  # "" when dynamic: the freezer fills it in from the installed metadata
+    entrypoint: str  # resolved: "module:object" or "module"
+    source_url: str = ""
+    freeze: FreezeSettings = field(default_factory=FreezeSettings)
+    image: ImageDefaults = field(default_factory=ImageDefaults)
+    #: repr of [project] dependencies and [build-system]: with the lock files, this is what
+    #: decides the third-party packages, so the build venv is keyed on it.
+    dependency_declaration: str = ""
+
+    def with_overrides(
+        self, *, runtime: Runtime | None = None, exclude_modules: tuple[str, ...] = ()
+    ) -> ProjectConfig:
+        """The caller's choices on top: a route wins over the table's, exclusions are merged
+        (sorted, without duplicates, as the cache key wants them)."""
+        merged = tuple(sorted(set(self.freeze.exclude_modules) | set(exclude_modules)))
+        settings = replace(
+            self.freeze, runtime=runtime or self.freeze.runtime, exclude_modules=merged
+        )
+        return replace(self, freeze=settings)
+
+
+def load_pyproject(project_dir: Path) -> dict[str, Any]:
+    """The parsed pyproject.toml, or a ProjectError saying why the directory is not a project."""
+    if not project_dir.exists():
+        raise ProjectError(
+            f"project directory {project_dir} does not exist",
+            hint="pass the directory that holds your pyproject.toml",
+        )
+    if not project_dir.is_dir():
+        raise ProjectError(f"{project_dir} is not a directory", hint="pass the project directory")
+    pyproject = project_dir / "pyproject.toml"
+    if not pyproject.is_file():
+        raise ProjectError(
+            f"{project_dir} is not a Python project: it has no pyproject.toml",
+            hint="add a pyproject.toml with a [project] table (name, version, dependencies)",
+        )
+    try:
+        return parse_toml(pyproject.read_bytes(), where=str(pyproject))
+    except OSError as err:
+        raise ProjectError(
+            f"cannot read {pyproject}: {err}", hint="fix the TOML syntax and try again"
+        ) from err
+
+
+def parse_toml(raw: bytes, *, where: str = "pyproject.toml") -> dict[str, Any]:
+    """TOML bytes -> tables, or a ProjectError naming ``where``."""
+    try:
+        return tomllib.loads(raw.decode())
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ProjectError(
+            f"cannot read {where}: {err}", hint="fix the TOML syntax and try again"
+        ) from err
+
+
+def read_project(project_dir: Path, entrypoint: str | None = None) -> ProjectConfig:
+    """Read and validate ``project_dir/pyproject.toml``; ``entrypoint`` overrides the table's.
+
+    The entry point is applied here rather than on top, because it is resolved against
+    ``[project.scripts]`` and decides whether "no entry point" is an error.
+    """
+    return project_config(load_pyproject(Path(project_dir)), entrypoint)
+
+
+def parse_pyproject(raw: bytes, entrypoint: str | None = None) -> ProjectConfig:
+    """The bytes of a pyproject.toml -> a ProjectConfig (what ``read_project`` does after I/O)."""
+    return project_config(parse_toml(raw), entrypoint)
+
+
+def _str_list(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProjectError(f"{where} must be a list of strings in pyproject.toml")
+    return tuple(value)
+
+
+def resolve_entrypoint(value: str, scripts: Mapping[str, str]) -> str:
+    """Turn a CLI/pyproject entry point (object ref, module, or script name) into mod[:func]."""
+    value = value.strip()
+    if value in scripts:
+        target = scripts[value].split("[", 1)[0].strip()
+        if not _OBJECT_RE.match(target):
+            raise ProjectError(
+                f"[project.scripts] {value} = {scripts[value]!r} is not 'module:function'"
+            )
+        return target
+    if _OBJECT_RE.match(value) or _MODULE_RE.match(value):
+        return value
+    known = ", ".join(sorted(scripts)) or "none"
+    raise ProjectError(
+        f"entry point {value!r} is neither 'module:function', 'module', nor a [project.scripts] "
+        f"name (scripts: {known})",
+        hint='e.g. [tool.scratchpack] entrypoint = "mypkg.__main__:main"',
+    )
+
+
+def _entrypoint(name: str, chosen: object, scripts: Mapping[str, str], explicit: str | None) -> str:
+    chosen = explicit or chosen
+    if chosen is not None and not isinstance(chosen, str):
+        raise ProjectError("[tool.scratchpack] entrypoint must be a string")
+    if not chosen:
+        if len(scripts) == 1:
+            chosen = next(iter(scripts))
+        else:
+            listed = f" (scripts: {', '.join(sorted(scripts))})" if scripts else ""
+            raise ProjectError(
+                f"project {name!r} has no entry point{listed}",
+                hint='set [tool.scratchpack] entrypoint = "pkg.module:main" in pyproject.toml',
+                remedy="entrypoint",
+            )
+    return resolve_entrypoint(chosen, scripts)
+
+
+def normalise_port(port: str) -> str:
+    """``8080`` -> ``8080/tcp``: the one PORT[/PROTO] grammar (flags, pyproject, image config)."""
+    m = _PORT.fullmatch(port)
+    if not m or not 0 < int(m.group(1)) < 65536:
+        raise ImageError(f"invalid exposed port {port!r}", hint="use PORT or PORT/tcp|udp|sctp")
+    return f"{int(m.group(1))}/{m.group(2) or 'tcp'}"
+
+
+def _ports(tool: Mapping[str, Any]) -> tuple[str, ...]:
+    normalized: list[str] = []
+    for port in _str_list(tool.get("ports", []), "[tool.scratchpack] ports"):
+        try:
+            normalized.append(normalise_port(port))
+        except ImageError:
+            raise ProjectError(
+                f"[tool.scratchpack] ports: {port!r} is not PORT[/tcp|udp|sctp]",
+                hint='e.g. ports = ["8080/tcp"]',
+            ) from None
+    return tuple(normalized)
+
+
+@dataclass(frozen=True, slots=True)
+class UserSpec:
+    name: str = "appuser"
+    uid: int = 1000
+    gid: int = 1000
+
+
+def parse_user(text: str) -> UserSpec:
+    """``NAME[:UID[:GID]]``; the GID defaults to the UID, the UID to 1000."""
+    m = _USER.fullmatch(text)
+    if not m:
+        raise ImageError(
+            f"invalid user {text!r}",
+            hint="use NAME[:UID[:GID]] with a lowercase name, e.g. appuser:1000:1000",
+        )
+    uid = int(m.group(2)) if m.group(2) else 1000
+    gid = int(m.group(3)) if m.group(3) else uid
+    if uid == 0 or m.group(1) == "root":
+        raise ImageError(
+            "the image user must not be root: the image exists to run as a non-root user",
+            hint="pick a name and a UID above 0, e.g. appuser:1000",
+        )
+    if uid > 65534 or gid > 65534:
+        raise ImageError(
+            f"user {text!r}: UID and GID must be at most 65534",
+            hint="pick an ID between 1 and 65534, e.g. appuser:1000",
+        )
+    return UserSpec(m.group(1), uid, gid)
+
+
+def _freeze_settings(tool: Mapping[str, Any]) -> FreezeSettings:
+    excludes = _str_list(tool.get("exclude-modules", []), "[tool.scratchpack] exclude-modules")
+    for module in excludes:
+        if not _MODULE_RE.match(module):
+            raise ProjectError(
+                f"[tool.scratchpack] exclude-modules: {module!r} is not a module name"
+            )
+    includes = _str_list(tool.get("include-modules", []), "[tool.scratchpack] include-modules")
+    for module in includes:
+        if not _MODULE_RE.match(module.removesuffix(".*")):
+            raise ProjectError(
+                f"[tool.scratchpack] include-modules: {module!r} is not a module name "
+                "(or package.* for all of its submodules)"
+            )
+    runtime = tool.get("runtime")
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ProjectError(
+            f"[tool.scratchpack] runtime = {runtime!r}: must be 'pyinstaller' or 'static'",
+            hint="static needs a pure-Python app; pyinstaller freezes anything",
+        )
+    return FreezeSettings(runtime=runtime, exclude_modules=excludes, include_modules=includes)
+
+
+def project_config(data: Mapping[str, Any], entrypoint: str | None = None) -> ProjectConfig:
+    """Validate parsed pyproject tables into a ProjectConfig."""
+    project = data.get("project")
+    if not isinstance(project, dict) or not isinstance(project.get("name"), str):
+        raise ProjectError(
+            "pyproject.toml has no [project] table with a name",
+            hint='add [project] name = "..." and version = "..."',
+        )
+    name = project["name"]
+    version = project.get("version")
+    if not isinstance(version, str):
+        if "version" not in project.get("dynamic", []):
+            raise ProjectError("pyproject.toml [project] has no version (static or dynamic)")
+        version = ""  # filled in from the installed metadata after the build
+    tool = data.get("tool", {}).get("scratchpack", {})
+    if not isinstance(tool, dict):
+        raise ProjectError("[tool.scratchpack] must be a table")
+    scripts = project.get("scripts", {})
+    if not isinstance(scripts, dict) or not all(isinstance(v, str) for v in scripts.values()):
+        raise ProjectError("[project.scripts] must map names to 'module:function' strings")
+    resolved = _entrypoint(name, tool.get("entrypoint"), scripts, entrypoint)
+    ports = _ports(tool)
+    args = _str_list(tool.get("args", []), "[tool.scratchpack] args")
+    settings = _freeze_settings(tool)
+    urls = project.get("urls", {})
+    source_url = ""
+    if isinstance(urls, dict):
+        by_key = {str(k).lower(): v for k, v in urls.items() if isinstance(v, str)}
+        source_url = next((by_key[k] for k in _URL_KEYS if k in by_key), "")
+    declaration = repr(project.get("dependencies", [])) + repr(data.get("build-system", {}))
+    return ProjectConfig(
+        name=name,
+        version=version,
+        entrypoint=resolved,
+        source_url=source_url,
+        freeze=settings,
+        image=ImageDefaults(ports=ports, args=args),
+        dependency_declaration=declaration,
+    )
+
+
+def source_date_epoch(environ: Mapping[str, str]) -> int | None:
+    """``SOURCE_DATE_EPOCH`` from ``environ``: None when unset or empty, else whole seconds.
+
+    The one parser: each consumer applies its own default (the image: 0; the freezer: 1980,
+    the earliest time a zip archive can store).
+    """
+    raw = environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()):
+        raise ScratchpackError(
+            f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds",
+            hint="unset it, or set it to e.g. $(git log -1 --format=%ct)",
+        )
+    return int(raw)

