@@ -24,9 +24,10 @@ from pathlib import Path
 
 from scratchpack import config
 from scratchpack._ctx import log, run_subprocess, step
+from scratchpack._fs import atomic_output
 from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
-from scratchpack.errors import FreezeError, SinkError
+from scratchpack.errors import FreezeError
 from scratchpack.freeze import env as _env
 from scratchpack.freeze.base import Build, Freezer
 from scratchpack.freeze.onefile import PyInstallerFreezer
@@ -225,22 +226,9 @@ def write_executable(app: FrozenApp, output: Path) -> Path:
     output = Path(output)
     if output.is_dir():
         output = output / app.path.name
-    parent = output.parent if str(output.parent) else Path()
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=parent)
-    except OSError as err:
-        raise SinkError(
-            f"cannot write {output}: {err.strerror}",
-            hint="choose an output path in an existing, writable directory",
-            remedy="exe-output",
-        ) from err
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as dst, app.path.open("rb") as src:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        tmp.chmod(0o755)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_output(output, what="write", mode=0o755, remedy="exe-output") as dst,
+        app.path.open("rb") as src,
+    ):
+        shutil.copyfileobj(src, dst, 1 << 20)
     return output
