@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -80,6 +81,45 @@ def test_launcher_source_compiles() -> None:
         compile(launcher_source(ep), "launcher", "exec")
     assert "sys.exit(_entry_module.obj.run())" in launcher_source("pkg.mod:obj.run")
     assert "run_module('pkg'" in launcher_source("pkg")
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "expect"),
+    [
+        (["-c", "import sys; print(sys.argv)", "a", "-c"], "", "['-c', 'a', '-c']\n"),
+        (["-I", "-Bu", "-c", "import sys; print(sys.dont_write_bytecode)"], "", "True\n"),
+        (["-m", "json.tool"], '{"a": 1}', '{\n    "a": 1\n}\n'),
+        ([], "print('from stdin')", "from stdin\n"),
+        (["-", "x"], "import sys; print(sys.argv)", "['-', 'x']\n"),
+    ],
+)
+def test_launcher_python_mode(tmp_path: Path, argv: list[str], stdin: str, expect: str) -> None:
+    """SCRATCHPACK_PYTHON=1: the launcher acts as `python`, the entry point is never reached."""
+    (tmp_path / "launcher.py").write_text(launcher_source("no_such_module:main"))
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "launcher.py"), *argv],
+        input=stdin,
+        env={**os.environ, "SCRATCHPACK_PYTHON": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (0, expect), proc.stderr
+
+
+def test_launcher_without_opt_in_runs_the_app(tmp_path: Path) -> None:
+    """`app -c X` reaches the entry point: the app's own -c (gunicorn's config) stays its."""
+    (tmp_path / "launcher.py").write_text(launcher_source("no_such_module:main"))
+    env = {k: v for k, v in os.environ.items() if k != "SCRATCHPACK_PYTHON"}
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "launcher.py"), "-c", "print(1)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "No module named 'no_such_module'" in proc.stderr
 
 
 def test_freeze_spec_validates() -> None:
