@@ -8,6 +8,7 @@ tests/test_freeze_e2e.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from scratchpack.freeze import (
     freeze,
     write_executable,
 )
+from scratchpack.freeze._scripts import script_path
 from scratchpack.freeze.env import probe_python
 from scratchpack.freeze.project import source_digest, stage_sources
 from scratchpack.freeze.pyinstaller import launcher_source
@@ -120,6 +122,73 @@ def test_launcher_without_opt_in_runs_the_app(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "No module named 'no_such_module'" in proc.stderr
+
+
+def _check_entrypoint(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run _scripts/check_entrypoint.py with ``site`` first on sys.path (an installed venv)."""
+    script = str(script_path("check_entrypoint"))
+    runner = (
+        "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+        f"runpy.run_path({script!r}, run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-I", "-c", runner, str(site), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def site_with_console_script(tmp_path: Path) -> Path:
+    """A site dir where the distribution fake-httpie installs the console script ``http``."""
+    site = tmp_path / "site"
+    (site / "fakehttp").mkdir(parents=True)
+    (site / "fakehttp" / "__init__.py").write_text("def main():\n    return 0\n")
+    info = site / "fake_httpie-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-httpie\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\nhttp = fakehttp:main [extra]\n")
+    return site
+
+
+def _resolved(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = proc.stdout.splitlines()[-1]
+    assert line.startswith("ScratchpackEntry: "), proc.stdout
+    return dict(json.loads(line.removeprefix("ScratchpackEntry: ")))
+
+
+def test_entrypoint_console_script_of_a_dependency_wins_over_a_module(
+    site_with_console_script: Path,
+) -> None:
+    """`entrypoint = "http"` with httpie installed runs httpie, not the stdlib package http."""
+    found = _resolved(_check_entrypoint(site_with_console_script, "http", "app", "Fake_Httpie"))
+    assert found["entrypoint"] == "fakehttp:main"
+    assert "console script http of the fake-httpie distribution" in found["how"]
+
+
+def test_entrypoint_module_when_no_app_distribution_has_the_script(
+    site_with_console_script: Path,
+) -> None:
+    """Console scripts count only from the app's distributions (never the build tools'): without
+    fake-httpie among them, "http" is the stdlib package, which cannot run as a program."""
+    proc = _check_entrypoint(site_with_console_script, "http", "app")
+    assert proc.returncode == 3
+    assert "package http has no __main__ module to run" in proc.stdout
+    found = _resolved(_check_entrypoint(site_with_console_script, "json.tool", "fake-httpie"))
+    assert found == {
+        "entrypoint": "json.tool",
+        "how": "the module json.tool (no console script of the app has that name)",
+    }
+    found = _resolved(_check_entrypoint(site_with_console_script, "fakehttp:main"))
+    assert found["entrypoint"] == "fakehttp:main"
+
+
+def test_entrypoint_neither_script_nor_module(site_with_console_script: Path) -> None:
+    proc = _check_entrypoint(site_with_console_script, "my-tool", "fake-httpie")
+    assert proc.returncode == 3
+    assert "neither a console script of the app's distributions nor a module" in proc.stdout
 
 
 def test_freeze_spec_validates() -> None:
