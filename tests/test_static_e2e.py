@@ -668,6 +668,44 @@ def test_caught_import_error_gets_the_note_at_a_non_zero_exit(
     assert "[tool.scratchpack] include-modules" in lines[1]
 
 
+def test_entrypoint_names_a_console_script_of_a_dependency(
+    static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    """`entrypoint = "http"`, where a dependency installs the console script http (as httpie
+    does): the executable runs that script, not the stdlib package http."""
+    tool = tmp_path / "tool"
+    (tool / "tooldist").mkdir(parents=True)
+    (tool / "tooldist" / "__init__.py").write_text(
+        "import sys\n\ndef main():\n    print('tooldist http', sys.argv[1:])\n"
+    )
+    (tool / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tooldist"\nversion = "1.0"\n'
+        '[project.scripts]\nhttp = "tooldist:main"\n'
+    )
+    app = tmp_path / "app"
+    (app / "appmod").mkdir(parents=True)
+    (app / "appmod" / "__init__.py").write_text("")
+    (app / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "app-uses-tool"\nversion = "1.0"\n'
+        f'dependencies = ["tooldist @ {tool.as_uri()}"]\n'
+        '[tool.scratchpack]\nentrypoint = "http"\n'
+    )
+    out = exe_dir / "uses-tool"
+    proc = scratchpack(
+        "exe", str(app), "--runtime", "static", "-o", str(out), "-v", cache=static_cache
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "entry point http: the console script http of the tooldist distribution (tooldist:main)"
+        in proc.stderr
+    ), proc.stderr
+    exe = rootfs.make_scratch_rootfs(tmp_path / "root", out)
+    run = rootfs.run(tmp_path / "root", [str(exe), "GET", "x"], read_only=True)
+    assert (run.returncode, run.stdout.decode()) == (0, "tooldist http ['GET', 'x']\n")
+
+
 # ---- 8b. child processes: multiprocessing, ProcessPoolExecutor, sys.executable as Python ------
 
 #: tests/fixtures/app_procs: each argument starts children one way; the expected line per check.
