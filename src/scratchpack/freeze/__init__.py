@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the build recipe changes in a way the other key parts do not capture.
-_RECIPE_VERSION = "3"
+_RECIPE_VERSION = "4"  # 4: the launcher runs multiprocessing children, SCRATCHPACK_PYTHON
 
 #: The routes by name; each freezer is stateless, so a fresh one per build costs nothing.
 _FREEZERS: Mapping[Runtime, Callable[[], Freezer]] = {
