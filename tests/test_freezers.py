@@ -66,7 +66,8 @@ class FakeTools:
             }
             return _done(argv, out=json.dumps(info) + "\n")
         if script == "check_entrypoint.py":
-            return _done(argv)
+            found = {"entrypoint": argv[3], "how": "an object reference"}
+            return _done(argv, out="ScratchpackEntry: " + json.dumps(found) + "\n")
         if script == "distributions.py":
             rows = [
                 {"name": "app-pure", "version": "0.1.0", "license": "MIT", "source_url": ""},

@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the build recipe changes in a way the other key parts do not capture.
-_RECIPE_VERSION = "3"
+_RECIPE_VERSION = "4"  # 4: the launcher runs multiprocessing children, SCRATCHPACK_PYTHON
 
 #: The routes by name; each freezer is stateless, so a fresh one per build costs nothing.
 _FREEZERS: Mapping[Runtime, Callable[[], Freezer]] = {
@@ -173,14 +173,20 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
             cache_dir, py, deps_key, tools=freezer.tools, runner=runner, reuse=spec.use_cache
         ) as (benv, fresh):
             _env.install_project(benv, stage, with_deps=fresh, runner=runner)
+            dists = _env.list_distributions(benv, project.name, runner=runner)
             with step(f"checking that entry point {project.entrypoint} imports"):
-                _env.check_entrypoint(benv, project.entrypoint, work, runner=runner)
+                entrypoint, how = _env.check_entrypoint(
+                    benv, project.entrypoint, work, distributions=dists, runner=runner
+                )
+            if ":" not in project.entrypoint:  # a bare name: say which rule won
+                log(f"entry point {project.entrypoint}: {how} ({entrypoint})")
             if fresh:
                 _env.mark_ready(benv)
-            dists = _env.list_distributions(benv, project.name, runner=runner)
             job = Build(
                 env=benv,
-                project=project,
+                # the resolved entry point for the route; the result keeps the configured one,
+                # as a cache hit (keyed on the configured one) has no other
+                project=dataclasses.replace(project, entrypoint=entrypoint),
                 name=name,
                 distributions=dists,
                 python=py,
