@@ -306,7 +306,18 @@ def _static_runtime_parts() -> list[sbom.Component]:
     from scratchpack.freeze.static.sources import PACKAGES
     from scratchpack.freeze.static.toolchain import MUSL_VERSION, ZIG_PIN
 
-    licenses = {"python3.11": "Python-2.0", "openssl": "Apache-2.0", "zlib": "Zlib"}
+    # From each package's debian/copyright. liblzma 5.4 is public domain, which has no SPDX id
+    # (NOASSERTION); ncurses' licence is the X11 variant that allows "distribute with
+    # modifications"; SQLite's is its blessing.
+    licenses = {
+        "python3.11": "Python-2.0",
+        "openssl": "Apache-2.0",
+        "zlib": "Zlib",
+        "bzip2": "bzip2-1.0.6",
+        "sqlite3": "blessing",
+        "libffi": "MIT",
+        "ncurses": "X11-distribute-modifications-variant",
+    }
     out = [
         sbom.Component(
             p.name,
