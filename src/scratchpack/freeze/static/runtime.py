@@ -183,6 +183,8 @@ NCURSES_OPTIONS = (
     "--with-default-terminfo-dir=/usr/share/terminfo",
     "--with-terminfo-dirs=/etc/terminfo:/lib/terminfo:/usr/share/terminfo",
 )
+#: configure picks `-curvU` (members keep their mtimes): archive deterministically instead.
+NCURSES_MAKE = ("ARFLAGS=-curvD",)
 NCURSES_FALLBACKS = (
     "xterm-256color",
     "xterm",
@@ -301,7 +303,7 @@ def runtime_key() -> str:
         "xz": XZ_OPTIONS,
         "libffi": (LIBFFI_OPTIONS, LIBFFI_CFLAGS),
         "sqlite": SQLITE_CFLAGS,
-        "ncurses": (NCURSES_OPTIONS, NCURSES_FALLBACKS),
+        "ncurses": (NCURSES_OPTIONS, NCURSES_FALLBACKS, NCURSES_MAKE),
         "archives": MODULE_ARCHIVES,
         "ctypes_dl": (CTYPES_DL_CFLAGS, _ctypes_dl_source()),
     }
@@ -668,16 +670,17 @@ def _build_libraries(
         # The fallbacks are compiled by this very ncurses' tic and infocmp, never the host's:
         # build the library with an empty fallback table, then tic and infocmp with it, then
         # the library again with the real table.
-        run(nc, "make", jobs, "-C", "include", what="generating the ncurses headers")
+        make = ["make", jobs, *NCURSES_MAKE]
+        run(nc, *make, "-C", "include", what="generating the ncurses headers")
         empty = "sh ncurses/tinfo/MKfallback.sh x x '' '' > ncurses/fallback.c"
         run(nc, "sh", "-c", empty, what="writing an empty fallback table", tool="sh")
-        run(nc, "make", jobs, "-C", "ncurses", what="compiling ncurses")
-        run(nc, "make", jobs, "-C", "progs", "tic", "infocmp", what="compiling tic")
+        run(nc, *make, "-C", "ncurses", what="compiling ncurses")
+        run(nc, *make, "-C", "progs", "tic", "infocmp", what="compiling tic")
         (nc / "ncurses" / "fallback.c").unlink()
-        run(nc, "make", jobs, "-C", "ncurses", what="compiling ncurses with its fallbacks")
-        run(nc, "make", jobs, "-C", "panel", what="compiling the ncurses panel library")
+        run(nc, *make, "-C", "ncurses", what="compiling ncurses with its fallbacks")
+        run(nc, *make, "-C", "panel", what="compiling the ncurses panel library")
         for part in ("include", "panel"):
-            run(nc, "make", "-C", part, "install.includes", what="installing ncurses headers")
+            run(nc, *make, "-C", part, "install.includes", what="installing ncurses headers")
         if "fallback entries for" not in (nc / "ncurses" / "fallback.c").read_text():
             raise FreezeError(
                 "the ncurses build compiled no fallback terminal descriptions",
