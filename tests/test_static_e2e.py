@@ -592,6 +592,67 @@ def test_pure_python_app_with_pypi_dependency(
     assert proc.stdout.decode().splitlines() == ["idna 3.10: xn--bcher-kva.example", "uid 1000"]
 
 
+# ---- 6b. the stdlib C modules with their own libraries ------------------------------------------
+
+#: webhello's executable before the kit gained SQLite, liblzma, bzip2, libffi and ncurses
+#: (recipe 3); an app that imports none of them must not grow by more than 10 %.
+WEBHELLO_SIZE_BEFORE = 7_091_852
+
+
+def _check_stdlib_probe(got: dict[str, Any]) -> None:
+    pins = {p.name: p.version for p in PACKAGES}
+    sqlite = got["sqlite3"]
+    assert sqlite["version"] == pins["sqlite3"].split("-")[0], sqlite
+    assert sqlite == {**sqlite, "sum": 12497500, "json": 2, "fts5": True, "sorted_first": 999}
+    assert got["bz2"] is True and got["lzma"] is True, got
+    assert got["decimal"] == ["3.1", True], got["decimal"]  # True: the C _decimal ran
+    assert got["etree"] == ["1", "x", '<a><b n="1">x</b></a>', True], got["etree"]
+    ctypes_ = got["ctypes"]
+    assert ctypes_["struct"] == [3, 2.5, 16], ctypes_
+    assert ctypes_["callback"] == 42, ctypes_
+    assert ctypes_["memmove"] == "static", ctypes_
+    assert ctypes_["pythonapi"] == "3.11.2", ctypes_
+    assert "cannot load a shared library" in ctypes_["cdll"], ctypes_
+    assert got["curses"] == {"colors": 256, "bold": "\x1b[1m", "panel": "new_panel"}, got
+
+
+def test_stdlib_c_modules_with_their_libraries_work_in_empty_read_only_root(
+    static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    """sqlite3, bz2, lzma, decimal, xml.etree, ctypes (a libffi closure too) and curses: linked
+    in because the app imports them, working with no /proc, no /tmp, no terminfo database."""
+    out = exe_dir / "stdlib"
+    build_exe(FIXTURES / "app_static_stdlib", out, static_cache)
+    assert "statically linked" in file_type(out)
+    root = tmp_path / "root"
+    exe = rootfs.make_scratch_rootfs(root, out)
+    proc = rootfs.run(root, [str(exe)], read_only=True)
+    assert proc.returncode == 0, proc.stdout
+    _check_stdlib_probe(json.loads(proc.stdout))
+    assert sorted(p.name for p in root.iterdir()) == ["app", "etc"]  # nothing written
+    # with /proc and a writable /tmp, libffi maps its trampolines from the executable instead
+    root = tmp_path / "root-proc"
+    exe = rootfs.make_rootfs(root, out)
+    proc = rootfs.run(root, [str(exe)])
+    assert proc.returncode == 0, proc.stdout
+    _check_stdlib_probe(json.loads(proc.stdout))
+    assert list((root / "tmp").iterdir()) == []
+
+
+def test_webhello_links_none_of_the_optional_libraries(webhello_exe: Built) -> None:
+    """Only what an app imports is linked: webhello imports none of those modules."""
+    size = webhello_exe.path.stat().st_size
+    assert size <= WEBHELLO_SIZE_BEFORE * 1.10, size
+    data = webhello_exe.path.read_bytes()
+    for marker in (
+        b"SQLite format 3",
+        b"bzip2/libbzip2",
+        b"/usr/share/terminfo",
+        b"no dynamic loader",  # ctypes_dl.c
+    ):
+        assert marker not in data, marker
+
+
 # ---- 7. a C extension fails the build clearly ------------------------------------------------
 
 
@@ -792,8 +853,19 @@ def test_sbom_lists_the_static_runtime_parts(image: Built, webhello_exe: Built) 
     assert packages["cpython"]["versionInfo"] == "3.11.2"
     assert packages["musl"]["versionInfo"] == MUSL_VERSION
     pins = {p.name: p.version for p in PACKAGES}
-    for name in ("openssl", "zlib"):
+    for name in ("openssl", "zlib", "bzip2", "xz-utils", "sqlite3", "libffi", "ncurses"):
         assert packages[name]["versionInfo"] == pins[name]
+    licences = {name: packages[name]["licenseDeclared"] for name in pins}
+    assert licences == {
+        "python3.11": "Python-2.0",
+        "openssl": "Apache-2.0",
+        "zlib": "Zlib",
+        "bzip2": "bzip2-1.0.6",
+        "xz-utils": "NOASSERTION",  # liblzma 5.4 is public domain: no SPDX identifier
+        "sqlite3": "blessing",
+        "libffi": "MIT",
+        "ncurses": "X11-distribute-modifications-variant",
+    }
     # the OpenSSL inside is that version (webhello links no zlib code: nothing imports zlib;
     # test_runtime_facilities... checks the zlib version in an app that does)
     openssl = pins["openssl"].split("-")[0]

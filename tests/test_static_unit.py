@@ -5,6 +5,8 @@ bootstrap and the kit key (its pyproject settings: test_project_config.py). The 
 from __future__ import annotations
 
 import ast
+import importlib.resources
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,8 +15,20 @@ from pathlib import Path
 import pytest
 
 from scratchpack.freeze.static import _bundle
-from scratchpack.freeze.static.kit import kit_key
-from scratchpack.freeze.static.link import CORE_BUILTINS, MISSING_NOTE, bootstrap_code, config_c
+from scratchpack.freeze.static.kit import (
+    CTYPES_DL_CFLAGS,
+    MODULE_ARCHIVES,
+    _extra_setup_lines,
+    kit_key,
+)
+from scratchpack.freeze.static.link import (
+    CORE_BUILTINS,
+    MISSING_NOTE,
+    archives,
+    bootstrap_code,
+    config_c,
+)
+from scratchpack.freeze.static.sources import PACKAGES
 
 SOURCE = textwrap.dedent(
     """
@@ -177,3 +191,72 @@ def test_kit_key_is_unchanged_by_the_rename() -> None:
 
     assert kit.CACHE_SUBDIR == "runtime"
     assert kit.META_FILE == "runtime.json"
+
+
+# ---- the kit's optional libraries -------------------------------------------------------------
+
+
+def test_link_adds_a_library_only_for_a_module_that_needs_it() -> None:
+    assert archives(set(CORE_BUILTINS)) == ["libz.a"]  # what webhello's line had before
+    assert archives({"_socket", "_ssl"}) == ["libssl.a", "libcrypto.a", "libz.a"]
+    assert archives({"_decimal", "pyexpat", "_elementtree"}) == [
+        "libmpdec.a",
+        "libexpat.a",
+        "libz.a",
+    ]
+    assert archives({"_curses"}) == ["libncursesw.a", "libz.a"]
+    assert archives({"_curses", "_curses_panel"}) == ["libpanelw.a", "libncursesw.a", "libz.a"]
+    everything = archives(set(MODULE_ARCHIVES) | {"_hashlib"})
+    assert len(everything) == len(set(everything)) == 11
+
+
+def test_setup_lines_of_the_setup_py_modules_are_read_as_modules_by_makesetup() -> None:
+    var, *modules = _extra_setup_lines(Path("/deps"))
+    assert var == "SCRATCHPACK_DL_CFLAGS=" + " ".join(CTYPES_DL_CFLAGS)
+    assert [line.split()[0] for line in modules] == ["_ctypes", "_curses", "_curses_panel"]
+    for line in modules:
+        assert "=" not in line, line  # makesetup would take the line for a Makefile variable
+    ctypes_line, curses_line, panel_line = modules
+    assert "_ctypes/scratchpack_dl.c" in ctypes_line and "$(SCRATCHPACK_DL_CFLAGS)" in ctypes_line
+    assert ctypes_line.endswith("-I/deps/include -L/deps/lib -lffi")
+    assert "-DHAVE_NCURSESW -I/deps/include/ncursesw" in curses_line
+    assert panel_line.endswith("-lpanelw -lncursesw")
+
+
+def test_ctypes_dl_shim_defines_every_renamed_function() -> None:
+    source = (
+        importlib.resources.files("scratchpack.freeze.static").joinpath("ctypes_dl.c").read_text()
+    )
+    for flag in CTYPES_DL_CFLAGS:
+        original, _, ours = flag.removeprefix("-D").partition("=")
+        assert original in {"dlopen", "dlsym", "dlerror", "dlclose"}
+        assert re.search(rf"^\S.* \*?{ours}\(", source, re.M), ours
+
+
+def test_kit_sources_are_pinned_bookworm_versions() -> None:
+    assert {p.name: p.version for p in PACKAGES} == {
+        "zlib": "1:1.2.13.dfsg-1",
+        "openssl": "3.0.20-1~deb12u2",
+        "python3.11": "3.11.2-6+deb12u8",
+        "bzip2": "1.0.8-5",
+        "xz-utils": "5.4.1-1+deb12u1",
+        "sqlite3": "3.40.1-2+deb12u2",
+        "libffi": "3.4.4-1",
+        "ncurses": "6.4-4",
+    }
+
+
+def test_sbom_names_a_licence_for_every_kit_source_but_public_domain_liblzma() -> None:
+    from scratchpack import sbom
+    from scratchpack.freeze.static import StaticFreezer
+
+    parts = {c.name: c for c in StaticFreezer().components()}
+    assert set(parts) == {p.name for p in PACKAGES} | {"musl"}
+    for name, part in parts.items():
+        expected = "NOASSERTION" if name == "xz-utils" else part.license
+        assert sbom._license(part.license) == expected != "", name
+
+
+def test_modules_the_kit_now_has_raise_no_missing_module_warning() -> None:
+    assert set(_bundle.UNAVAILABLE).isdisjoint(MODULE_ARCHIVES)
+    assert "readline" in _bundle.UNAVAILABLE  # GPL-3: left out on purpose

@@ -24,6 +24,7 @@ _KNOWN_LICENSE_IDS = {
     "Python-2.0", "GPL-2.0-only", "GPL-2.0-or-later", "GPL-3.0-only", "GPL-3.0-or-later",
     "LGPL-2.1-only", "LGPL-2.1-or-later", "LGPL-3.0-only", "LGPL-3.0-or-later", "Unlicense",
     "0BSD", "Zlib", "CC0-1.0", "Bootloader-exception",
+    "blessing", "bzip2-1.0.6", "X11-distribute-modifications-variant",
 }  # fmt: skip
 
 

@@ -172,7 +172,18 @@ def _run_bundle(kit: Kit, request_file: Path, workdir: Path, *, runner: Runner) 
 
 
 #: Licences of the Debian source packages the kit is built from.
-_LICENSES = {"python3.11": "Python-2.0", "openssl": "Apache-2.0", "zlib": "Zlib"}
+# From each package's debian/copyright. liblzma 5.4 is public domain, which has no SPDX id
+# (NOASSERTION); ncurses' licence is the X11 variant that allows "distribute with
+# modifications"; SQLite's is its blessing.
+_LICENSES = {
+    "python3.11": "Python-2.0",
+    "openssl": "Apache-2.0",
+    "zlib": "Zlib",
+    "bzip2": "bzip2-1.0.6",
+    "sqlite3": "blessing",
+    "libffi": "MIT",
+    "ncurses": "X11-distribute-modifications-variant",
+}
 
 
 class StaticFreezer:

@@ -64,6 +64,11 @@ STDLIB_LAZY = {
         "multiprocessing.connection",
         "multiprocessing.reduction",
     ),
+    # the pyexpat users import their parser module when a parser is made, never at import;
+    # the C _elementtree imports copy when it loads (else ElementTree silently runs in Python)
+    "xml.etree.ElementTree": ("xml.parsers.expat", "copy"),
+    "xml.dom.minidom": ("xml.dom.expatbuilder",),
+    "xml.sax": ("xml.sax.expatreader",),  # by name, from xml.sax.default_parser_list
 }
 
 
@@ -167,14 +172,8 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
 
 #: C modules the static runtime cannot provide, and what usually imports them.
 UNAVAILABLE = {
-    "_ctypes": "ctypes",
-    "_sqlite3": "sqlite3",
     "_tkinter": "tkinter",
-    "_curses": "curses",
-    "_curses_panel": "curses.panel",
-    "readline": "readline",
-    "_bz2": "bz2",
-    "_lzma": "lzma",
+    "readline": "readline",  # GPL-3: never linked into every executable
     "_dbm": "dbm.ndbm",
     "_gdbm": "dbm.gnu",
     "_uuid": "uuid",

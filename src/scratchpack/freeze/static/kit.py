@@ -1,8 +1,10 @@
-"""Builds the static CPython kit once: zlib, OpenSSL and CPython compiled against musl.
+"""Builds the static CPython kit once: zlib, OpenSSL, the libraries of the optional
+stdlib C modules (bzip2, liblzma, SQLite, libffi, ncurses) and CPython, compiled against musl.
 
 The kit is what every ``--runtime static`` executable is linked from: ``libpython3.11.a`` with
 every stdlib C module compiled in (the per-app link keeps only the ones the app imports), the
-static OpenSSL and zlib, the Python headers, the generated ``config.c`` (the built-in module
+static libraries those modules need (OpenSSL, zlib, libmpdec and expat from CPython's tree, and
+the ones above), the Python headers, the generated ``config.c`` (the built-in module
 table to filter), the pure-Python stdlib, and a full static interpreter used at build time to
 find and compile the app's modules with the exact bytecode the runtime runs.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.resources
 import json
 import os
 import re
@@ -31,7 +34,7 @@ from scratchpack.freeze.static.sources import PACKAGES, fetch_sources
 from scratchpack.freeze.static.toolchain import TARGET, ZIG_PIN, Toolchain, ensure_toolchain
 
 #: Bumped whenever the recipe below changes the kit's bytes.
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 PYTHON_VERSION = "3.11"
 
 #: Where configure believes things live; only strings inside the binary, never read at run time
@@ -111,6 +114,112 @@ OPENSSL_OPTIONS = (
     "no-md4",
     "no-rmd160",
     "no-whirlpool",
+)
+
+#: liblzma only: no command-line tools, translations or documentation.
+XZ_OPTIONS = (
+    "--disable-shared",
+    "--enable-static",
+    "--disable-xz",
+    "--disable-xzdec",
+    "--disable-lzmadec",
+    "--disable-lzmainfo",
+    "--disable-lzma-links",
+    "--disable-scripts",
+    "--disable-doc",
+    "--disable-nls",
+)
+
+#: libffi keeps its default static trampolines (mapped from the executable file found through
+#: /proc, else from a temporary file; without either, closures fall back to anonymous
+#: read-write-execute memory, as every libffi before 3.4 did).
+LIBFFI_OPTIONS = (
+    "--disable-shared",
+    "--enable-static",
+    "--disable-docs",
+    "--disable-multi-os-directory",
+)
+#: libffi 3.4.4's tramp.c calls open_temp_exec_file() before declaring it; clang 16+ errors.
+LIBFFI_CFLAGS = ("-Wno-error=implicit-function-declaration",)
+
+#: SQLite with the features Debian enables (debian/rules) that need no change to the generated
+#: parser, without loadable extensions (a static executable cannot dlopen), and with temporary
+#: tables and indices in memory by default: a scratch container may have no writable /tmp.
+SQLITE_CFLAGS = (
+    "-DNDEBUG",
+    "-D_HAVE_SQLITE_CONFIG_H",
+    "-DSQLITE_THREADSAFE=1",
+    "-DSQLITE_OMIT_LOAD_EXTENSION",
+    "-DSQLITE_ENABLE_MATH_FUNCTIONS",
+    "-DSQLITE_ENABLE_FTS3",
+    "-DSQLITE_ENABLE_FTS3_PARENTHESIS",
+    "-DSQLITE_ENABLE_FTS4",
+    "-DSQLITE_ENABLE_FTS5",
+    "-DSQLITE_ENABLE_RTREE",
+    "-DSQLITE_ENABLE_DBSTAT_VTAB",
+    "-DSQLITE_ENABLE_COLUMN_METADATA",
+    "-DSQLITE_SECURE_DELETE",
+    "-DSQLITE_MAX_VARIABLE_NUMBER=250000",
+    "-DSQLITE_TEMP_STORE=2",
+)
+
+#: ncursesw (wide characters) and its panel library only. A scratch image has no terminfo
+#: database, so the common terminal types are compiled in as fallbacks; a database found at run
+#: time ($TERMINFO, ~/.terminfo, /etc/terminfo, /lib/terminfo, /usr/share/terminfo) still wins.
+NCURSES_OPTIONS = (
+    "--without-shared",
+    "--without-debug",
+    "--without-ada",
+    "--without-cxx",
+    "--without-cxx-binding",
+    "--without-tests",
+    "--without-manpages",
+    "--with-progs",  # tic and infocmp, run at build time to compile the fallbacks
+    "--enable-widec",
+    "--disable-db-install",
+    "--without-gpm",
+    "--without-dlsym",
+    "--disable-stripping",
+    "--with-default-terminfo-dir=/usr/share/terminfo",
+    "--with-terminfo-dirs=/etc/terminfo:/lib/terminfo:/usr/share/terminfo",
+)
+#: configure picks `-curvU` (members keep their mtimes): archive deterministically instead.
+NCURSES_MAKE = ("ARFLAGS=-curvD",)
+NCURSES_FALLBACKS = (
+    "xterm-256color",
+    "xterm",
+    "screen-256color",
+    "screen",
+    "tmux-256color",
+    "tmux",
+    "linux",
+    "vt100",
+    "vt220",
+    "dumb",
+)
+
+#: Static libraries installed in the kit: the stdlib C module that needs each one (the link
+#: adds an archive only when that module is linked in), in link order within each entry.
+#: libmpdec and expat are built by CPython's own Makefile from its bundled copies, outside
+#: libpython3.11.a.
+MODULE_ARCHIVES: dict[str, tuple[str, ...]] = {
+    "_decimal": ("libmpdec.a",),
+    "pyexpat": ("libexpat.a",),
+    "_bz2": ("libbz2.a",),
+    "_lzma": ("liblzma.a",),
+    "_sqlite3": ("libsqlite3.a",),
+    "_ctypes": ("libffi.a",),
+    "_curses_panel": ("libpanelw.a", "libncursesw.a"),  # before _curses: panelw needs ncursesw
+    "_curses": ("libncursesw.a",),
+}
+
+#: Makefile variable (Setup.local lines may not contain "=") renaming _ctypes' dl* calls to
+#: ctypes_dl.c's: musl's static dlopen() fails even for NULL, which `import ctypes` needs.
+CTYPES_DL_CFLAGS = (
+    "-Ddlopen=scratchpack_dlopen",
+    "-Ddlsym=scratchpack_dlsym",
+    "-Ddlerror=scratchpack_dlerror",
+    "-Ddlclose=scratchpack_dlclose",
 )
 
 #: Replaces configure's default OPT (-g -O3 ...): the size flags in CFLAGS decide optimisation.
@@ -198,8 +307,20 @@ def kit_key() -> str:
         "cpython_opt": CPYTHON_OPT,
         "cflags": SIZE_CFLAGS,
         "app_flags": (APP_CFLAGS, APP_LDFLAGS),
+        "xz": XZ_OPTIONS,
+        "libffi": (LIBFFI_OPTIONS, LIBFFI_CFLAGS),
+        "sqlite": SQLITE_CFLAGS,
+        "ncurses": (NCURSES_OPTIONS, NCURSES_FALLBACKS, NCURSES_MAKE),
+        "archives": MODULE_ARCHIVES,
+        "ctypes_dl": (CTYPES_DL_CFLAGS, _ctypes_dl_source()),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _ctypes_dl_source() -> str:
+    return (
+        importlib.resources.files("scratchpack.freeze.static").joinpath("ctypes_dl.c").read_text()
+    )
 
 
 def _load(root: Path, key: str, toolchain: Toolchain) -> Kit | None:
@@ -237,7 +358,8 @@ def ensure_kit(cache_dir: Path, *, runner: Runner) -> Kit:
         if (kit := _load(kit_dir, key, toolchain)) is not None:
             return kit
         log(
-            "building the static CPython runtime (zlib, OpenSSL, CPython with zig cc); "
+            "building the static CPython runtime (zlib, OpenSSL, bzip2, xz, SQLite, libffi, "
+            "ncurses, CPython with zig cc); "
             "this happens once per machine and takes a few minutes"
         )
         started = time.monotonic()
@@ -294,12 +416,17 @@ def _sh(
         )
 
 
+#: Debian packages of the build tools whose package name differs from the tool's.
+_TOOL_PACKAGES = {"tclsh": "tcl"}  # tclsh generates SQLite's amalgamation
+
+
 def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner: Runner) -> None:
-    for tool in ("make", "perl"):
+    for tool in ("make", "perl", "tclsh"):
         if shutil.which(tool) is None:
             raise FreezeError(
                 f"{tool} is not installed; it is needed once to build the static runtime",
-                hint=f"apt-get install {tool} (scripts/install-system-deps does)",
+                hint=f"apt-get install {_TOOL_PACKAGES.get(tool, tool)} "
+                "(scripts/install-system-deps does)",
             )
     srcs = fetch_sources(root, work, runner=runner)
     deps = work / "deps"  # zlib and OpenSSL headers + static libraries
@@ -371,6 +498,8 @@ def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner:
             text = pc.read_text().replace(f"prefix={INSTALL_PREFIX}", f"prefix={deps}")
             (deps / "lib" / "pkgconfig" / pc.name).write_text(text)
 
+    _build_libraries(srcs, deps, env, jobs, runner=runner)
+
     py = srcs["python3.11"]
     with step("configuring CPython"):
         _sh(
@@ -388,7 +517,7 @@ def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner:
                 # zig enables UBSan when not optimising and -Werror=date-time by default
                 "CFLAGS": f"{size} -fno-sanitize=undefined",
                 "OPT": CPYTHON_OPT,
-                "CPPFLAGS": f"-I{deps / 'include'}",
+                "CPPFLAGS": f"-I{deps / 'include'} -I{deps / 'include' / 'ncursesw'}",
                 "LDFLAGS": f"-static -L{deps / 'lib'}",
             },
             what="configuring CPython",
@@ -402,6 +531,8 @@ def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner:
             break  # what follows are test modules, never built in
         if line.strip() and not line.startswith("#"):
             lines.append(line)
+    lines += _extra_setup_lines(deps)
+    (py / "Modules" / "_ctypes" / "scratchpack_dl.c").write_text(_ctypes_dl_source())
     setup_local = py / "Modules" / "Setup.local"
     setup_local.write_text("\n".join(lines) + "\n")
     # make regenerates Makefile and config.c from the Setup files only when one is newer than
@@ -418,7 +549,7 @@ def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner:
             tool="make",
         )
     table = (py / "Modules" / "config.c").read_text()
-    for required in ("_socket", "_ssl", "_hashlib", "zlib", "select", "math"):
+    for required in ("_socket", "_ssl", "_hashlib", "zlib", "select", "math", *MODULE_ARCHIVES):
         if f"PyInit_{required}(" not in table:
             raise FreezeError(
                 f"the static runtime was built without the {required} module",
@@ -451,6 +582,12 @@ def _install(py: Path, deps: Path, stage: Path) -> None:
     shutil.copy2(py / f"libpython{version}.a", libdir / f"libpython{version}.a")
     for lib in ("libssl.a", "libcrypto.a", "libz.a"):
         shutil.copy2(deps / "lib" / lib, libdir / lib)
+    shutil.copy2(py / "Modules" / "_decimal" / "libmpdec" / "libmpdec.a", libdir / "libmpdec.a")
+    shutil.copy2(py / "Modules" / "expat" / "libexpat.a", libdir / "libexpat.a")
+    for archives in MODULE_ARCHIVES.values():
+        for lib in archives:
+            if not (libdir / lib).is_file():
+                shutil.copy2(deps / "lib" / lib, libdir / lib)
     shutil.copy2(py / "Modules" / "config.c", stage / "share" / "config.c")
     include = stage / "include" / f"python{version}"
     shutil.copytree(py / "Include", include)
@@ -463,3 +600,102 @@ def _install(py: Path, deps: Path, stage: Path) -> None:
     shutil.copytree(py / "Lib", stdlib, ignore=skip)
     # getpath's landmark for the build interpreter's prefix; the runtime itself never reads it
     (stdlib / "lib-dynload").mkdir(exist_ok=True)
+
+
+def _extra_setup_lines(deps: Path) -> list[str]:
+    """Setup.local lines for the C modules 3.11 builds only through setup.py (not Setup.stdlib).
+
+    makesetup reads a line containing "=" as a Makefile variable, hence the bare ``-DNAME``s
+    and the dl* renames passed through a variable.
+    """
+    inc, lib = deps / "include", deps / "lib"
+    curses = f"-DHAVE_NCURSESW -I{inc / 'ncursesw'} -L{lib}"
+    return [
+        "SCRATCHPACK_DL_CFLAGS=" + " ".join(CTYPES_DL_CFLAGS),
+        "_ctypes _ctypes/_ctypes.c _ctypes/callbacks.c _ctypes/callproc.c _ctypes/stgdict.c "
+        "_ctypes/cfield.c _ctypes/scratchpack_dl.c -DHAVE_FFI_PREP_CIF_VAR "
+        "-DHAVE_FFI_PREP_CLOSURE_LOC -DHAVE_FFI_CLOSURE_ALLOC $(SCRATCHPACK_DL_CFLAGS) "
+        f"-I{inc} -L{lib} -lffi",
+        f"_curses _cursesmodule.c {curses} -lncursesw",
+        f"_curses_panel _curses_panel.c {curses} -lpanelw -lncursesw",
+    ]
+
+
+def _build_libraries(
+    srcs: dict[str, Path], deps: Path, env: dict[str, str], jobs: str, *, runner: Runner
+) -> None:
+    """bzip2, liblzma, SQLite, libffi and ncursesw: static, headers and archives into ``deps``."""
+    size = " ".join(SIZE_CFLAGS)
+    lib, inc = deps / "lib", deps / "include"
+    lib.mkdir(parents=True, exist_ok=True)
+    inc.mkdir(parents=True, exist_ok=True)
+
+    def run(cwd: Path, *args: str, what: str, tool: str = "make", cflags: str = "") -> None:
+        extra = {"CFLAGS": cflags} if cflags else {}
+        _sh(runner, list(args), cwd=cwd, env={**env, **extra}, what=what, tool=tool)
+
+    bz = srcs["bzip2"]
+    with step("compiling bzip2"):
+        # its Makefile hardcodes CC=gcc and CFLAGS: override both on the command line
+        cc = ["CC=zcc", "AR=zar", "RANLIB=zranlib", f"CFLAGS={size} -D_FILE_OFFSET_BITS=64"]
+        run(bz, "make", jobs, "libbz2.a", *cc, what="compiling bzip2")
+        shutil.copy2(bz / "libbz2.a", lib / "libbz2.a")
+        shutil.copy2(bz / "bzlib.h", inc / "bzlib.h")
+
+    xz = srcs["xz-utils"]
+    with step("compiling liblzma"):
+        configure = ["./configure", f"--prefix={deps}", *XZ_OPTIONS]
+        run(xz, *configure, what="configuring xz", tool="xz configure", cflags=size)
+        run(xz, "make", jobs, "-C", "src/liblzma", "install", what="compiling liblzma")
+
+    sq = srcs["sqlite3"]
+    with step("compiling SQLite"):
+        configure = ["./configure", "--disable-tcl", "--disable-readline", "--disable-editline"]
+        run(sq, *configure, what="configuring SQLite", tool="SQLite configure", cflags=size)
+        # the single-file amalgamation (generated with tclsh), compiled with our own flags
+        run(sq, "make", "sqlite3.c", what="generating sqlite3.c")
+        cc = ["zcc", *SIZE_CFLAGS, *SQLITE_CFLAGS, "-I.", "-c", "sqlite3.c", "-o", "sqlite3.o"]
+        run(sq, *cc, what="compiling SQLite", tool="zig cc")
+        run(sq, "zar", "rcs", str(lib / "libsqlite3.a"), "sqlite3.o", what="archiving SQLite")
+        shutil.copy2(sq / "sqlite3.h", inc / "sqlite3.h")
+
+    ffi = srcs["libffi"]
+    with step("compiling libffi"):
+        configure = ["./configure", f"--prefix={deps}", *LIBFFI_OPTIONS]
+        flags = " ".join((*SIZE_CFLAGS, *LIBFFI_CFLAGS))
+        run(ffi, *configure, what="configuring libffi", tool="libffi configure", cflags=flags)
+        run(ffi, "make", jobs, "install", what="compiling libffi")
+
+    nc = srcs["ncurses"]
+    with step("compiling ncurses"):
+        configure = [
+            "./configure",
+            f"--prefix={deps}",
+            *NCURSES_OPTIONS,
+            f"--with-fallbacks={','.join(NCURSES_FALLBACKS)}",
+            f"--with-tic-path={nc / 'progs' / 'tic'}",
+            f"--with-infocmp-path={nc / 'progs' / 'infocmp'}",
+        ]
+        run(nc, *configure, what="configuring ncurses", tool="ncurses configure", cflags=size)
+        # The fallbacks are compiled by this very ncurses' tic and infocmp, never the host's:
+        # build the library with an empty fallback table, then tic and infocmp with it, then
+        # the library again with the real table.
+        make = ["make", jobs, *NCURSES_MAKE]
+        run(nc, *make, "-C", "include", what="generating the ncurses headers")
+        empty = "sh ncurses/tinfo/MKfallback.sh x x '' '' > ncurses/fallback.c"
+        run(nc, "sh", "-c", empty, what="writing an empty fallback table", tool="sh")
+        run(nc, *make, "-C", "ncurses", what="compiling ncurses")
+        run(nc, *make, "-C", "progs", "tic", "infocmp", what="compiling tic")
+        (nc / "ncurses" / "fallback.c").unlink()
+        run(nc, *make, "-C", "ncurses", what="compiling ncurses with its fallbacks")
+        run(nc, *make, "-C", "panel", what="compiling the ncurses panel library")
+        for part in ("include", "panel"):
+            run(nc, *make, "-C", part, "install.includes", what="installing ncurses headers")
+        if "fallback entries for" not in (nc / "ncurses" / "fallback.c").read_text():
+            raise FreezeError(
+                "the ncurses build compiled no fallback terminal descriptions",
+                tool="ncurses MKfallback.sh",
+                hint="this is a bug in scratchpack's runtime recipe; please report it",
+            )
+        for name in ("libncursesw.a", "libpanelw.a"):
+            shutil.copy2(nc / "lib" / name, lib / name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
-from scratchpack.freeze.static.kit import APP_CFLAGS, APP_LDFLAGS, Kit
+from scratchpack.freeze.static.kit import APP_CFLAGS, APP_LDFLAGS, MODULE_ARCHIVES, Kit
 
 #: Built-ins CPython itself needs to start (Modules/Setup.bootstrap and Python/), always linked.
 CORE_BUILTINS = frozenset(
@@ -141,6 +141,21 @@ except Exception as _scratchpack_err:
 """
 
 
+def archives(keep: set[str]) -> list[str]:
+    """The kit's static libraries the kept built-ins need, after libpython3.11.a, in link order.
+
+    Only these reach the link line, so an app that imports none of those modules links exactly
+    as before (and an unused archive could not add bytes anyway: nothing would reference it).
+    """
+    out: list[str] = []
+    if keep & {"_ssl", "_hashlib"}:
+        out += ["libssl.a", "libcrypto.a"]
+    for module, libs in MODULE_ARCHIVES.items():
+        if module in keep:
+            out += [lib for lib in libs if lib not in out]
+    return [*out, "libz.a"]
+
+
 def bootstrap_code(entrypoint: str) -> str:
     """The Python the launcher runs: the entry point as a console script would call it.
 
@@ -216,10 +231,7 @@ def link_executable(
                 hint=f"delete {kit.root} to rebuild the kit; if it persists, report a bug",
             )
         objects.append(str(obj))
-    libs = [str(kit.libdir / "libpython3.11.a")]
-    if keep & {"_ssl", "_hashlib"}:
-        libs += [str(kit.libdir / "libssl.a"), str(kit.libdir / "libcrypto.a")]
-    libs += [str(kit.libdir / "libz.a"), "-lm"]
+    libs = [str(kit.libdir / name) for name in ("libpython3.11.a", *archives(keep))] + ["-lm"]
     proc = runner(
         ["zcc", *APP_CFLAGS, *APP_LDFLAGS, "-o", str(out), *objects, *libs],
         cwd=workdir,
@@ -230,5 +242,5 @@ def link_executable(
             "linking the static executable failed",
             tool="zig cc",
             output=proc.stdout,
-            hint=f"delete {kit.root} to rebuild the kit; if it persists, report a bug",
+            hint="this is a bug in scratchpack's static runtime; please report it with this output",
         )

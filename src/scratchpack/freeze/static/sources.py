@@ -1,8 +1,9 @@
 """Debian source packages of the static runtime: fetched with apt-get, unpacked with dpkg-source.
 
-Why Debian's archive: its CPython 3.11.2, OpenSSL 3.0 and zlib carry Debian's security patches,
-apt verifies every file against the archive's signed index, and the exact versions are pinned
-(and part of the runtime's cache key), so two machines build the same runtime. apt runs with a
+Why Debian's archive: its CPython 3.11.2, OpenSSL 3.0, zlib and the other libraries carry
+Debian's security patches, apt verifies every file against the archive's signed index, and the
+exact versions are pinned (and part of the runtime's cache key), so two machines build the
+same runtime. apt runs with a
 private state directory: the host's own apt configuration and lists are never touched.
 """
 
@@ -37,6 +38,12 @@ PACKAGES: tuple[SourcePackage, ...] = (
     SourcePackage("zlib", "1:1.2.13.dfsg-1", "zlib-1.2.13.dfsg"),
     SourcePackage("openssl", "3.0.20-1~deb12u2", "openssl-3.0.20"),
     SourcePackage("python3.11", "3.11.2-6+deb12u8", "python3.11-3.11.2"),
+    # the libraries of _bz2, _lzma, _sqlite3, _ctypes and _curses/_curses_panel
+    SourcePackage("bzip2", "1.0.8-5", "bzip2-1.0.8"),
+    SourcePackage("xz-utils", "5.4.1-1+deb12u1", "xz-utils-5.4.1"),
+    SourcePackage("sqlite3", "3.40.1-2+deb12u2", "sqlite3-3.40.1"),
+    SourcePackage("libffi", "3.4.4-1", "libffi-3.4.4"),
+    SourcePackage("ncurses", "6.4-4", "ncurses-6.4"),
 )
 
 #: The archive to fetch from; $SCRATCHPACK_DEBIAN_MIRROR overrides it (e.g. a local mirror).
