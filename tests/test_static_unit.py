@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from scratchpack.errors import ProjectError
+from scratchpack.freeze import static as static_freezer
 from scratchpack.freeze.project import project_info
 from scratchpack.freeze.spec import ProjectInfo
 from scratchpack.freeze.static import _bundle
@@ -130,6 +131,26 @@ def test_runtime_and_include_modules_from_pyproject() -> None:
     info = _info({"runtime": "static", "include-modules": ["encodings.cp1252", "email.*"]})
     assert info.runtime == "static"
     assert info.include_modules == ("encodings.cp1252", "email.*")
+
+
+def test_include_modules_accepts_distribution_names() -> None:
+    info = _info({"include-modules": ["opentelemetry-sdk", "PyYAML", "zope.interface"]})
+    assert info.include_modules == ("opentelemetry-sdk", "PyYAML", "zope.interface")
+
+
+def test_build_notes_print_without_a_tty(capsys: pytest.CaptureFixture[str]) -> None:
+    """Progress is TTY-only (PROGRESS is off here); left-out modules and warnings are not."""
+    report = {
+        "left_out": [{"module": "m._speedups", "file": "/x/_speedups.so", "imported_by": "m"}],
+        "sources_for_extensions": [{"module": "c.md", "file": "/x/md.so"}],
+        "missing_c": [{"module": "bz2", "c_module": "_bz2", "imported_by": ["app"]}],
+    }
+    static_freezer._warn_about(report)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3
+    assert "left out the optional C speedup m._speedups (_speedups.so)" in lines[0]
+    assert "c.md runs from its pure-Python source" in lines[1]
+    assert "bz2 needs the C module _bz2" in lines[2]
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,8 @@ from scratchpack.freeze.spec import RUNTIMES, ProjectInfo
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
+#: a distribution's name as pip takes it (PEP 508): include-modules accepts those too
+_DIST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _OBJECT_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
 _PORT_RE = re.compile(r"^([0-9]{1,5})(/(tcp|udp|sctp))?$")
 _URL_KEYS = ("source", "source code", "repository", "code", "homepage", "home")
@@ -151,10 +153,10 @@ def project_info(data: dict[str, Any], entrypoint: str | None) -> ProjectInfo:
             )
     includes = _str_list(tool.get("include-modules", []), "[tool.scratchpack] include-modules")
     for module in includes:
-        if not _MODULE_RE.match(module.removesuffix(".*")):
+        if not (_MODULE_RE.match(module.removesuffix(".*")) or _DIST_RE.match(module)):
             raise ProjectError(
                 f"[tool.scratchpack] include-modules: {module!r} is not a module name "
-                "(or package.* for all of its submodules)"
+                "(or package.* for all of its submodules, or a distribution's name)"
             )
     runtime = tool.get("runtime")
     if runtime is not None and runtime not in RUNTIMES:

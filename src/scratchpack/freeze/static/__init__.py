@@ -162,8 +162,8 @@ def _warn_about(report: dict) -> None:  # type: ignore[type-arg]
     for ext in report.get("left_out", []):
         warn(
             f"note: left out the optional C speedup {ext['module']} "
-            f"({os.path.basename(ext['file'])}): {ext['imported_by']} handles its ImportError, "
-            "so the pure-Python code runs instead"
+            f"({os.path.basename(ext['file'])}): {ext['imported_by']} imports it under "
+            "try/except ImportError, so the pure-Python code runs instead"
         )
     for ext in report.get("sources_for_extensions", []):
         warn(

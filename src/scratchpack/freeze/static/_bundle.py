@@ -568,20 +568,21 @@ def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
     if req.get("run_main") and getattr(entry_mod, "__path__", None):
         roots.append(req["entry"] + ".__main__")  # runpy runs a package's __main__
         finder.import_hook(roots[-1])
-    for name in list(ALWAYS) + list(req["includes"]):
+    includes = _expand_includes(req["includes"], req["app_paths"], req["search_path"])
+    for name, named in [(n, True) for n in ALWAYS] + includes:
         star = name.endswith(".*")
         base = name[:-2] if star else name
         try:
-            finder.import_hook(base, fromlist=["*"] if star else None)
+            finder.import_hook(base)
         except ImportError as err:
             raise BundleError(f"include-modules: cannot find {base}: {err}") from None
-        roots.append(base)
-        if star:
+        if named:
+            roots.append(base)
+        if star:  # bundled, but not roots: they make no compiled module mandatory
             for sub in _submodules(finder.modules.get(base)):
                 if not _matches(sub, excludes):
                     with contextlib.suppress(ImportError):
                         finder.import_hook(sub)
-                        roots.append(sub)
     done: set[str] = set()
     while True:  # hidden edges and codecs until nothing new: the added modules may need more
         todo = [m for m in HIDDEN_EDGES if m in finder.modules and m not in done]
@@ -609,8 +610,16 @@ def optional_extension(name: str, finder: StdlibAwareFinder, needed: set[str]) -
     ``try`` and imports it elsewhere only behind a run-time flag (multidict's USE_EXTENSIONS).
     """
     guarded = sorted(i for i, e in finder.edges.items() if (name, True) in e)
-    if name not in needed:
-        return (guarded or sorted(i for i, e in finder.edges.items() if (name, False) in e))[0]
+    if name not in needed:  # the import in a try that leads to it, as close to it as possible
+        for importer in guarded:
+            return importer
+        for importer, edges in sorted(finder.edges.items()):
+            tried = [t for t, g in edges if g and t in finder.modules]
+            if importer in needed and any(
+                name in unguarded_reach([t], finder.edges) for t in tried
+            ):
+                return importer
+        return "its importer"
     top = name.split(".", maxsplit=1)[0]
     probes = [i for i in guarded if i.split(".")[0] == top]
     if probes and not finder.plain_importers.get(name):
@@ -675,7 +684,8 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
     missing_c = []
     for cmod, user in sorted(UNAVAILABLE.items()):
         if cmod in finder.badmodules and user in finder.modules and cmod in needed:
-            importers = sorted(finder.badmodules[cmod])
+            users = [i for i, e in finder.edges.items() if (user, False) in e and i in needed]
+            importers = sorted(i for i in users if i.split(".")[0] != user.split(".")[0]) or [user]
             missing_c.append({"module": user, "c_module": cmod, "imported_by": importers})
 
     _write_zip(req["output"], entries, req["compression"])
@@ -809,6 +819,56 @@ def _submodules(mod: object) -> list[str]:
                 sub = types.SimpleNamespace(__name__=f"{name}.{fn}", __path__=[full])
                 out += [f"{name}.{fn}", *_submodules(sub)]
     return sorted(set(out))
+
+
+def _expand_includes(
+    includes: list[str], app_paths: list[str], path: list[str]
+) -> list[tuple[str, bool]]:
+    """include-modules as (module, named): a name that is no importable module but an installed
+    distribution's (``opentelemetry-sdk``, ``PyYAML``) stands for all of its top-level modules,
+    recursively; those are bundled but, not named one by one, make no compiled module mandatory."""
+    out = []
+    for name in includes:
+        base = name.removesuffix(".*")
+        is_module = all(part.isidentifier() for part in base.split("."))
+        top = base.split(".")[0]
+        if is_module and (
+            top in sys.builtin_module_names
+            or importlib.machinery.PathFinder.find_spec(top, path) is not None
+        ):
+            out.append((name, True))
+            continue
+        tops = sorted({t for root in app_paths for t in _distribution_tops(root, base)})
+        if not tops:
+            if is_module:
+                out.append((name, True))  # reported as not found
+                continue
+            raise BundleError(
+                f"include-modules: {name!r} is neither a module nor an installed distribution"
+            )
+        out += [(f"{t}.*" if any(_is_package(r, t) for r in app_paths) else t, False) for t in tops]
+    return out
+
+
+def _distribution_tops(root: str, dist: str) -> list[str]:
+    """The top-level modules a distribution installed into ``root`` (its RECORD)."""
+    tops: set[str] = set()
+    for info in _dist_infos(root, dist):
+        record = os.path.join(root, info, "RECORD")
+        if not os.path.isfile(record):
+            continue
+        with open(record, encoding="utf-8") as f:
+            for line in f:
+                first = line.split(",", 1)[0].split("/")
+                if first[-1].endswith(".py") and first[0].isidentifier() and len(first) > 1:
+                    tops.add(first[0])
+                elif len(first) == 1 and first[0].endswith(".py"):
+                    tops.add(first[0][:-3])
+    return sorted(t for t in tops if t.isidentifier())
+
+
+def _is_package(root: str, name: str) -> bool:
+    return os.path.isdir(os.path.join(root, name))
 
 
 def _holds_python(directory: str) -> bool:
