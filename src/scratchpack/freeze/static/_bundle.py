@@ -4,8 +4,12 @@ Why in that interpreter: the bytecode must come from the exact CPython the execu
 and "is this a built-in" must be answered by the runtime, not by the host Python. Stdlib only;
 reads one JSON request file (argv[1]), writes one JSON report to stdout.
 
-Request: entry (module), search_path, app_paths (non-stdlib roots), excludes, includes,
-distributions (dist-info names to keep), output (zip path), compression ("stored"/"deflated").
+Request: entry (module), run_main, search_path, stdlib, app_paths (non-stdlib roots),
+excludes, includes, distributions (dist-info names to keep), output (zip path), compression
+("stored"/"deflated"), optimize.
+Report: builtins (C modules to link), modules, files, extensions (compiled modules the app
+needs: refused), left_out (optional ones, with who copes), sources_for_extensions (compiled
+modules replaced by the .py beside them), missing_c (stdlib C modules the kit lacks); or error.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ HIDDEN_EDGES = {
     "importlib.resources": ("importlib.readers",),
     "importlib.resources._common": ("importlib.readers",),
     "_pickle": ("copyreg", "_compat_pickle"),
-    "_elementtree": ("xml.etree.ElementPath",),
+    "_elementtree": ("copy", "xml.etree.ElementPath"),
 }
 
 #: Stdlib sources the runtime never executes: importlib/__init__ puts the frozen modules in
@@ -342,7 +346,6 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         self.source_for_extension: dict[str, str] = {}  # module -> the .so left for its .py
         # importer -> (imported module and its parents, whether a failure is handled)
         self.edges: dict[str, set[tuple[str, bool]]] = {}
-        self.lazy_edges: set[tuple[str, str]] = set()  # stdlib function-level (the design note)
         # module -> who imports it with no guard and no run-time condition around the import
         self.plain_importers: dict[str, set[str]] = {}
         # private helpers of ModuleFinder that typeshed does not describe
@@ -352,6 +355,8 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
     def find_module(
         self, name: str, path: Any, parent: Any = None
     ) -> tuple[Any, Any, tuple[str, str, int]]:
+        """modulefinder's, plus: frozen modules with no source, namespace packages, and the
+        ``.py`` beside a compiled module instead of the ``.so``."""
         fullname = f"{parent.__name__}.{name}" if parent is not None else name
         if fullname in self.excludes:
             raise ImportError(name)
@@ -430,8 +435,6 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
                 continue  # a fallback for an import that works here
             for target in self._targets(node, m):
                 edges.add((target, where.guarded))
-                if where.lazy and in_stdlib:
-                    self.lazy_edges.add((name, target))
                 if not where.guarded and not where.conditional:
                     self.plain_importers.setdefault(target, set()).add(name)
             if isinstance(node, ast.Import):
