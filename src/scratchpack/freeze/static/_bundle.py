@@ -69,6 +69,8 @@ HIDDEN_EDGES = {
     "importlib.resources._common": ("importlib.readers",),
     "_pickle": ("copyreg", "_compat_pickle"),
     "_elementtree": ("copy", "xml.etree.ElementPath"),
+    "dbm": ("dbm.dumb",),  # dbm.open() imports its back ends by name (gnu/ndbm: C, not built)
+    "xml.dom.domreg": ("xml.dom.minidom",),  # getDOMImplementation() imports it by name
 }
 
 #: Stdlib sources the runtime never executes: importlib/__init__ puts the frozen modules in
