@@ -77,11 +77,16 @@ HIDDEN_EDGES = {
 #: sys.modules under these names, so neither their code nor their function-level imports count.
 FROZEN_ALIASES = frozenset(("importlib._bootstrap", "importlib._bootstrap_external"))
 
-#: Function-level stdlib imports that cannot run in the static runtime. (importer, imported)
-DEAD_EDGES = frozenset(
+#: Function-level stdlib imports not followed, each for a reason. (importer, imported)
+UNFOLLOWED_EDGES = frozenset(
     (
-        # traceback parses a source line to place its ^^^ carets; the zip holds no source
+        # cannot run: traceback parses a source line to place its ^^^ carets, and the zip holds
+        # no source
         ("traceback", "ast"),
+        # not an API: XmlListener/XmlClient, outside multiprocessing.connection's __all__ and
+        # its documentation; following it pulls xmlrpc, http.client, decimal and pyexpat into
+        # every app that imports concurrent.futures (asyncio does)
+        ("multiprocessing.connection", "xmlrpc.client"),
     )
 )
 
@@ -430,7 +435,7 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
             if in_stdlib and where.lazy and (where.guarded or _top(node) in DEV_TOOLS):
                 continue  # the stdlib copes without it, or it is a debugging/help feature
             if isinstance(node, ast.Import) and any(
-                (name, a.name) in DEAD_EDGES for a in node.names
+                (name, a.name) in UNFOLLOWED_EDGES for a in node.names
             ):
                 continue
             if where.alternative_to and all(self._resolved(n, m) for n in where.alternative_to):
