@@ -229,6 +229,16 @@ def test_stdlib_dev_tools_and_command_lines_are_not_followed(tmp_path: Path) -> 
     assert "importlib/_bootstrap_external.pyc" not in names  # the frozen copy runs
 
 
+def test_unfollowed_stdlib_edges_stay_out(tmp_path: Path) -> None:
+    _report, zf = _bundle_of(tmp_path, {"app.py": "import asyncio\n"})
+    names = set(zf.namelist())
+    assert "concurrent/futures/process.pyc" in names  # asyncio -> concurrent.futures -> ...
+    assert "multiprocessing/connection.pyc" in names
+    assert "xmlrpc/client.pyc" not in names  # XmlListener/XmlClient: not an API
+    _report, zf = _bundle_of(tmp_path / "tb", {"app.py": "import traceback\n"})
+    assert "ast.pyc" not in zf.namelist()  # traceback's carets need source the zip lacks
+
+
 def test_app_imports_reach_dev_tools_when_the_app_asks(tmp_path: Path) -> None:
     _report, zf = _bundle_of(tmp_path, {"app.py": "def debug():\n    import pdb\n"})
     assert "pdb.pyc" in zf.namelist()
