@@ -176,6 +176,11 @@ def _info(tool: dict[str, object]) -> ProjectConfig:
     )
 
 
+def test_include_modules_accepts_distribution_names() -> None:
+    info = _info({"include-modules": ["opentelemetry-sdk", "PyYAML", "zope.interface"]})
+    assert info.freeze.include_modules == ("opentelemetry-sdk", "PyYAML", "zope.interface")
+
+
 def test_runtime_and_include_modules_from_pyproject() -> None:
     info = _info({"runtime": "static", "include-modules": ["encodings.cp1252", "email.*"]})
     assert info.freeze.runtime == "static"

@@ -653,28 +653,75 @@ def test_webhello_links_none_of_the_optional_libraries(webhello_exe: Built) -> N
         assert marker not in data, marker
 
 
-# ---- 7. a C extension fails the build clearly ------------------------------------------------
+# ---- 7. C extensions: a required one fails the build clearly, an optional one is left out -----
 
 
 def test_c_extension_app_fails_clearly_and_writes_nothing(
     static_cache: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "dist" / "app-cext"
+    out = tmp_path / "dist" / "app-cext-required"
     out.parent.mkdir()
-    # the entry point is the package (run as `python -m app_cext`): its __main__ imports msgpack
+    # orjson exists only as a compiled module, imported with no fallback
     proc = scratchpack(
-        "exe", str(FIXTURES / "app_cext"), "--runtime", "static", "-o", str(out),
+        "exe", str(FIXTURES / "app_cext_required"), "--runtime", "static", "-o", str(out),
         cache=static_cache,
     )  # fmt: skip
     assert proc.returncode != 0
     err = proc.stderr
     assert err.startswith("error: "), err
-    named = r"msgpack\._cmsgpack \(_cmsgpack\.[\w.-]+\.so, from the msgpack distribution\)"
+    named = r"orjson\.orjson \(orjson\.[\w.-]+\.so, from the orjson distribution\)"
     assert re.search(named, err), err
     assert "--runtime pyinstaller" in err, err
     assert list(out.parent.iterdir()) == []
     outputs = static_cache / "out"
-    assert not outputs.exists() or not list(outputs.glob("*/app-cext"))
+    assert not outputs.exists() or not list(outputs.glob("*/app-cext-required"))
+
+
+def test_optional_c_speedup_is_left_out_with_a_note_and_the_fallback_runs(
+    static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    out = exe_dir / "app-cext"
+    # the entry point is the package (run as `python -m app_cext`): its __main__ imports msgpack,
+    # which tries msgpack._cmsgpack and falls back to msgpack.fallback
+    proc = scratchpack(
+        "exe", str(FIXTURES / "app_cext"), "--runtime", "static", "-o", str(out),
+        cache=static_cache,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    # stderr is no TTY here: the note shows anyway, progress does not
+    assert proc.stderr.splitlines() == [
+        "scratchpack: note: left out the optional C speedup msgpack._cmsgpack "
+        "(_cmsgpack.cpython-311-x86_64-linux-gnu.so): msgpack imports it under try/except "
+        "ImportError, so the pure-Python code runs instead"
+    ], proc.stderr
+    root = tmp_path / "root"
+    exe = rootfs.make_scratch_rootfs(root, out)
+    ran = rootfs.run(root, [str(exe)], read_only=True)
+    assert ran.returncode == 0, ran.stdout
+    assert " via msgpack.fallback: " in ran.stdout.decode()
+
+
+def test_flask_and_lazy_stdlib_modules_run_in_empty_read_only_root(
+    static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    """A namespace package (flask.sansio), markupsafe without its speedups, and stdlib modules
+    imported inside functions or from C, with no include-modules."""
+    out = exe_dir / "app-static-ecosystem"
+    build_exe(FIXTURES / "app_static_ecosystem", out, static_cache)
+    root = tmp_path / "root"
+    exe = rootfs.make_scratch_rootfs(root, out)
+    ran = rootfs.run(root, [str(exe)], read_only=True)
+    assert ran.returncode == 0, ran.stdout
+    assert ran.stdout.decode().splitlines() == [
+        "flask 200 <p>&lt;b&gt;</p> markupsafe._native",
+        "namespace flask.sansio.app",
+        "zipfile ['x.txt']",
+        "email 17",
+        "strptime 3",
+        "tzpath True",
+        "resources package data",
+        "futures concurrent.futures.process",
+    ]
 
 
 # ---- 8. modules only imported dynamically: the note, and include-modules ---------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from scratchpack.freeze import static as static_freezer
 from scratchpack.freeze.static import _bundle
 from scratchpack.freeze.static.kit import (
     CTYPES_DL_CFLAGS,
@@ -146,6 +147,21 @@ def main():
     except ImportError:
         return 3
 """
+
+
+def test_build_notes_print_without_a_tty(capsys: pytest.CaptureFixture[str]) -> None:
+    """Progress is TTY-only (PROGRESS is off here); left-out modules and warnings are not."""
+    report = {
+        "left_out": [{"module": "m._speedups", "file": "/x/_speedups.so", "imported_by": "m"}],
+        "sources_for_extensions": [{"module": "c.md", "file": "/x/md.so"}],
+        "missing_c": [{"module": "bz2", "c_module": "_bz2", "imported_by": ["app"]}],
+    }
+    static_freezer._warn_about(report)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3
+    assert "left out the optional C speedup m._speedups (_speedups.so)" in lines[0]
+    assert "c.md runs from its pure-Python source" in lines[1]
+    assert "bz2 needs the C module _bz2" in lines[2]
 
 
 @pytest.mark.parametrize(

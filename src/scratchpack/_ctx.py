@@ -25,6 +25,12 @@ def log(message: str) -> None:
         print(f"scratchpack: {message}", file=sys.stderr, flush=True)
 
 
+def warn(message: str) -> None:
+    """A build warning or note on stderr, shown whether or not stderr is a TTY: unlike progress,
+    it says something about the result (a module left out, a feature that will fail)."""
+    print(f"scratchpack: {message}", file=sys.stderr, flush=True)
+
+
 def debug(message: str) -> None:
     if VERBOSITY.get() > 0:
         print(f"scratchpack: [debug] {message}", file=sys.stderr, flush=True)

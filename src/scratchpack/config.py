@@ -42,6 +42,8 @@ RUNTIMES: tuple[Runtime, ...] = ("pyinstaller", "static")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
+#: a distribution's name as pip takes it (PEP 508): include-modules accepts those too
+_DIST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _OBJECT_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
 #: A console script name as pip installs one (a file name in bin/): no ":" and no spaces.
 _SCRIPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -251,10 +253,10 @@ def _freeze_settings(tool: Mapping[str, Any]) -> FreezeSettings:
             )
     includes = _str_list(tool.get("include-modules", []), "[tool.scratchpack] include-modules")
     for module in includes:
-        if not _MODULE_RE.match(module.removesuffix(".*")):
+        if not (_MODULE_RE.match(module.removesuffix(".*")) or _DIST_RE.match(module)):
             raise ProjectError(
                 f"[tool.scratchpack] include-modules: {module!r} is not a module name "
-                "(or package.* for all of its submodules)"
+                "(or package.* for all of its submodules, or a distribution's name)"
             )
     runtime = tool.get("runtime")
     if runtime is not None and runtime not in RUNTIMES:

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from scratchpack._ctx import log, step
+from scratchpack._ctx import step, warn
 from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError, ProjectError
@@ -132,12 +132,7 @@ def build_static(
         raise ProjectError(str(report["error"]))
     if report["extensions"]:
         raise _c_extension_error(report["extensions"], site_dirs)
-    for miss in report["missing_c"]:
-        log(
-            f"warning: {miss['module']} needs the C module {miss['c_module']}, which the static "
-            f"runtime does not include (imported by {', '.join(miss['imported_by'][:3])}); "
-            "it fails if the app uses it at run time: then use the pyinstaller runtime"
-        )
+    _warn_about(report)
     out_dir = workdir / "static"
     out_dir.mkdir()
     exe = out_dir / name
@@ -150,6 +145,27 @@ def build_static(
         f.write(z.read())
     exe.chmod(0o755)
     return StaticBuild(path=exe, python_version=kit.python_version)
+
+
+def _warn_about(report: dict) -> None:  # type: ignore[type-arg]
+    """One line per module the executable leaves out or replaces, TTY or not."""
+    for ext in report.get("left_out", []):
+        warn(
+            f"note: left out the optional C speedup {ext['module']} "
+            f"({os.path.basename(ext['file'])}): {ext['imported_by']} imports it under "
+            "try/except ImportError, so the pure-Python code runs instead"
+        )
+    for ext in report.get("sources_for_extensions", []):
+        warn(
+            f"note: {ext['module']} runs from its pure-Python source, not the compiled "
+            f"{os.path.basename(ext['file'])} beside it"
+        )
+    for miss in report["missing_c"]:
+        warn(
+            f"warning: {miss['module']} needs the C module {miss['c_module']}, which the static "
+            f"runtime does not include (imported by {', '.join(miss['imported_by'][:3])}); "
+            "it fails if the app uses it at run time: then use the pyinstaller runtime"
+        )
 
 
 def _run_bundle(kit: Kit, request_file: Path, workdir: Path, *, runner: Runner) -> dict:  # type: ignore[type-arg]

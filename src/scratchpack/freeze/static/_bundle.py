@@ -4,8 +4,12 @@ Why in that interpreter: the bytecode must come from the exact CPython the execu
 and "is this a built-in" must be answered by the runtime, not by the host Python. Stdlib only;
 reads one JSON request file (argv[1]), writes one JSON report to stdout.
 
-Request: entry (module), search_path, app_paths (non-stdlib roots), excludes, includes,
-distributions (dist-info names to keep), output (zip path), compression ("stored"/"deflated").
+Request: entry (module), run_main, search_path, stdlib, app_paths (non-stdlib roots),
+excludes, includes, distributions (dist-info names to keep), output (zip path), compression
+("stored"/"deflated"), optimize.
+Report: builtins (C modules to link), modules, files, extensions (compiled modules the app
+needs: refused), left_out (optional ones, with who copes), sources_for_extensions (compiled
+modules replaced by the .py beside them), missing_c (stdlib C modules the kit lacks); or error.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import fnmatch
+import importlib.machinery
 import importlib.util
 import json
 import marshal
@@ -22,9 +27,13 @@ import sys
 import types
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 _imp = __import__("_imp")
+
+#: modulefinder's file kind for an implicit namespace package (its own kinds are 1-7)
+NAMESPACE = 100
 
 #: Imported by the interpreter itself at start-up, or by the codec machinery on demand; the
 #: import graph cannot see them. The CJK codecs need C modules the app would have to import.
@@ -46,30 +55,60 @@ ALWAYS = (
     "encodings.utf_32_be",
 )
 
-#: Stdlib imports made inside functions (or from C) that the stdlib itself triggers routinely:
-#: module-level scanning of the stdlib cannot see them. module -> what it needs at run time.
-STDLIB_LAZY = {
-    "concurrent.futures": ("concurrent.futures.thread",),
-    "asyncio.base_events": ("concurrent.futures.thread",),
+#: Edges the syntax tree cannot show: imports made from C, through the loader protocol or by a
+#: computed name. module -> what it needs at run time. Everything a stdlib function imports in
+#: Python is found by the scan itself (StdlibAwareFinder).
+HIDDEN_EDGES = {
     "hashlib": ("_blake2", "_md5", "_sha1", "_sha256", "_sha512", "_sha3"),
-    "socket": ("encodings.idna",),  # getaddrinfo() encodes every str host with "idna"
-    "datetime": ("_strptime",),
-    "email": ("email.parser",),
-    "multiprocessing": (
-        "multiprocessing.context",
-        "multiprocessing.popen_fork",
-        "multiprocessing.synchronize",
-        "multiprocessing.queues",
-        "multiprocessing.pool",
-        "multiprocessing.connection",
-        "multiprocessing.reduction",
-    ),
-    # the pyexpat users import their parser module when a parser is made, never at import;
-    # the C _elementtree imports copy when it loads (else ElementTree silently runs in Python)
-    "xml.etree.ElementTree": ("xml.parsers.expat", "copy"),
-    "xml.dom.minidom": ("xml.dom.expatbuilder",),
+    "socket": ("encodings.idna",),  # _socket.getaddrinfo() encodes every str host with "idna"
+    "time": ("_strptime",),  # time.strptime() imports it from C
+    "_datetime": ("_strptime",),
+    # importlib.resources asks the module's loader for a reader: here that is zipimport (frozen,
+    # so never scanned), whose get_resource_reader() imports importlib.readers
+    "importlib.resources": ("importlib.readers",),
+    "importlib.resources._common": ("importlib.readers",),
+    "_pickle": ("copyreg", "_compat_pickle"),
+    "_elementtree": ("copy", "xml.etree.ElementPath"),
+    "dbm": ("dbm.dumb",),  # dbm.open() imports its back ends by name (gnu/ndbm: C, not built)
+    "xml.dom.domreg": ("xml.dom.minidom",),  # getDOMImplementation() imports it by name
     "xml.sax": ("xml.sax.expatreader",),  # by name, from xml.sax.default_parser_list
 }
+
+#: Stdlib sources the runtime never executes: importlib/__init__ puts the frozen modules in
+#: sys.modules under these names, so neither their code nor their function-level imports count.
+FROZEN_ALIASES = frozenset(("importlib._bootstrap", "importlib._bootstrap_external"))
+
+#: Function-level stdlib imports not followed, each for a reason. (importer, imported)
+UNFOLLOWED_EDGES = frozenset(
+    (
+        # cannot run: traceback parses a source line to place its ^^^ carets, and the zip holds
+        # no source
+        ("traceback", "ast"),
+        # not an API: XmlListener/XmlClient, outside multiprocessing.connection's __all__ and
+        # its documentation; following it pulls xmlrpc, http.client, decimal and pyexpat into
+        # every app that imports concurrent.futures (asyncio does)
+        ("multiprocessing.connection", "xmlrpc.client"),
+    )
+)
+
+#: Development and interactive tools: a stdlib module that imports one of them inside a function
+#: does it for a debugging or help feature (pdb.set_trace, help(), doctest, a test runner). The
+#: scan does not follow such a function-level stdlib edge; the app importing them gets them.
+DEV_TOOLS = frozenset(
+    {
+        *("bdb", "code", "codeop", "cmd", "cProfile", "doctest", "ensurepip", "idlelib"),
+        *("lib2to3", "pdb", "profile", "pstats", "pydoc", "pydoc_data", "rlcompleter"),
+        *("tabnanny", "test", "timeit", "tkinter", "trace", "turtle", "turtledemo"),
+        *("unittest", "venv", "webbrowser"),
+    }
+)
+
+#: Stdlib functions that are `python -m module` command lines or self-tests (argparse,
+#: printing, statistics of random's generators...): names equal to or starting with these.
+CLI_FUNCTIONS = ("main", "_main", "test", "_test", "demo", "_demo")
+
+#: Exception names whose handler makes a failing import inside its `try` a handled one.
+IMPORT_ERRORS = frozenset(("ImportError", "ModuleNotFoundError", "Exception", "BaseException"))
 
 
 def _is_main_guard(test: ast.expr) -> bool:
@@ -89,43 +128,219 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imports(body: list[ast.stmt], *, lazy: bool, main: bool) -> Iterator[ast.stmt]:
-    """Import statements that can run: never under `if TYPE_CHECKING:`; inside functions only
-    when ``lazy``; under `if __name__ == "__main__":` only when ``main``."""
+def _platform_value(expr: ast.expr) -> str | None:
+    """``sys.platform`` / ``os.name`` (also as ``_sys``/``_os``): this interpreter's value, which
+    is the target's (the kit runs the scan)."""
+    if isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name):
+        if expr.value.id in ("sys", "_sys") and expr.attr == "platform":
+            return sys.platform
+        if expr.value.id in ("os", "_os") and expr.attr == "name":
+            return os.name
+    return None
+
+
+def _str_consts(expr: ast.expr) -> tuple[str, ...] | None:
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+        return (expr.value,)
+    if isinstance(expr, ast.Tuple | ast.List | ast.Set):
+        out = [
+            e.value for e in expr.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+        ]
+        if len(out) == len(expr.elts):
+            return tuple(out)
+    return None
+
+
+def static_truth(test: ast.expr, consts: dict[str, bool]) -> bool | None:
+    """The value of a platform test (``sys.platform == "win32"``, ``os.name != "nt"``,
+    ``sys.platform.startswith("darwin")``, a module constant set from one, ``not``/``and``/
+    ``or`` of those) on the target; None when it is not such a test."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        v = static_truth(test.operand, consts)
+        return None if v is None else not v
+    if isinstance(test, ast.BoolOp):
+        vals = [static_truth(v, consts) for v in test.values]
+        decisive = isinstance(test.op, ast.Or)  # True decides an `or`, False an `and`
+        if decisive in vals:
+            return decisive
+        return None if None in vals else not decisive
+    if isinstance(test, ast.Name):
+        return consts.get(test.id)
+    if isinstance(test, ast.Compare) and len(test.ops) == 1:
+        value, options = _platform_value(test.left), _str_consts(test.comparators[0])
+        if value is None or options is None:
+            return None
+        op = test.ops[0]
+        if isinstance(op, ast.Eq | ast.In):
+            return value in options if isinstance(op, ast.In) else value == options[0]
+        if isinstance(op, ast.NotEq | ast.NotIn):
+            return value not in options if isinstance(op, ast.NotIn) else value != options[0]
+        return None
+    if (
+        isinstance(test, ast.Call)
+        and isinstance(test.func, ast.Attribute)
+        and test.func.attr == "startswith"
+        and len(test.args) == 1
+        and not test.keywords
+    ):
+        value, options = _platform_value(test.func.value), _str_consts(test.args[0])
+        if value is not None and options is not None:
+            return value.startswith(options)
+    return None
+
+
+def platform_constants(body: list[ast.stmt]) -> dict[str, bool]:
+    """Module-level ``NAME = <platform test>`` (``_mswindows = sys.platform == "win32"``)."""
+    consts: dict[str, bool] = {}
+    for node in body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
+            v = static_truth(node.value, consts)
+            if v is not None:
+                consts[node.targets[0].id] = v
+    return consts
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    types_ = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    for t in types_:
+        if t is None:
+            return True
+        name = t.id if isinstance(t, ast.Name) else t.attr if isinstance(t, ast.Attribute) else ""
+        if name in IMPORT_ERRORS:
+            return True
+    return False
+
+
+def _suppresses_import_error(node: ast.With | ast.AsyncWith) -> bool:
+    for item in node.items:
+        call = item.context_expr
+        if isinstance(call, ast.Call):
+            f = call.func
+            fname = (
+                f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            )
+            args = [a.id if isinstance(a, ast.Name) else getattr(a, "attr", "") for a in call.args]
+            if fname == "suppress" and IMPORT_ERRORS & set(args):
+                return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where an import statement sits. ``guarded``: a failure there is handled (inside
+    ``try``/``except ImportError`` or ``suppress(ImportError)``); ``lazy``: it runs only when a
+    function is called; ``conditional``: under an ``if`` decided at run time (a flag);
+    ``alternative_to``: in an ``except ImportError:`` handler, the imports of its ``try``."""
+
+    guarded: bool = False
+    lazy: bool = False
+    conditional: bool = False
+    alternative_to: tuple[ast.Import | ast.ImportFrom, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """One import statement that can run, and where it sits."""
+
+    node: ast.Import | ast.ImportFrom
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRules:
+    """Which import statements can run. ``lazy``: follow function bodies; ``main``: the
+    `if __name__ == "__main__":` block; ``skip_functions``: function names never followed;
+    ``consts``: the module's platform constants."""
+
+    lazy: bool
+    main: bool
+    skip_functions: tuple[str, ...] = ()
+    consts: dict[str, bool] = field(default_factory=dict)
+
+
+def import_sites(body: list[ast.stmt], rules: ScanRules, where: Where = Where()) -> Iterator[Site]:
+    """Import statements that can run on the target: never under `if TYPE_CHECKING:` nor in a
+    platform branch that is false here; inside functions only when ``rules.lazy``; under
+    `if __name__ == "__main__":` only when ``rules.main``."""
+
+    def walk(part: list[ast.stmt], **change: Any) -> Iterator[Site]:
+        return import_sites(part, rules, replace(where, **change))
+
     for node in body:
         if isinstance(node, ast.Import | ast.ImportFrom):
-            yield node
+            yield Site(node, where)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            if lazy:
-                yield from _imports(node.body, lazy=lazy, main=main)
+            if rules.lazy and not (
+                rules.skip_functions and node.name.startswith(rules.skip_functions)
+            ):
+                yield from walk(node.body, lazy=True)
         elif isinstance(node, ast.If):
-            if _is_type_checking(node.test) or (_is_main_guard(node.test) and not main):
-                yield from _imports(node.orelse, lazy=lazy, main=main)
-            else:
-                yield from _imports(node.body, lazy=lazy, main=main)
-                yield from _imports(node.orelse, lazy=lazy, main=main)
+            truth = static_truth(node.test, rules.consts)
+            if _is_type_checking(node.test) or (_is_main_guard(node.test) and not rules.main):
+                truth = False
+            flag = where.conditional or truth is None
+            if truth is not False:
+                yield from walk(node.body, conditional=flag)
+            if truth is not True:
+                yield from walk(node.orelse, conditional=flag)
         elif isinstance(node, ast.Try | ast.TryStar):
-            for part in (node.body, node.orelse, node.finalbody):
-                yield from _imports(part, lazy=lazy, main=main)
+            handled = any(_catches_import_error(h) for h in node.handlers)
+            yield from walk(node.body, guarded=where.guarded or handled)
+            for part in (node.orelse, node.finalbody):
+                yield from walk(part)
+            tried = tuple(n for n in node.body if isinstance(n, ast.Import | ast.ImportFrom))
             for handler in node.handlers:
-                yield from _imports(handler.body, lazy=lazy, main=main)
-        elif isinstance(node, ast.ClassDef | ast.With | ast.AsyncWith):
-            yield from _imports(node.body, lazy=lazy, main=main)
+                alt = tried if _catches_import_error(handler) else ()
+                yield from walk(handler.body, alternative_to=alt or where.alternative_to)
+        elif isinstance(node, ast.With | ast.AsyncWith):
+            yield from walk(node.body, guarded=where.guarded or _suppresses_import_error(node))
+        elif isinstance(node, ast.ClassDef):
+            yield from walk(node.body)
         elif isinstance(node, ast.For | ast.AsyncFor | ast.While):
-            yield from _imports(node.body, lazy=lazy, main=main)
-            yield from _imports(node.orelse, lazy=lazy, main=main)
+            yield from walk(node.body)
+            yield from walk(node.orelse)
         elif isinstance(node, ast.Match):
             for case in node.cases:
-                yield from _imports(case.body, lazy=lazy, main=main)
+                yield from walk(case.body)
+
+
+def _imports(body: list[ast.stmt], *, lazy: bool, main: bool) -> Iterator[ast.stmt]:
+    """The statements of import_sites() (the platform-independent view)."""
+    for site in import_sites(body, ScanRules(lazy=lazy, main=main)):
+        yield site.node
+
+
+def _codec_names(tree: ast.AST) -> Iterator[str]:
+    """String constants the stdlib may pass as a codec name: in the first argument of
+    ``x.encode(...)``, ``x.decode(...)``, ``codecs.lookup(...)`` or an ``encoding=`` argument,
+    alone or as an alternative (``self.metadata_encoding or "cp437"``)."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        exprs = [kw.value for kw in node.keywords if kw.arg == "encoding"]
+        if isinstance(f, ast.Attribute) and f.attr in ("encode", "decode", "lookup") and node.args:
+            exprs.append(node.args[0])
+        for expr in exprs:
+            for sub in ast.walk(expr):
+                if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                    yield sub.value
 
 
 class StdlibAwareFinder(modulefinder.ModuleFinder):
     """modulefinder, reading imports from the source's syntax tree instead of its bytecode.
 
-    The app and its dependencies: every import that can run, including inside functions. The
-    stdlib: only what runs at import (plus STDLIB_LAZY); its function-level imports are how it
-    keeps optional, heavy features (pydoc, doctest, email, multiprocessing...) off the start
-    path, and following them bundles half of it. Nowhere: `if TYPE_CHECKING:` blocks.
+    Everywhere: every import that can run on the target, including inside functions; never
+    `if TYPE_CHECKING:` blocks nor branches for another platform. The stdlib: not its
+    `python -m` command-line functions (CLI_FUNCTIONS), nor a function-level import of a
+    development tool (DEV_TOOLS): those are how it keeps pydoc, doctest, unittest... off the
+    start path, and following them bundles half of it.
+    Also supports implicit namespace packages, and takes the pure-Python source of a compiled
+    module when it ships beside it (mypyc, Cython pure-Python mode).
     """
 
     def __init__(self, stdlib: str, main: str, **kwargs: object) -> None:
@@ -134,9 +349,59 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         self.main = main
         # short str literals of the app's and its dependencies' code: codec names may be in them
         self.app_strings: set[str] = set()
+        self.codec_strings: set[str] = set()  # codec names the stdlib passes in calls
+        self.namespaces: set[str] = set()
+        self.source_for_extension: dict[str, str] = {}  # module -> the .so left for its .py
+        # importer -> (imported module and its parents, whether a failure is handled)
+        self.edges: dict[str, set[tuple[str, bool]]] = {}
+        # module -> who imports it with no guard and no run-time condition around the import
+        self.plain_importers: dict[str, set[str]] = {}
         # private helpers of ModuleFinder that typeshed does not describe
         self._hook: Callable[..., object] = getattr(self, "_safe_import_hook")  # noqa: B009
         self._parent: Callable[..., Any] = getattr(self, "determine_parent")  # noqa: B009
+
+    def find_module(
+        self, name: str, path: Any, parent: Any = None
+    ) -> tuple[Any, Any, tuple[str, str, int]]:
+        """modulefinder's, plus: frozen modules with no source, namespace packages, and the
+        ``.py`` beside a compiled module instead of the ``.so``."""
+        fullname = f"{parent.__name__}.{name}" if parent is not None else name
+        if fullname in self.excludes:
+            raise ImportError(name)
+        if path is None:
+            if name in sys.builtin_module_names:
+                return (None, None, ("", "", modulefinder._C_BUILTIN))  # type: ignore[attr-defined]
+            path = self.path
+        spec = (
+            None
+            if fullname in FROZEN_ALIASES
+            else importlib.machinery.PathFinder.find_spec(name, path)
+        )
+        if fullname in FROZEN_ALIASES or (
+            spec is None and path is self.path and _imp.is_frozen(name)
+        ):
+            return (None, None, ("", "", modulefinder._PY_FROZEN))  # type: ignore[attr-defined]
+        if spec is not None and spec.loader is None and spec.submodule_search_locations:
+            return (None, list(spec.submodule_search_locations), ("", "", NAMESPACE))
+        if spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+            origin = str(spec.origin)
+            source = os.path.join(os.path.dirname(origin), name + ".py")
+            if os.path.isfile(source):
+                self.source_for_extension[fullname] = origin
+                kind = modulefinder._PY_SOURCE  # type: ignore[attr-defined]
+                return (open(source, "rb"), source, (".py", "rb", kind))
+        return modulefinder._find_module(name, path)  # type: ignore[attr-defined,no-any-return]
+
+    def load_module(
+        self, fqname: str, fp: Any, pathname: Any, file_info: tuple[Any, Any, Any]
+    ) -> modulefinder.Module:
+        if file_info[2] != NAMESPACE:
+            return super().load_module(fqname, fp, pathname, file_info)
+        m = self.add_module(fqname)
+        setattr(m, "__file__", None)  # noqa: B010 - typeshed does not describe Module's fields
+        setattr(m, "__path__", list(pathname))  # noqa: B010
+        self.namespaces.add(fqname)
+        return m
 
     def scan_code(self, co: types.CodeType, m: modulefinder.Module) -> None:
         path: str = getattr(m, "__file__", None) or ""
@@ -146,7 +411,9 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         with open(path, "rb") as f:
             tree = ast.parse(f.read(), path)
         in_stdlib = path.startswith(self.stdlib)
-        if not in_stdlib:
+        if in_stdlib:
+            self.codec_strings.update(_codec_names(tree))
+        else:
             self.app_strings.update(
                 node.value
                 for node in ast.walk(tree)
@@ -156,18 +423,95 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
                 and node.value.isascii()
             )
         name: str = getattr(m, "__name__", "")
-        for node in _imports(tree.body, lazy=not in_stdlib, main=name == self.main):
+        rules = ScanRules(
+            lazy=True,
+            main=name == self.main,
+            skip_functions=CLI_FUNCTIONS if in_stdlib else (),
+            consts=platform_constants(tree.body),
+        )
+        edges = self.edges.setdefault(name, set())
+        for site in import_sites(tree.body, rules):
+            node = site.node
+            where = site.where
+            if in_stdlib and where.lazy and (where.guarded or _top(node) in DEV_TOOLS):
+                continue  # the stdlib copes without it, or it is a debugging/help feature
+            if isinstance(node, ast.Import) and any(
+                (name, a.name) in UNFOLLOWED_EDGES for a in node.names
+            ):
+                continue
+            if where.alternative_to and all(self._resolved(n, m) for n in where.alternative_to):
+                continue  # a fallback for an import that works here
+            for target in self._targets(node, m):
+                edges.add((target, where.guarded))
+                if not where.guarded and not where.conditional:
+                    self.plain_importers.setdefault(target, set()).add(name)
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     self._hook(alias.name, m, None, level=0)
                 continue
-            assert isinstance(node, ast.ImportFrom)
             fromlist = [a.name for a in node.names if a.name != "*"]
             if node.level and not node.module:
                 parent = self._parent(m, level=node.level)
                 self._hook(parent.__name__, None, fromlist, level=0)
             else:
                 self._hook(node.module or "", m, fromlist or None, level=node.level)
+
+    def _resolved(self, node: ast.Import | ast.ImportFrom, m: modulefinder.Module) -> bool:
+        """Whether the import works in the executable: found, and not a compiled module."""
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom):
+            base = self._base(node, m)
+            names = [base] if base else []
+        found = [self.modules.get(n) for n in names]
+        return bool(names) and all(
+            mod is not None and not str(getattr(mod, "__file__", "")).endswith((".so", ".pyd"))
+            for mod in found
+        )
+
+    def _base(self, node: ast.ImportFrom, m: modulefinder.Module) -> str | None:
+        """The absolute name of the module a ``from ... import`` reads (None: not resolvable)."""
+        if not node.level:
+            return node.module or ""
+        try:
+            parent = self._parent(m, level=node.level)
+        except ImportError:
+            return None
+        pname = getattr(parent, "__name__", "") if parent is not None else ""
+        return ".".join(p for p in (pname, node.module) if p)
+
+    def _targets(self, node: ast.Import | ast.ImportFrom, m: modulefinder.Module) -> list[str]:
+        """The absolute names an import statement may load (parents and from-list included)."""
+        if isinstance(node, ast.Import):
+            return [p for a in node.names for p in _prefixes(a.name)]
+        base = self._base(node, m)
+        if base is None:
+            return []
+        return _prefixes(base) + [f"{base}.{a.name}" for a in node.names if a.name != "*"]
+
+
+def _top(node: ast.Import | ast.ImportFrom) -> str:
+    if isinstance(node, ast.Import):
+        return node.names[0].name.split(".")[0]
+    return "" if node.level else (node.module or "").split(".")[0]
+
+
+def _prefixes(name: str) -> list[str]:
+    parts = name.split(".") if name else []
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def unguarded_reach(roots: list[str], edges: dict[str, set[tuple[str, bool]]]) -> set[str]:
+    """Modules the app imports with no ``except ImportError`` on the way: an extension module
+    outside this set is an optional speedup the importing code can live without."""
+    seen: set[str] = set()
+    todo = [p for r in roots for p in _prefixes(r)]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(t for t, guarded in edges.get(name, ()) if not guarded)
+    return seen
 
 
 #: C modules the static runtime cannot provide, and what usually imports them.
@@ -204,49 +548,109 @@ def _under(path: str, roots: list[str]) -> str | None:
 def main() -> int:
     with open(sys.argv[1], encoding="utf-8") as f:
         req = json.load(f)
-    search_path: list[str] = req["search_path"]
-    app_paths: list[str] = req["app_paths"]
+    try:
+        report = bundle(req)
+    except BundleError as err:
+        report = {"error": str(err)}
+    print(json.dumps(report))
+    return 2 if "error" in report else 0
+
+
+class BundleError(Exception):
+    """The request cannot be bundled; the message is for the person at the terminal."""
+
+
+def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
+    """Walk the imports from the entry point: the finder, and the modules asked for by name
+    (entry point, include-modules, hidden edges, codecs), the roots of the import graph."""
     excludes: list[str] = req["excludes"]
-    frozen = set(_imp._frozen_module_names()) - {"__hello__", "__phello__"}
-    builtin = set(sys.builtin_module_names)
-    finder = StdlibAwareFinder(req["stdlib"], req["entry"], path=search_path, excludes=excludes)
+    finder = StdlibAwareFinder(
+        req["stdlib"], req["entry"], path=req["search_path"], excludes=excludes
+    )
+    roots = [req["entry"]]
     finder.import_hook(req["entry"])
     entry_mod = finder.modules.get(req["entry"])
     if req.get("run_main") and getattr(entry_mod, "__path__", None):
-        finder.import_hook(req["entry"] + ".__main__")  # runpy runs a package's __main__
-    _add_named_codecs(finder, req["stdlib"], excludes)
-    done: set[str] = set()
-    while True:  # STDLIB_LAZY until nothing new: the added modules may need more
-        todo = [m for m in STDLIB_LAZY if m in finder.modules and m not in done]
-        if not todo:
-            break
-        for name in todo:
-            done.add(name)
-            for extra in STDLIB_LAZY[name]:
-                if not _matches(extra, excludes):
-                    with contextlib.suppress(ImportError):
-                        finder.import_hook(extra)
-    for name in list(ALWAYS) + list(req["includes"]):
+        roots.append(req["entry"] + ".__main__")  # runpy runs a package's __main__
+        finder.import_hook(roots[-1])
+    includes = _expand_includes(req["includes"], req["app_paths"], req["search_path"])
+    for name, named in [(n, True) for n in ALWAYS] + includes:
         star = name.endswith(".*")
         base = name[:-2] if star else name
         try:
-            finder.import_hook(base, fromlist=["*"] if star else None)
+            finder.import_hook(base)
         except ImportError as err:
-            print(json.dumps({"error": f"include-modules: cannot find {base}: {err}"}))
-            return 2
-        if star:
-            mod = finder.modules.get(base)
-            for sub in sorted(_submodules(mod)):
+            raise BundleError(f"include-modules: cannot find {base}: {err}") from None
+        if named:
+            roots.append(base)
+        if star:  # bundled, but not roots: they make no compiled module mandatory
+            for sub in _submodules(finder.modules.get(base)):
                 if not _matches(sub, excludes):
-                    finder.import_hook(sub)
+                    with contextlib.suppress(ImportError):
+                        finder.import_hook(sub)
+    done: set[str] = set()
+    while True:  # hidden edges and codecs until nothing new: the added modules may need more
+        todo = [m for m in HIDDEN_EDGES if m in finder.modules and m not in done]
+        todo += [m for m in ("sysconfig",) if m in finder.modules and m not in done]
+        before = len(finder.modules)
+        for name in todo:
+            done.add(name)
+            extras = HIDDEN_EDGES.get(name) or (_sysconfigdata_name(),)
+            for extra in extras:
+                if not _matches(extra, excludes):
+                    with contextlib.suppress(ImportError):
+                        finder.import_hook(extra)
+                        roots.append(extra)
+        roots += _add_named_codecs(finder, req["stdlib"], excludes)
+        if not todo and len(finder.modules) == before:
+            break
+    return finder, roots
+
+
+def optional_extension(name: str, finder: StdlibAwareFinder, needed: set[str]) -> str | None:
+    """Who copes without the compiled module ``name``, or None when the app needs it.
+
+    Optional: no import of it is reached without an ``except ImportError`` on the way (markupsafe
+    tries ``_speedups``, PyYAML's ``cyaml`` is itself tried), or its own package probes it under
+    ``try`` and imports it elsewhere only behind a run-time flag (multidict's USE_EXTENSIONS).
+    """
+    guarded = sorted(i for i, e in finder.edges.items() if (name, True) in e)
+    if name not in needed:  # the import in a try that leads to it, as close to it as possible
+        for importer in guarded:
+            return importer
+        for importer, edges in sorted(finder.edges.items()):
+            tried = [t for t, g in edges if g and t in finder.modules]
+            if importer in needed and any(
+                name in unguarded_reach([t], finder.edges) for t in tried
+            ):
+                return importer
+        return "its importer"
+    top = name.split(".", maxsplit=1)[0]
+    probes = [i for i in guarded if i.split(".")[0] == top]
+    if probes and not finder.plain_importers.get(name):
+        return probes[0]
+    return None
+
+
+def bundle(req: dict[str, Any]) -> dict[str, Any]:
+    """Find the app's modules, compile them into the zip ``req["output"]``, say what went in."""
+    app_paths: list[str] = req["app_paths"]
+    frozen = set(_imp._frozen_module_names()) - {"__hello__", "__phello__"}
+    builtin = set(sys.builtin_module_names)
+    finder, roots = find_modules(req)
+    needed = unguarded_reach(roots, finder.edges)
 
     entries: dict[str, bytes] = {}
     used_builtins: set[str] = set()
     extensions: list[dict[str, str]] = []
+    left_out: list[dict[str, str]] = []
     app_files: list[str] = []
     for name, mod in sorted(finder.modules.items()):
         path: str | None = getattr(mod, "__file__", None)
         is_pkg = getattr(mod, "__path__", None) is not None
+        if name in finder.namespaces:
+            entries[name.replace(".", "/") + "/"] = b""  # zipimport needs the directory entry
+            continue
         if name in frozen and (path is None or _under(path, app_paths) is None):
             continue
         if path is None:
@@ -254,7 +658,12 @@ def main() -> int:
                 used_builtins.add(name)
             continue
         if path.endswith((".so", ".pyd")):
-            extensions.append({"module": name, "file": path})
+            ext = {"module": name, "file": path}
+            fallback = optional_extension(name, finder, needed)
+            if fallback is None:
+                extensions.append(ext)
+            else:
+                left_out.append({**ext, "imported_by": fallback})
             continue
         if not path.endswith(".py"):
             continue
@@ -265,14 +674,43 @@ def main() -> int:
         try:
             code = compile(source, rel, "exec", dont_inherit=True, optimize=req["optimize"])
         except SyntaxError as err:
-            print(json.dumps({"error": f"cannot compile {path}: {err}"}))
-            return 2
+            raise BundleError(f"cannot compile {path}: {err}") from None
         arc = name.replace(".", "/") + ("/__init__.pyc" if is_pkg else ".pyc")
         entries[arc] = _pyc(code)
         if root:
             app_files.append(path)
+    if "sysconfig" in finder.modules:
+        sysdata = _sysconfigdata_name()
+        if sysdata not in finder.modules:  # the kit does not ship it: the runtime's own values
+            entries[f"{sysdata}.pyc"] = _pyc(compile(_sysconfigdata_source(), sysdata, "exec"))
 
-    # package data (templates, certificates, py.typed...) of third-party and app packages
+    _add_package_data(entries, app_files, app_paths, req["distributions"])
+
+    missing_c = []
+    for cmod, user in sorted(UNAVAILABLE.items()):
+        if cmod in finder.badmodules and user in finder.modules and cmod in needed:
+            users = [i for i, e in finder.edges.items() if (user, False) in e and i in needed]
+            importers = sorted(i for i in users if i.split(".")[0] != user.split(".")[0]) or [user]
+            missing_c.append({"module": user, "c_module": cmod, "imported_by": importers})
+
+    _write_zip(req["output"], entries, req["compression"])
+    return {
+        "builtins": sorted(used_builtins),
+        "modules": sum(1 for a in entries if a.endswith(".pyc")),
+        "files": len(entries),
+        "extensions": extensions,
+        "left_out": left_out,
+        "sources_for_extensions": [
+            {"module": m, "file": f} for m, f in sorted(finder.source_for_extension.items())
+        ],
+        "missing_c": missing_c,
+    }
+
+
+def _add_package_data(
+    entries: dict[str, bytes], app_files: list[str], app_paths: list[str], dists: list[str]
+) -> None:
+    """Package data (templates, certificates, py.typed...) of third-party and app packages."""
     tops = {os.path.relpath(p, _under(p, app_paths) or "/").split("/")[0] for p in app_files}
     for root in app_paths:
         for top in sorted(tops):
@@ -287,7 +725,7 @@ def main() -> int:
                     full = os.path.join(dirpath, fn)
                     with open(full, "rb") as f:
                         entries.setdefault(os.path.relpath(full, root), f.read())
-        for dist in req["distributions"]:
+        for dist in dists:
             for meta in ("METADATA", "entry_points.txt", "top_level.txt"):
                 for info in _dist_infos(root, dist):
                     full = os.path.join(root, info, meta)
@@ -295,69 +733,151 @@ def main() -> int:
                         with open(full, "rb") as f:
                             entries[f"{info}/{meta}"] = f.read()
 
-    missing_c = []
-    for cmod, user in sorted(UNAVAILABLE.items()):
-        if cmod in finder.badmodules and user in finder.modules:
-            importers = sorted(finder.badmodules[cmod])
-            missing_c.append({"module": user, "c_module": cmod, "imported_by": importers})
 
-    method = zipfile.ZIP_DEFLATED if req["compression"] == "deflated" else zipfile.ZIP_STORED
-    tmp = req["output"] + ".part"
+def _write_zip(output: str, entries: dict[str, bytes], compression: str) -> None:
+    """Sorted, fixed dates and modes: the same modules give the same bytes."""
+    method = zipfile.ZIP_DEFLATED if compression == "deflated" else zipfile.ZIP_STORED
+    tmp = output + ".part"
     with zipfile.ZipFile(tmp, "w", method) as zf:
         level = 9 if method == zipfile.ZIP_DEFLATED else None
         for arc in sorted(entries):
             zinfo = zipfile.ZipInfo(arc, ZIP_DATE)
+            zinfo.create_system = 3
+            if arc.endswith("/"):
+                zinfo.external_attr = (0o40555 << 16) | 0x10
+                zf.writestr(zinfo, b"")
+                continue
             zinfo.compress_type = method
             zinfo.external_attr = 0o100444 << 16
-            zinfo.create_system = 3
             zf.writestr(zinfo, entries[arc], compresslevel=level)
-    os.replace(tmp, req["output"])
-    print(
-        json.dumps(
-            {
-                "builtins": sorted(used_builtins),
-                "modules": sum(1 for a in entries if a.endswith(".pyc")),
-                "files": len(entries),
-                "extensions": extensions,
-                "missing_c": missing_c,
-            }
-        )
-    )
-    return 0
+    os.replace(tmp, output)
 
 
-def _add_named_codecs(finder: StdlibAwareFinder, stdlib: str, excludes: list[str]) -> None:
+def _sysconfigdata_name() -> str:
+    """The module sysconfig imports by a computed name (Debian's patch drops the platform)."""
+    import sysconfig  # this interpreter's stdlib is the kit's
+
+    return str(getattr(sysconfig, "_get_sysconfigdata_name")())  # noqa: B009 - private
+
+
+def _sysconfigdata_source() -> str:
+    """A ``_sysconfigdata`` module for a kit that lacks the generated one (sysconfig, and so
+    ``import zoneinfo``, fail without it): what a static runtime can say about itself."""
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    ver = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    values = {
+        "ABIFLAGS": sys.abiflags,
+        "EXT_SUFFIX": suffix,
+        "SOABI": suffix[1:].rsplit(".", 1)[0],
+        "MULTIARCH": getattr(sys.implementation, "_multiarch", ""),
+        "MACHDEP": sys.platform,
+        "VERSION": ver,
+        "LDVERSION": ver + sys.abiflags,
+        "Py_DEBUG": 0,
+        "Py_ENABLE_SHARED": 0,
+        "WITH_DOC_STRINGS": 0,
+        "TZPATH": "/usr/share/zoneinfo:/usr/lib/zoneinfo:/usr/share/lib/zoneinfo:/etc/zoneinfo",
+        "prefix": sys.prefix,
+        "exec_prefix": sys.exec_prefix,
+    }
+    return f"build_time_vars = {values!r}\n"
+
+
+def _add_named_codecs(finder: StdlibAwareFinder, stdlib: str, excludes: list[str]) -> list[str]:
     """Codecs are imported by name (``s.encode("punycode")``): bundle every codec whose name
-    appears as a string literal in the app's or its dependencies' code."""
+    appears as a string literal in the app's or its dependencies' code, or that the stdlib
+    passes to encode/decode/lookup (zipfile's "cp437", ssl's "idna")."""
     from encodings.aliases import aliases  # this interpreter's stdlib is the kit's
 
     encodings_dir = os.path.join(stdlib, "encodings")
     available = {f[:-3] for f in os.listdir(encodings_dir) if f.endswith(".py")}
     wanted: set[str] = set()
-    for value in finder.app_strings:
+    for value in finder.app_strings | finder.codec_strings:
         norm = value.lower().replace("-", "_").replace(" ", "_")
         norm = aliases.get(norm, norm)
         if norm in available and norm not in ("__init__", "aliases"):
             wanted.add(norm)
+    added = []
     for name in sorted(wanted):
         full = f"encodings.{name}"
-        if not _matches(full, excludes):
+        if full not in finder.modules and not _matches(full, excludes):
             with contextlib.suppress(ImportError):
                 finder.import_hook(full)
+                added.append(full)
+    return added
 
 
 def _submodules(mod: object) -> list[str]:
-    paths: list[str] = getattr(mod, "__path__", None) or []
+    """Every module under a package, at any depth (``pkg.*`` in include-modules): its .py files
+    and its subpackages, regular or namespace (a directory named like a module that holds
+    Python files). Compiled modules are not listed: the scan decides about those."""
+    paths: list[str] = list(getattr(mod, "__path__", None) or [])
     name: str = getattr(mod, "__name__", "")
     out = []
     for d in paths:
         for fn in sorted(os.listdir(d)):
+            full = os.path.join(d, fn)
             stem, ext = os.path.splitext(fn)
-            if ext == ".py" and stem != "__init__":
+            if ext == ".py" and stem != "__init__" and stem.isidentifier():
                 out.append(f"{name}.{stem}")
-            elif os.path.isfile(os.path.join(d, fn, "__init__.py")):
-                out.append(f"{name}.{fn}")
+            elif fn.isidentifier() and os.path.isdir(full) and _holds_python(full):
+                sub = types.SimpleNamespace(__name__=f"{name}.{fn}", __path__=[full])
+                out += [f"{name}.{fn}", *_submodules(sub)]
+    return sorted(set(out))
+
+
+def _expand_includes(
+    includes: list[str], app_paths: list[str], path: list[str]
+) -> list[tuple[str, bool]]:
+    """include-modules as (module, named): a name that is no importable module but an installed
+    distribution's (``opentelemetry-sdk``, ``PyYAML``) stands for all of its top-level modules,
+    recursively; those are bundled but, not named one by one, make no compiled module mandatory."""
+    out = []
+    for name in includes:
+        base = name.removesuffix(".*")
+        is_module = all(part.isidentifier() for part in base.split("."))
+        top = base.split(".")[0]
+        if is_module and (
+            top in sys.builtin_module_names
+            or importlib.machinery.PathFinder.find_spec(top, path) is not None
+        ):
+            out.append((name, True))
+            continue
+        tops = sorted({t for root in app_paths for t in _distribution_tops(root, base)})
+        if not tops:
+            if is_module:
+                out.append((name, True))  # reported as not found
+                continue
+            raise BundleError(
+                f"include-modules: {name!r} is neither a module nor an installed distribution"
+            )
+        out += [(f"{t}.*" if any(_is_package(r, t) for r in app_paths) else t, False) for t in tops]
     return out
+
+
+def _distribution_tops(root: str, dist: str) -> list[str]:
+    """The top-level modules a distribution installed into ``root`` (its RECORD)."""
+    tops: set[str] = set()
+    for info in _dist_infos(root, dist):
+        record = os.path.join(root, info, "RECORD")
+        if not os.path.isfile(record):
+            continue
+        with open(record, encoding="utf-8") as f:
+            for line in f:
+                first = line.split(",", 1)[0].split("/")
+                if first[-1].endswith(".py") and first[0].isidentifier() and len(first) > 1:
+                    tops.add(first[0])
+                elif len(first) == 1 and first[0].endswith(".py"):
+                    tops.add(first[0][:-3])
+    return sorted(t for t in tops if t.isidentifier())
+
+
+def _is_package(root: str, name: str) -> bool:
+    return os.path.isdir(os.path.join(root, name))
+
+
+def _holds_python(directory: str) -> bool:
+    return any(fn.endswith(".py") for _dirpath, _dirs, files in os.walk(directory) for fn in files)
 
 
 def _dist_infos(root: str, dist: str) -> list[str]:

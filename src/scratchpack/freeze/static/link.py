@@ -52,8 +52,8 @@ CORE_BUILTINS = frozenset(
 )
 
 MISSING_NOTE = (
-    "scratchpack: this --runtime static executable holds only the modules the app imports "
-    "(the stdlib's function-level imports are not followed); add the missing module to "
+    "scratchpack: this --runtime static executable holds only the modules the app's imports "
+    "reach (a module imported by a computed name is not seen); add the missing module to "
     "[tool.scratchpack] include-modules, or build with --runtime pyinstaller"
 )
 
