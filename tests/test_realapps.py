@@ -81,13 +81,15 @@ EXPECTED: dict[str, dict[str, str | Broken]] = {
         "pyinstaller": Broken(f"{NO_INCLUDES}: No module named 'mysite.settings'"),
         "static": Broken(
             f"{NO_DECIMAL}; then: the kit is built --without-doc-strings, so "
-            "inspect.signature(hashlib.md5) raises ValueError at django/utils/crypto.py:84"
+            "inspect.signature(hashlib.md5) raises ValueError at django/utils/crypto.py:84; "
+            "then (at least): _sqlite3 is not in the kit"
         ),
     },
     "sqlalchemy_sqlite": {
         "pyinstaller": PASS,
         "static": Broken(
-            f"{SPEEDUPS}: sqlalchemy.cyextension.* and greenlet._greenlet (an optional import)"
+            f"{SPEEDUPS}: sqlalchemy.cyextension.* and greenlet._greenlet (an optional "
+            "import); then: _sqlite3 is not in the kit"
         ),
     },
     "aiohttp_server": {
@@ -100,7 +102,9 @@ EXPECTED: dict[str, dict[str, str | Broken]] = {
     "gunicorn_wsgi": {
         "pyinstaller": Broken(
             f"{NO_INCLUDES}: gunicorn -c python:wsgihello.gunicorn_conf: "
-            "No module named 'wsgihello'"
+            "No module named 'wsgihello'; then: gunicorn loads gunicorn.glogging.Logger by "
+            "name and pyinstaller-hooks-contrib has no gunicorn hook: "
+            "No module named 'gunicorn.glogging'"
         ),
         "static": Broken(
             "gunicorn loads gunicorn.glogging.Logger (and gunicorn.workers.sync) by name and "
@@ -119,7 +123,13 @@ EXPECTED: dict[str, dict[str, str | Broken]] = {
     },
     "requests_https": {
         "pyinstaller": PASS,
-        "static": Broken(f"{SPEEDUPS}: charset_normalizer.md and .cd (mypyc; md.py, cd.py ship)"),
+        "static": Broken(
+            f"{SPEEDUPS}: charset_normalizer.md and .cd (mypyc; md.py, cd.py ship); then: "
+            "No module named 'importlib.readers', encodings.cp437; then: requests.utils calls "
+            "certifi.where() at import, whose importlib.resources.as_file() copies cacert.pem "
+            "out of the zip with tempfile.mkstemp: No usable temporary directory (read-only "
+            "root, no /tmp)"
+        ),
     },
     "yaml_msgpack": {
         "pyinstaller": PASS,
