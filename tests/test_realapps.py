@@ -167,7 +167,7 @@ MATRIX_BROKEN: dict[str, dict[str, str]] = {
     "pyinstaller": {
         "zoneinfo": "tzdata is not bundled: ZoneInfoNotFoundError 'Europe/Paris'",
         "locale": "setlocale(LC_ALL, '') with LANG=C.UTF-8: 'unsupported locale setting' "
-        "(glibc needs /usr/lib/locale/C.utf8, absent from the root)",
+        "(glibc needs /usr/lib/locale/C.utf8, absent from the root; passes with it)",
         "multiprocessing.spawn": f"{SPAWN_RERUNS} (argv --multiprocessing-fork ...): exit 3",
         "multiprocessing.forkserver": f"{SPAWN_RERUNS} (argv -B -S -I -c 'from "
         "multiprocessing.forkserver import main...'): EOFError",
