@@ -1,0 +1,1 @@
+"""An aiohttp web application."""

@@ -1,0 +1,1 @@
+"""Greets people from a phrase list shipped as package data."""

@@ -1,0 +1,4 @@
+from django.urls import path
+from notes import views
+
+urlpatterns = [path("", views.index)]

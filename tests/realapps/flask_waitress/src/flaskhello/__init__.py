@@ -1,0 +1,1 @@
+"""A small Flask site, served by waitress."""

@@ -1,0 +1,1 @@
+"""A WSGI application and its gunicorn configuration."""

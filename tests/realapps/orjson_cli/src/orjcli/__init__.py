@@ -1,0 +1,1 @@
+"""orjson round trip."""

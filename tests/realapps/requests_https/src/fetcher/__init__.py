@@ -1,0 +1,1 @@
+"""Fetch a URL over HTTPS with requests."""

@@ -1,0 +1,1 @@
+"""Exercises the standard library the way apps do; one line per item."""

@@ -1,0 +1,1 @@
+"""YAML in, msgpack through, YAML out."""

@@ -1,0 +1,576 @@
+"""Real apps on both routes: ordinary projects on popular PyPI packages, built with the CLI.
+
+Each project in tests/realapps/ is written the way its users write it (pinned dependencies, no
+`include-modules` but the app's own modules loaded by name). Every (app, route) is built with
+`scratchpack exe PROJECT --runtime ROUTE` and run as uid 1000 in an empty root filesystem
+(tests/rootfs.py): the default route with a 1777 /tmp and /proc, the static route read-only
+with neither. Servers must answer a GET and exit on SIGTERM; CLIs must print what they print
+under plain Python.
+
+EXPECTED below is the measured state: "pass", "refused" (the designed static-route refusal of
+a compiled extension, until issue 12), or a strict xfail naming the cause issue 10 must fix.
+When a fix lands, its xfail turns into an XPASS failure: flip that entry to PASS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import http.client
+import http.server
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests import rootfs
+from tests._net import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+REALAPPS = Path(__file__).resolve().parent / "realapps"
+SCRATCHPACK = [sys.executable, "-m", "scratchpack"]
+ROUTES = ("pyinstaller", "static")
+PASS, REFUSED = "pass", "refused"
+
+
+@dataclass(frozen=True)
+class Broken:
+    """Does not work today, for a cause issue 10 asks to fix: a strict xfail."""
+
+    cause: str
+
+
+# ---- the measured table: (app, route) -> outcome -------------------------------------------
+
+# Causes name the FIRST failure today; "then:" names the next one, found by working around the
+# first by hand (see docs/realapps.md), so a fix that lands may uncover it.
+DATA_DROPPED = "the default route drops package data (the spec has datas=[])"
+NO_DECIMAL = (
+    "_decimal does not link: the kit's libpython3.11.a lacks libmpdec's objects "
+    "(ld.lld: undefined hidden symbol: mpd_qsetemax)"
+)
+NAMESPACE_CRASH = (
+    "import analysis crashes on an implicit namespace package (modulefinder._find_module: "
+    "spec.loader is None: AttributeError: 'NoneType' object has no attribute 'is_package')"
+)
+SPEEDUPS = "optional C speedups with a pure-Python fallback are refused instead of left out"
+NO_INCLUDES = "the default route ignores [tool.scratchpack] include-modules"
+
+EXPECTED: dict[str, dict[str, str | Broken]] = {
+    "flask_waitress": {
+        "pyinstaller": Broken(f"{DATA_DROPPED}: TemplateNotFound: index.html, GET / is a 500"),
+        "static": Broken(f"flask/sansio: {NAMESPACE_CRASH}"),
+    },
+    "django_site": {
+        # with its own modules imported explicitly instead, it serves (checked by hand)
+        "pyinstaller": Broken(f"{NO_INCLUDES}: No module named 'mysite.settings'"),
+        "static": Broken(
+            f"{NO_DECIMAL}; then: the kit is built --without-doc-strings, so "
+            "inspect.signature(hashlib.md5) raises ValueError at django/utils/crypto.py:84; "
+            "then (at least): _sqlite3 is not in the kit"
+        ),
+    },
+    "sqlalchemy_sqlite": {
+        "pyinstaller": PASS,
+        "static": Broken(
+            f"{SPEEDUPS}: sqlalchemy.cyextension.* and greenlet._greenlet (an optional "
+            f"import); then: {NO_DECIMAL}; then: sqlalchemy.util.preloaded imports "
+            "sqlalchemy.sql.default_comparator (and more) by name: No module named "
+            "'sqlalchemy.sql.default_comparator'; then: _sqlite3 is not in the kit"
+        ),
+    },
+    "aiohttp_server": {
+        "pyinstaller": PASS,
+        "static": Broken(
+            f"{SPEEDUPS}: aiohttp._helpers/_http_parser/_http_writer/_websocket, "
+            "frozenlist._frozenlist, multidict._multidict, propcache._helpers_c, "
+            "yarl._quoting_c (with those excluded by hand, it serves)"
+        ),
+    },
+    "gunicorn_wsgi": {
+        "pyinstaller": Broken(
+            f"{NO_INCLUDES}: gunicorn -c python:wsgihello.gunicorn_conf: "
+            "No module named 'wsgihello'; then: gunicorn loads gunicorn.glogging.Logger by "
+            "name and pyinstaller-hooks-contrib has no gunicorn hook: "
+            "No module named 'gunicorn.glogging'"
+        ),
+        "static": Broken(
+            "gunicorn loads gunicorn.glogging.Logger (and gunicorn.workers.sync) by name and "
+            "the static route knows no hidden imports: No module named 'gunicorn.glogging'; "
+            "then: the sync worker's WorkerTmp needs a writable temp dir (tempfile.mkstemp: "
+            "No usable temporary directory) that a read-only root without /tmp lacks"
+        ),
+    },
+    "click_rich_cli": {
+        "pyinstaller": Broken(f"{DATA_DROPPED}: FileNotFoundError: .../greeter/data/phrases.txt"),
+        "static": Broken(
+            f"{NO_DECIMAL} (rich imports decimal); then: lazy stdlib imports are not bundled: "
+            "No module named 'importlib.readers' (importlib.resources.files), then "
+            "LookupError: unknown encoding: cp437 (zipfile)"
+        ),
+    },
+    "requests_https": {
+        "pyinstaller": PASS,
+        "static": Broken(
+            f"{SPEEDUPS}: charset_normalizer.md and .cd (mypyc; md.py, cd.py ship); then: "
+            "No module named 'importlib.readers', encodings.cp437; then: requests.utils calls "
+            "certifi.where() at import, whose importlib.resources.as_file() copies cacert.pem "
+            "out of the zip with tempfile.mkstemp: No usable temporary directory (read-only "
+            "root, no /tmp)"
+        ),
+    },
+    "yaml_msgpack": {
+        "pyinstaller": PASS,
+        "static": Broken(
+            f"{SPEEDUPS}: yaml._yaml and msgpack._cmsgpack (with those excluded by hand, it runs)"
+        ),
+    },
+    "stdlib_matrix": {
+        "pyinstaller": PASS,  # it runs and prints every item; items are judged one by one
+        "static": Broken(f"the build fails: {NO_DECIMAL}"),
+    },
+    "fastapi_uvicorn": {"pyinstaller": PASS, "static": REFUSED},
+    "orjson_cli": {"pyinstaller": PASS, "static": REFUSED},
+}
+
+#: stdlib_matrix items that fail today, per route (every other item must print `name: ok`).
+#: "root:" causes are the test root's, not scratchpack's: it has no /etc/hosts and no /dev/shm,
+#: both of which docker and podman give every container (the item passes with them).
+SPAWN_RERUNS = "the child runs the app's main instead of Python"
+NO_HOSTS = (
+    "root: no /etc/hosts, so localhost goes to DNS: gaierror [Errno -3] "
+    "(passes with the /etc/hosts every container runtime writes)"
+)
+NO_SHM = (
+    "root: no /dev/shm, so SemLock's sem_open fails: FileNotFoundError "
+    "(passes with a 1777 /dev/shm, as container runtimes mount)"
+)
+STATIC_BUILD = f"the static build fails ({NO_DECIMAL})"
+MATRIX_BROKEN: dict[str, dict[str, str]] = {
+    "pyinstaller": {
+        "zoneinfo": "tzdata is not bundled: ZoneInfoNotFoundError 'Europe/Paris'",
+        "locale": "setlocale(LC_ALL, '') with LANG=C.UTF-8: 'unsupported locale setting' "
+        "(glibc needs /usr/lib/locale/C.utf8, absent from the root; passes with it)",
+        "multiprocessing.spawn": f"{SPAWN_RERUNS} (argv --multiprocessing-fork ...): exit 3",
+        "multiprocessing.forkserver": f"{SPAWN_RERUNS} (argv -B -S -I -c 'from "
+        "multiprocessing.forkserver import main...'): EOFError",
+        "ProcessPoolExecutor": NO_SHM,
+        "ProcessPoolExecutor.spawn": f"{NO_SHM}; then: {SPAWN_RERUNS}: BrokenProcessPool",
+        "subprocess.sys.executable": f"[sys.executable, '-c', ...]: {SPAWN_RERUNS}",
+        "importlib.resources": DATA_DROPPED,
+        "pkgutil.get_data": DATA_DROPPED,
+        "__file__.open": DATA_DROPPED,
+        "getaddrinfo": NO_HOSTS,
+    },
+    "static": {
+        item: f"{STATIC_BUILD}; then: {cause}" if cause else STATIC_BUILD
+        for item, cause in {
+            "sqlite3": "_sqlite3 is not in the kit",
+            "ctypes": "_ctypes is not in the kit",
+            "lzma": "_lzma is not in the kit",
+            "bz2": "_bz2 is not in the kit",
+            "decimal": "",
+            "zoneinfo": "No module named '_sysconfigdata__x86_64-linux-gnu' (lazy import)",
+            "uuid": "",
+            "hashlib": "",
+            "ssl": "",
+            "unicodedata": "",
+            "locale": "",
+            "xml.etree": "xml.parsers.expat is a function-level import in ElementTree; "
+            "once included, pyexpat does not link (undefined symbol PyExpat_XML_*)",
+            "email": "No module named 'email.generator' (lazy import)",
+            "multiprocessing.fork": "",
+            "multiprocessing.spawn": "No module named 'multiprocessing.popen_spawn_posix'",
+            "multiprocessing.forkserver": "No module named 'multiprocessing.popen_forkserver'",
+            "ProcessPoolExecutor": f"No module named 'concurrent.futures.process'; {NO_SHM}",
+            "ProcessPoolExecutor.spawn": "No module named 'concurrent.futures.process'",
+            "subprocess.sys.executable": f"[sys.executable, '-c', ...]: {SPAWN_RERUNS}",
+            "importlib.resources": "No module named 'importlib.readers' (lazy import)",
+            "pkgutil.get_data": "",
+            "__file__.open": "NotADirectoryError: '/app/matrix/data/sample.txt'",
+            "curses": "_curses is not in the kit",
+            "asyncio": "",
+            "getaddrinfo": NO_HOSTS.replace("gaierror [Errno -3]", "gaierror [Errno -3] Try again"),
+        }.items()
+    },
+}
+
+#: The compiled module each refusal must name.
+REFUSAL_NAMES = {
+    "fastapi_uvicorn": "pydantic_core._pydantic_core",
+    "orjson_cli": "orjson.orjson",
+}
+
+
+# ---- how each app is exercised --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """GET ``path`` once the port answers; the body must contain ``body``; then SIGTERM."""
+
+    path: str
+    body: str
+    exit_code: Mapping[str, int] = field(default_factory=dict)  # route -> code; default 0
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cli:
+    """Run with ``args``; exit ``exit_code``; stdout must contain every line of ``lines``."""
+
+    args: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
+    exit_code: int = 0
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+RUNS: dict[str, Server | Cli] = {
+    "flask_waitress": Server("/", "<p>hello from flask on waitress</p>"),
+    "django_site": Server("/", "1 note(s): hello from django"),
+    "sqlalchemy_sqlite": Cli(
+        lines=("shelf A: 100 items", "shelf B: 7 items", "sqlalchemy 2.0.36 on sqlite: ok")
+    ),
+    "aiohttp_server": Server("/", "hello from aiohttp"),
+    "gunicorn_wsgi": Server("/", "hello from gunicorn worker"),
+    "click_rich_cli": Cli(
+        args=("Ada", "--count", "3"),
+        lines=("│ 1 │ Hello, Ada!", "│ 2 │ Bonjour, Ada !", "│ 3 │ Hallo, Ada!"),
+    ),
+    "requests_https": Cli(
+        lines=(
+            r"certifi 2024.08.30: \d+ CA certificates, where\(\) readable: True",
+            "status 200",
+            "hello over TLS to /realapps",
+        ),
+        env={"REQUESTS_CA_BUNDLE": "/ca.pem"},
+    ),
+    "yaml_msgpack": Cli(lines=("msgpack: 98 bytes", "  owner: café", "round trip: ok")),
+    "stdlib_matrix": Cli(env={"LANG": "C.UTF-8"}),
+    # uvicorn re-raises the SIGTERM it handled (plain Python: killed by SIGTERM); the staticx
+    # loader reports a child killed by a signal as "Child exited for unknown reason", exit 2
+    "fastapi_uvicorn": Server(
+        "/", '{"message":"hello from fastapi","length":18}', exit_code={"pyinstaller": 2}
+    ),
+    "orjson_cli": Cli(
+        lines=(
+            '{"app":"orjcli","items":[1,2.5,null,"é"],"when":"2024-01-02"}',
+            "orjson 3.10.12: round trip ok",
+        )
+    ),
+}
+
+
+def reason(cause: str) -> str:
+    return cause if cause.startswith("root:") else f"issue 10: {cause}"
+
+
+def _cases() -> Iterator[object]:
+    for app in sorted(EXPECTED):
+        for route in ROUTES:
+            outcome = EXPECTED[app][route]
+            marks = []
+            if isinstance(outcome, Broken):
+                marks.append(pytest.mark.xfail(strict=True, reason=reason(outcome.cause)))
+            yield pytest.param(app, route, id=f"{app}-{route}", marks=marks)
+
+
+# ---- building: one build per (app, route) per session ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Build:
+    returncode: int
+    stderr: str
+    exe: Path
+    seconds: float
+
+
+class Builder:
+    """Builds each (app, route) once, from a snapshot of its project (the build must not write
+    build/ or *.egg-info into the repository)."""
+
+    def __init__(self, workdir: Path, caches: Mapping[str, Path]) -> None:
+        self.workdir, self.caches, self.done = workdir, caches, dict[tuple[str, str], Build]()
+
+    def __call__(self, app: str, route: str) -> Build:
+        key = (app, route)
+        if key not in self.done:
+            src = self.workdir / "src" / app
+            if not src.exists():
+                shutil.copytree(
+                    REALAPPS / app, src, ignore=shutil.ignore_patterns("*.egg-info", "build")
+                )
+            out = self.workdir / "out" / route / app
+            out.parent.mkdir(parents=True, exist_ok=True)
+            env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+            started = time.monotonic()
+            proc = subprocess.run(
+                [*SCRATCHPACK, "exe", str(src), "--runtime", route, "-o", str(out),
+                 "--cache-dir", str(self.caches[route])],
+                env=env, capture_output=True, text=True, timeout=900, check=False,
+            )  # fmt: skip
+            self.done[key] = Build(proc.returncode, proc.stderr, out, time.monotonic() - started)
+        return self.done[key]
+
+
+@pytest.fixture(scope="module")
+def build(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, freeze_cache: Path
+) -> Builder:
+    """The static cache (and its kit, built once per session) is only asked for when a static
+    case runs, so `-k pyinstaller` never builds the kit."""
+
+    class Caches(dict[str, Path]):
+        def __missing__(self, route: str) -> Path:
+            assert route == "static", route
+            self[route] = path = request.getfixturevalue("static_cache")
+            return path
+
+    return Builder(tmp_path_factory.mktemp("realapps"), Caches(pyinstaller=freeze_cache))
+
+
+def built_exe(build: Builder, app: str, route: str) -> Path:
+    result = build(app, route)
+    assert result.returncode == 0, f"build failed:\n{result.stderr}"
+    return result.exe
+
+
+# ---- running: an empty root as uid 1000 ------------------------------------------------------
+
+
+def make_root(route: str, root: Path, exe: Path, files: Mapping[str, bytes] | None = None) -> Path:
+    if route == "static":
+        return rootfs.make_scratch_rootfs(root, exe, files=files)
+    return rootfs.make_rootfs(root, exe, files=files)
+
+
+def http_get(port: int, path: str) -> tuple[int, str] | None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def image_args(app: str) -> tuple[str, ...]:
+    """[tool.scratchpack] args: the image's Cmd, which `scratchpack exe` does not bake in."""
+    with (REALAPPS / app / "pyproject.toml").open("rb") as f:
+        return tuple(tomllib.load(f)["tool"].get("scratchpack", {}).get("args", ()))
+
+
+def run_server(route: str, exe: Path, root: Path, spec: Server, args: tuple[str, ...]) -> None:
+    port = free_port()
+    env = {"PORT": str(port), **spec.env}
+    if route == "pyinstaller":
+        env.setdefault("SITE_DB", "/tmp/site.sqlite3")  # django_site: a file database
+    argv = [str(make_root(route, root, exe)), *args]
+    got: tuple[int, str] | None = None
+    with rootfs.running(root, argv, env=env, read_only=route == "static") as proc:
+        rootfs.wait_for(
+            lambda: proc.poll() is not None or http_get(port, spec.path) is not None, 90, 0.2
+        )
+        got = http_get(port, spec.path)
+        code = rootfs.stop(proc, signal.SIGTERM, timeout=20) if proc.poll() is None else None
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode(errors="replace")
+    assert got is not None, f"never answered on port {port}; exit {proc.returncode}:\n{out}"
+    status, body = got
+    assert (status, spec.body in body) == (200, True), f"GET {spec.path}: {status} {body!r}\n{out}"
+    want = spec.exit_code.get(route, 0)
+    assert code == want, f"exit {code} after SIGTERM, want {want}:\n{out}"
+
+
+def run_cli(
+    route: str,
+    exe: Path,
+    root: Path,
+    spec: Cli,
+    *,
+    args: tuple[str, ...] = (),
+    files: Mapping[str, bytes] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    argv = [str(make_root(route, root, exe, files)), *spec.args, *args]
+    return rootfs.run(root, argv, env=spec.env, timeout=180, read_only=route == "static")
+
+
+# ---- a local TLS server with a private CA (requests_https) -----------------------------------
+
+
+def _ca_and_leaf() -> tuple[bytes, bytes, bytes]:
+    """(CA cert, leaf cert, leaf key) in PEM: a private CA that signed a cert for 127.0.0.1."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "realapps test CA")])
+
+    def cert(subject: x509.Name, public: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+
+    ca = (
+        cert(ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    leaf = (
+        cert(leaf_name, key.public_key())
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return ca.public_bytes(pem), leaf.public_bytes(pem), key_pem
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"hello over TLS to {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def tls_server(tmp: Path) -> Iterator[tuple[int, bytes]]:
+    """An HTTPS server on 127.0.0.1:<port>; yields (port, the CA certificate in PEM)."""
+    ca, leaf, key = _ca_and_leaf()
+    (tmp / "leaf.pem").write_bytes(leaf)
+    (tmp / "leaf.key").write_bytes(key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp / "leaf.pem", tmp / "leaf.key")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield int(server.server_address[1]), ca
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+# ---- the tests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("app", "route"), list(_cases()))
+def test_realapp(app: str, route: str, build: Builder, tmp_path: Path) -> None:
+    outcome = EXPECTED[app][route]
+    result = build(app, route)
+    if outcome == REFUSED:
+        assert result.returncode != 0, "the build of a compiled extension must be refused"
+        assert result.stderr.startswith("error: "), result.stderr
+        assert REFUSAL_NAMES[app] in result.stderr, result.stderr
+        assert not result.exe.exists()
+        return
+    assert result.returncode == 0, f"build failed:\n{result.stderr}"
+    spec, root = RUNS[app], tmp_path / "root"
+    if isinstance(spec, Server):
+        run_server(route, result.exe, root, spec, image_args(app))
+        return
+    if app == "requests_https":
+        with tls_server(tmp_path) as (port, ca):
+            proc = run_cli(
+                route, result.exe, root, spec, args=(f"https://127.0.0.1:{port}/realapps",),
+                files={"/ca.pem": ca},
+            )  # fmt: skip
+    else:
+        proc = run_cli(route, result.exe, root, spec)
+    out = proc.stdout.decode(errors="replace")
+    if app == "stdlib_matrix":  # items are judged one by one below; here: one line each
+        assert set(re.findall(r"^([\w.]+): (?:ok|FAIL)", out, re.M)) == set(MATRIX_ITEMS), out
+        return
+    assert proc.returncode == spec.exit_code, out
+    for line in spec.lines:
+        assert re.search(line if "\\d" in line else re.escape(line), out), f"{line!r}:\n{out}"
+
+
+# ---- stdlib_matrix, item by item --------------------------------------------------------------
+
+MATRIX_ITEMS = (
+    "sqlite3", "ctypes", "lzma", "bz2", "decimal", "zoneinfo", "uuid", "hashlib", "ssl",
+    "unicodedata", "locale", "xml.etree", "email", "multiprocessing.fork",
+    "multiprocessing.spawn", "multiprocessing.forkserver", "ProcessPoolExecutor",
+    "ProcessPoolExecutor.spawn", "subprocess.sys.executable", "importlib.resources",
+    "pkgutil.get_data", "__file__.open", "curses", "asyncio", "getaddrinfo",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def matrix_output(build: Builder, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The matrix runs once per route; route -> its output (or the build's error)."""
+
+    class Outputs(dict[str, str]):
+        def __missing__(self, route: str) -> str:
+            result = build("stdlib_matrix", route)
+            if result.returncode != 0:
+                self[route] = text = f"build failed: {result.stderr}"
+                return text
+            root = tmp_path_factory.mktemp(f"matrix-{route}") / "root"
+            proc = run_cli(route, result.exe, root, RUNS["stdlib_matrix"])  # type: ignore[arg-type]
+            self[route] = text = proc.stdout.decode(errors="replace")
+            return text
+
+    return Outputs()
+
+
+def _matrix_cases() -> Iterator[object]:
+    for route in ROUTES:
+        for item in MATRIX_ITEMS:
+            cause = MATRIX_BROKEN[route].get(item)
+            marks = [pytest.mark.xfail(strict=True, reason=reason(cause))] if cause else []
+            yield pytest.param(route, item, id=f"{route}-{item}", marks=marks)
+
+
+@pytest.mark.parametrize(("route", "item"), list(_matrix_cases()))
+def test_stdlib_item(route: str, item: str, matrix_output: dict[str, str]) -> None:
+    out = matrix_output[route]
+    line = re.search(rf"^{re.escape(item)}: (.*)$", out, re.M)
+    assert line is not None, f"no line for {item}:\n{out}"
+    assert line.group(1) == "ok", line.group(0)
