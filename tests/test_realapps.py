@@ -3,7 +3,7 @@
 Each project in tests/realapps/ is written the way its users write it (pinned dependencies, no
 `include-modules` but the app's own modules loaded by name). Every (app, route) is built with
 `scratchpack exe PROJECT --runtime ROUTE` and run as uid 1000 in an empty root filesystem
-(tests/rootfs.py): the default route with a 1777 /tmp and /proc, the static route read-only
+(testsupport.rootfs): the default route with a 1777 /tmp and /proc, the static route read-only
 with neither. Servers must answer a GET and exit on SIGTERM; CLIs must print what they print
 under plain Python.
 
@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests import rootfs
-from tests._net import free_port
+from testsupport import rootfs
+from testsupport.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
