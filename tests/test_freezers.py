@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,9 +23,11 @@ from scratchpack._types import Runner, StrPath
 from scratchpack.config import RUNTIMES, read_project
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, freezer_for
+from scratchpack.freeze._scripts import script_path
 from scratchpack.freeze.base import Build, Built, Freezer
 from scratchpack.freeze.env import PythonInfo
 from scratchpack.freeze.onefile import TOOL_PINS, PyInstallerFreezer
+from scratchpack.freeze.pyinstaller import NOT_DATA, recipe_digest
 from scratchpack.freeze.static import StaticFreezer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,10 +41,19 @@ def _done(argv: list[str], code: int = 0, out: str = "") -> subprocess.Completed
 class FakeTools:
     """Answers the probes and plays pip, venv, PyInstaller and staticx; records every argv."""
 
-    def __init__(self, *, version: str = "3.11.2", libpython: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        version: str = "3.11.2",
+        libpython: bool = True,
+        report: Mapping[str, object] | None = None,
+    ) -> None:
         self.version = version
         self.libpython = libpython
+        self.report = report  # what the spec reports after Analysis (None: no report)
         self.calls: list[list[str]] = []
+        self.specs: list[str] = []  # the text of every spec PyInstaller was given
+        self.hooks: dict[str, str] = {}  # the hook files in its hookspath
 
     def __call__(
         self,
@@ -67,6 +79,12 @@ class FakeTools:
             return _done(argv, out=json.dumps(info) + "\n")
         if script == "check_entrypoint.py":
             return _done(argv)
+        if script == "distributions.py" and argv[3] == "--exact":
+            rows = [
+                {"name": n, "version": "2026.6", "license": "Apache-2.0", "source_url": ""}
+                for n in argv[4:]
+            ]
+            return _done(argv, out=json.dumps(rows) + "\n")
         if script == "distributions.py":
             rows = [
                 {"name": "app-pure", "version": "0.1.0", "license": "MIT", "source_url": ""},
@@ -80,6 +98,17 @@ class FakeTools:
             return _done(argv)
         if argv[1:3] == ["-m", "PyInstaller"]:
             spec = Path(argv[-1])
+            text = spec.read_text()
+            self.specs.append(text)
+            hooks = re.search(r"hookspath=\['(.*)'\]", text)
+            assert hooks
+            self.hooks = {f.name: f.read_text() for f in Path(hooks[1]).iterdir()}
+            if self.report is not None:
+                report = re.search(r"^REPORT = '(.*)'$", text, re.M)
+                assert report
+                Path(report[1]).write_text(json.dumps(self.report))
+                if self.report.get("missing"):
+                    return _done(argv, 1, "scratchpack: include-modules not found\n")
             dist = Path(os.fspath(cwd)) / "dist"
             dist.mkdir()
             (dist / spec.stem).write_bytes(b"\x7fELF onefile " + spec.stem.encode())
@@ -212,7 +241,8 @@ def test_host_checks_belong_to_the_route(tmp_path: Path, static_route: None) -> 
 def test_pyinstaller_cache_key_part() -> None:
     project = read_project(APP)
     key = PyInstallerFreezer().cache_key(project, compression="xz")
-    assert key == {"tools": TOOL_PINS, "compression": "xz"}
+    assert key == {"tools": TOOL_PINS, "compression": "xz", "spec": recipe_digest()}
+    assert "tzdata==2026.6" in TOOL_PINS  # the time zone data two builds embed
     static_key = StaticFreezer().cache_key(project, compression="xz")
     assert set(static_key) == {"tools"}
 
@@ -258,3 +288,96 @@ def test_python_info_without_libpython() -> None:
     from scratchpack.freeze.env import _NO_LIBPYTHON
 
     assert not _py(libpython=_NO_LIBPYTHON).has_libpython
+
+
+# ---- the default route's spec: package data, metadata, include-modules, tzdata ---------------
+
+
+def _project(tmp_path: Path, tool: str = "") -> Path:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "app-pure"\nversion = "1"\n'
+        f'[tool.scratchpack]\nentrypoint = "app_pure.cli:main"\n{tool}'
+    )
+    return project
+
+
+def _spec_values(text: str) -> dict[str, object]:
+    """The spec's constants (``NAME = <literal>`` lines), as Python values."""
+    import ast
+
+    return {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r"^([A-Z_]+) = (.*)$", text, re.M)}
+
+
+def test_spec_collects_package_data_metadata_and_includes(tmp_path: Path) -> None:
+    tools = FakeTools()
+    project = _project(tmp_path, 'include-modules = ["app_pure.plugins.*", "encodings.cp437"]\n')
+    freeze(FreezeSpec(project, cache_dir=tmp_path / "c", python=sys.executable), runner=tools)
+    (text,) = tools.specs
+    compile(text, "app.spec", "exec")  # PyInstaller execs it
+    values = _spec_values(text)
+    assert values["APP"] == "app-pure"  # all of the app's package data
+    assert values["DISTRIBUTIONS"] == ["app-pure", "idna"]  # metadata + data of the closure
+    assert values["INCLUDES"] == ["app_pure.plugins.*", "encodings.cp437"]
+    assert values["NOT_DATA"] == list(NOT_DATA)
+    assert "pyinstaller-hooks-contrib" in values["TOOLS"]  # never reported as bundled
+    assert "tzdata" not in values["TOOLS"]
+    # PyInstaller's own machinery does the collecting; pkg.* is recursive
+    for call in (
+        "collect_data_files(top, excludes=excludes)",
+        "copy_metadata(name)",
+        "collect_submodules(module[:-2])",
+        "datas=sorted(set(datas))",
+        "hiddenimports=sorted(set(hidden))",
+    ):
+        assert call in text
+    # our hook: where zoneinfo can be reached, tzdata comes in (contrib's hook collects it)
+    assert tools.hooks == {"hook-zoneinfo.py": 'hiddenimports = ["tzdata"]\n'}
+
+
+def test_include_modules_change_the_cache_key(tmp_path: Path) -> None:
+    plain = freeze(
+        FreezeSpec(_project(tmp_path), cache_dir=tmp_path / "c", python=sys.executable),
+        runner=FakeTools(),
+    )
+    (tmp_path / "proj" / "pyproject.toml").write_text(
+        (tmp_path / "proj" / "pyproject.toml").read_text() + 'include-modules = ["json"]\n'
+    )
+    spec = FreezeSpec(tmp_path / "proj", cache_dir=tmp_path / "c", python=sys.executable)
+    included = freeze(spec, runner=FakeTools())
+    assert not included.cached and included.path.parent != plain.path.parent
+
+
+def test_missing_include_modules_are_named(tmp_path: Path) -> None:
+    tools = FakeTools(report={"missing": ["app_pure.nope"], "distributions": []})
+    project = _project(tmp_path, 'include-modules = ["app_pure.nope"]\n')
+    with pytest.raises(FreezeError, match=r"include-modules not found .*: app_pure\.nope") as err:
+        freeze(FreezeSpec(project, cache_dir=tmp_path / "c", python=sys.executable), runner=tools)
+    assert "[tool.scratchpack] include-modules" in (err.value.hint or "")
+    assert not (tmp_path / "c" / "out").exists() or not any((tmp_path / "c" / "out").iterdir())
+
+
+def test_bundled_distributions_beyond_the_requirements_reach_the_sbom(tmp_path: Path) -> None:
+    """tzdata comes from the build venv, not from the app's requirements: still listed."""
+    report = {"missing": [], "distributions": ["app-pure", "idna", "tzdata"]}
+    app = _freeze(tmp_path, FakeTools(report=report))
+    names = [d.name for d in app.distributions]
+    assert names == ["app-pure", "idna", "tzdata"]
+    assert app.distributions[2].version == "2026.6"
+    again = _freeze(tmp_path, FakeTools())
+    assert again.cached and again.distributions == app.distributions  # kept in meta.json
+    doc = json.loads(pipeline.sbom_bytes(app, epoch=0, subject="s"))
+    assert "tzdata" in {p["name"] for p in doc["packages"]}
+
+
+def test_distributions_script_exact_lists_no_requirements() -> None:
+    """--exact describes only the named distributions (pytest requires pluggy: not listed)."""
+    proc = subprocess.run(
+        [sys.executable, "-I", str(script_path("distributions")), "--exact", "pytest"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = json.loads(proc.stdout)
+    assert [r["name"] for r in rows] == ["pytest"]
