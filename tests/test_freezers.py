@@ -326,7 +326,8 @@ def test_spec_collects_package_data_metadata_and_includes(tmp_path: Path) -> Non
     # PyInstaller's own machinery does the collecting; pkg.* is recursive
     for call in (
         "collect_data_files(top, excludes=excludes)",
-        "copy_metadata(name)",
+        "copy_metadata(dist)",
+        "a.datas[:] = _reproducible_metadata(a.datas)",
         "collect_submodules(module[:-2])",
         "datas=sorted(set(datas))",
         "hiddenimports=sorted(set(hidden))",

@@ -74,19 +74,27 @@ def _package_data(name, excludes):
     return [d for top in _packages(name) for d in collect_data_files(top, excludes=excludes)]
 
 
-def _metadata(name):
-    # importlib.metadata.version()/entry_points() at run time; direct_url.json names the
-    # build's temporary source directory, so it is left out (the bytes stay reproducible)
+def _reproducible_metadata(toc):
+    # Metadata collected by us, by hooks or by PyInstaller itself (version("x") literals) holds
+    # two things that name the build's own paths: direct_url.json (the temporary source
+    # directory) and RECORD's lines for files outside site-packages (console scripts, whose
+    # hash covers the venv's shebang). Both go; nothing reads them at run time.
     out = []
-    for src, dest in copy_metadata(name):
-        if not os.path.isdir(src):
-            out.append((src, dest))
+    for dest, src, typecode in toc:
+        parent, base = os.path.split(dest)
+        if parent.endswith(".dist-info") and base == "direct_url.json":
             continue
-        for root, _, files in os.walk(src):
-            for f in files:
-                if f != "direct_url.json":
-                    rel = os.path.relpath(root, src)
-                    out.append((os.path.join(root, f), os.path.normpath(os.path.join(dest, rel))))
+        if parent.endswith(".dist-info") and base == "RECORD":
+            with open(src, encoding="utf-8") as f:
+                lines = [line for line in f
+                         if not line.startswith("../") and
+                         not line.startswith(parent + "/direct_url.json,")]
+            copy = os.path.join(PATCHED, dest)
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            with open(copy, "w", encoding="utf-8") as f:
+                f.writelines(lines)
+            src = copy
+        out.append((dest, src, typecode))
     return out
 
 
@@ -117,7 +125,7 @@ datas = _package_data(APP, [])
 for dist in DISTRIBUTIONS:
     if dist != APP:
         datas += _package_data(dist, NOT_DATA)
-    datas += _metadata(dist)
+    datas += copy_metadata(dist)
 hidden = {hidden!r}
 for module in INCLUDES:
     if module.endswith(".*"):
@@ -144,6 +152,7 @@ with open(REPORT, "w") as f:
 if missing:
     sys.exit("scratchpack: include-modules not found: " + ", ".join(missing))
 a.binaries[:] = _without_runpath(a.binaries)
+a.datas[:] = _reproducible_metadata(a.datas)
 pyz = PYZ(a.pure)
 pyz.dependencies[:] = _without_runpath(pyz.dependencies)
 exe = EXE(
