@@ -333,8 +333,10 @@ def test_spec_collects_package_data_metadata_and_includes(tmp_path: Path) -> Non
         "hiddenimports=sorted(set(hidden))",
     ):
         assert call in text
-    # our hook: where zoneinfo can be reached, tzdata comes in (contrib's hook collects it)
-    assert tools.hooks == {"hook-zoneinfo.py": 'hiddenimports = ["tzdata"]\n'}
+    # our hooks: where zoneinfo can be reached, tzdata comes in (contrib's hook collects it);
+    # gunicorn's classes named in its settings
+    assert tools.hooks["hook-zoneinfo.py"] == 'hiddenimports = ["tzdata"]\n'
+    assert 'collect_submodules("gunicorn")' in tools.hooks["hook-gunicorn.py"]
 
 
 def test_include_modules_change_the_cache_key(tmp_path: Path) -> None:

@@ -172,10 +172,16 @@ exe = EXE(
 """
 
 #: Our PyInstaller hooks, file name -> source; they take precedence over PyInstaller's and the
-#: contributed ones. zoneinfo: a scratch image has no /usr/share/zoneinfo, so an app that can
-#: reach zoneinfo gets the tzdata package (zoneinfo's own fallback; its hook collects the data).
+#: contributed ones (pyinstaller-hooks-contrib has none for these). zoneinfo: a scratch image has
+#: no /usr/share/zoneinfo, so an app that can reach zoneinfo gets the tzdata package (zoneinfo's
+#: own fallback; contrib's tzdata hook collects the data). gunicorn: it loads its logger, workers
+#: and statsd instrumentation by dotted names from its settings (gunicorn.glogging.Logger).
 _HOOKS = {
     "hook-zoneinfo.py": 'hiddenimports = ["tzdata"]\n',
+    "hook-gunicorn.py": (
+        "from PyInstaller.utils.hooks import collect_submodules\n\n"
+        'hiddenimports = collect_submodules("gunicorn")\n'
+    ),
 }
 
 #: Globs (collect_data_files syntax) of files in a dependency's packages that nothing reads at
