@@ -61,9 +61,16 @@ def _without_runpath(toc):
     return out
 
 
+def _canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _packages(name):
     # the top-level import packages a distribution installed (its RECORD, else top_level.txt)
-    dist = metadata.distribution(name)
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return []
     tops = {{f.parts[0] for f in dist.files or () if len(f.parts) > 1}}
     tops |= set((dist.read_text("top_level.txt") or "").split())
     return sorted(t for t in tops if t.isidentifier() and t != "__pycache__")
@@ -104,7 +111,7 @@ def _bundled_distributions(a):
     found = set()
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
-        if name and re.sub(r"[-_.]+", "-", name).lower() not in TOOLS:
+        if name and _canonical(name) not in TOOLS:
             for f in dist.files or ():
                 if os.path.realpath(dist.locate_file(f)) in files:
                     found.add(name)
@@ -123,7 +130,7 @@ def _missing(a, names):
 
 datas = _package_data(APP, [])
 for dist in DISTRIBUTIONS:
-    if dist != APP:
+    if _canonical(dist) != _canonical(APP):
         datas += _package_data(dist, NOT_DATA)
     datas += copy_metadata(dist)
 hidden = {hidden!r}
@@ -311,7 +318,8 @@ def run_pyinstaller(
     found = json.loads(report.read_text()) if report.is_file() else {}
     if missing := found.get("missing"):
         raise FreezeError(
-            f"include-modules not found in the build environment: {', '.join(missing)}",
+            f"include-modules not found in the build environment (or excluded): "
+            f"{', '.join(missing)}",
             tool="pyinstaller",
             output=proc.stdout,
             hint="each name in [tool.scratchpack] include-modules must be importable once the "
