@@ -8,8 +8,10 @@ tests/test_freeze_e2e.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from scratchpack.freeze import (
     freeze,
     write_executable,
 )
+from scratchpack.freeze._scripts import script_path
 from scratchpack.freeze.env import probe_python
 from scratchpack.freeze.project import source_digest, stage_sources
 from scratchpack.freeze.pyinstaller import launcher_source
@@ -80,6 +83,112 @@ def test_launcher_source_compiles() -> None:
         compile(launcher_source(ep), "launcher", "exec")
     assert "sys.exit(_entry_module.obj.run())" in launcher_source("pkg.mod:obj.run")
     assert "run_module('pkg'" in launcher_source("pkg")
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "expect"),
+    [
+        (["-c", "import sys; print(sys.argv)", "a", "-c"], "", "['-c', 'a', '-c']\n"),
+        (["-I", "-Bu", "-c", "import sys; print(sys.dont_write_bytecode)"], "", "True\n"),
+        (["-m", "json.tool"], '{"a": 1}', '{\n    "a": 1\n}\n'),
+        ([], "print('from stdin')", "from stdin\n"),
+        (["-", "x"], "import sys; print(sys.argv)", "['-', 'x']\n"),
+    ],
+)
+def test_launcher_python_mode(tmp_path: Path, argv: list[str], stdin: str, expect: str) -> None:
+    """SCRATCHPACK_PYTHON=1: the launcher acts as `python`, the entry point is never reached."""
+    (tmp_path / "launcher.py").write_text(launcher_source("no_such_module:main"))
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "launcher.py"), *argv],
+        input=stdin,
+        env={**os.environ, "SCRATCHPACK_PYTHON": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (0, expect), proc.stderr
+
+
+def test_launcher_without_opt_in_runs_the_app(tmp_path: Path) -> None:
+    """`app -c X` reaches the entry point: the app's own -c (gunicorn's config) stays its."""
+    (tmp_path / "launcher.py").write_text(launcher_source("no_such_module:main"))
+    env = {k: v for k, v in os.environ.items() if k != "SCRATCHPACK_PYTHON"}
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "launcher.py"), "-c", "print(1)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "No module named 'no_such_module'" in proc.stderr
+
+
+def _check_entrypoint(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run _scripts/check_entrypoint.py with ``site`` first on sys.path (an installed venv)."""
+    script = str(script_path("check_entrypoint"))
+    runner = (
+        "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+        f"runpy.run_path({script!r}, run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-I", "-c", runner, str(site), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def site_with_console_script(tmp_path: Path) -> Path:
+    """A site dir where the distribution fake-httpie installs the console script ``http``."""
+    site = tmp_path / "site"
+    (site / "fakehttp").mkdir(parents=True)
+    (site / "fakehttp" / "__init__.py").write_text("def main():\n    return 0\n")
+    info = site / "fake_httpie-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-httpie\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\nhttp = fakehttp:main [extra]\n")
+    return site
+
+
+def _resolved(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = proc.stdout.splitlines()[-1]
+    assert line.startswith("ScratchpackEntry: "), proc.stdout
+    return dict(json.loads(line.removeprefix("ScratchpackEntry: ")))
+
+
+def test_entrypoint_console_script_of_a_dependency_wins_over_a_module(
+    site_with_console_script: Path,
+) -> None:
+    """`entrypoint = "http"` with httpie installed runs httpie, not the stdlib package http."""
+    found = _resolved(_check_entrypoint(site_with_console_script, "http", "app", "Fake_Httpie"))
+    assert found["entrypoint"] == "fakehttp:main"
+    assert "console script http of the fake-httpie distribution" in found["how"]
+
+
+def test_entrypoint_module_when_no_app_distribution_has_the_script(
+    site_with_console_script: Path,
+) -> None:
+    """Console scripts count only from the app's distributions (never the build tools'): without
+    fake-httpie among them, "http" is the stdlib package, which cannot run as a program."""
+    proc = _check_entrypoint(site_with_console_script, "http", "app")
+    assert proc.returncode == 3
+    assert "package http has no __main__ module to run" in proc.stdout
+    found = _resolved(_check_entrypoint(site_with_console_script, "json.tool", "fake-httpie"))
+    assert found == {
+        "entrypoint": "json.tool",
+        "how": "the module json.tool (no console script of the app has that name)",
+    }
+    found = _resolved(_check_entrypoint(site_with_console_script, "fakehttp:main"))
+    assert found["entrypoint"] == "fakehttp:main"
+
+
+def test_entrypoint_neither_script_nor_module(site_with_console_script: Path) -> None:
+    proc = _check_entrypoint(site_with_console_script, "my-tool", "fake-httpie")
+    assert proc.returncode == 3
+    assert "neither a console script of the app's distributions nor a module" in proc.stdout
 
 
 def test_freeze_spec_validates() -> None:

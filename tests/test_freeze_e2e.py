@@ -77,6 +77,63 @@ def test_fixture_with_c_extension_dependency(frozen_cext: FrozenApp, tmp_path: P
     assert "via msgpack._cmsgpack:" in proc.stdout.decode()  # the C extension, not the fallback
 
 
+# ---- child processes: multiprocessing, ProcessPoolExecutor, sys.executable as Python ---------
+
+#: tests/fixtures/app_procs: each argument starts children one way; the expected line per check.
+PROCESS_CHECKS = {
+    "fork": "fork: child pid=other exit=0",
+    "spawn": "spawn: child pid=other exit=0",
+    "forkserver": "forkserver: child pid=other exit=0",
+    "pool-fork": "pool-fork: squares [0, 1, 4, 9, 16]",
+    "pool-spawn": "pool-spawn: squares [0, 1, 4, 9, 16]",
+    "pool-forkserver": "pool-forkserver: squares [0, 1, 4, 9, 16]",
+    "executor-fork": "executor-fork: squares [0, 1, 4, 9, 16]",
+    "executor-spawn": "executor-spawn: squares [0, 1, 4, 9, 16]",
+    "python-c": "python-c: exit=0 python -c ['x', '-c']",
+    "python-m": "python-m: exit=0 child module ['y']",
+}
+
+
+@pytest.fixture(scope="session")
+def frozen_procs(freeze_cache: Path) -> FrozenApp:
+    return _freeze(FIXTURES / "app_procs", freeze_cache)
+
+
+def test_children_run_python_not_the_app(frozen_procs: FrozenApp, tmp_path: Path) -> None:
+    """multiprocessing (spawn, fork, forkserver), ProcessPoolExecutor and sys.executable with
+    SCRATCHPACK_PYTHON=1 all run Python; "main started" once proves no child re-ran the app.
+    /dev/shm as every container has it: Pool and the executor need semaphores (sem_open)."""
+    exe = rootfs.make_rootfs(tmp_path / "root", frozen_procs.path)
+    proc = rootfs.run(tmp_path / "root", [str(exe), *PROCESS_CHECKS], shm=True, timeout=180)
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0, lines
+    assert lines == ["main started", *PROCESS_CHECKS.values()]
+
+
+def test_children_without_dev_shm(frozen_procs: FrozenApp, tmp_path: Path) -> None:
+    """Without /dev/shm, Process and sys.executable still work; semaphores cannot."""
+    exe = rootfs.make_rootfs(tmp_path / "root", frozen_procs.path)
+    checks = ["fork", "spawn", "forkserver", "python-c", "pool-spawn"]
+    proc = rootfs.run(tmp_path / "root", [str(exe), *checks], timeout=180)
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 1, lines
+    assert lines[:5] == ["main started", *(PROCESS_CHECKS[c] for c in checks[:4])]
+    assert lines[5] == "pool-spawn: FAILED FileNotFoundError: [Errno 2] No such file or directory"
+
+
+def test_app_option_dash_c_stays_the_apps(frozen_procs: FrozenApp, tmp_path: Path) -> None:
+    """Without the opt-in, `app -c X` is the app's own option (gunicorn's -c CONFIG)."""
+    exe = rootfs.make_rootfs(tmp_path / "root", frozen_procs.path)
+    proc = rootfs.run(tmp_path / "root", [str(exe), "-c", "gunicorn.conf.py"])
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.decode().splitlines() == ["main started", "app option -c gunicorn.conf.py"]
+    python = rootfs.run(
+        tmp_path / "root", [str(exe), "-c", "print('as python')"], env={"SCRATCHPACK_PYTHON": "1"}
+    )
+    assert python.returncode == 0, python.stdout
+    assert python.stdout.decode() == "as python\n"
+
+
 def test_frozen_app_describes_its_contents(frozen_pure: FrozenApp) -> None:
     names = {d.name: d for d in frozen_pure.distributions}
     assert sorted(names) == ["app-pure", "idna"]

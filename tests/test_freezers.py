@@ -78,7 +78,8 @@ class FakeTools:
             }
             return _done(argv, out=json.dumps(info) + "\n")
         if script == "check_entrypoint.py":
-            return _done(argv)
+            found = {"entrypoint": argv[3], "how": "an object reference"}
+            return _done(argv, out="ScratchpackEntry: " + json.dumps(found) + "\n")
         if script == "distributions.py" and argv[3] == "--exact":
             rows = [
                 {"name": n, "version": "2026.6", "license": "Apache-2.0", "source_url": ""}

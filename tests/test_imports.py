@@ -353,3 +353,18 @@ def test_registry_layers_point_one_way():
     for leaf in ("scratchpack.oci.auth", "scratchpack.oci._http"):
         above = ("scratchpack.oci.session", "scratchpack.oci.registry")
         assert not {i for i in graph[leaf] if i.startswith(above)}, leaf
+
+
+def test_atomic_writes_live_in_one_leaf():
+    """Every user-visible file goes through scratchpack._fs, which imports only errors."""
+    assert _project_imports(SCRATCHPACK["scratchpack._fs"], "scratchpack") <= {
+        "scratchpack.errors",
+        "scratchpack.errors.SinkError",
+    }
+    for path in sorted((SRC / "scratchpack").rglob("*.py")):
+        if path.name in {"_fs.py", "_bundle.py", "layer.py"} or "_scripts" in path.parts:
+            # _bundle and _scripts run in another interpreter, without scratchpack; a layer's
+            # file is named by its digest, known only once written, in a private work dir.
+            continue
+        text = path.read_text()
+        assert "mkstemp(" not in text, f"{path}: use scratchpack._fs.atomic_output"

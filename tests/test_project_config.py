@@ -65,6 +65,9 @@ def test_entrypoint_from_scripts_name_and_override(tmp_path: Path) -> None:
     assert read_project(d, "other").entrypoint == "demo.other:go"
     assert read_project(d, "demo.mod").entrypoint == "demo.mod"
     assert read_project(d, "demo.mod:obj.method").entrypoint == "demo.mod:obj.method"
+    # not a [project.scripts] name: left for the build venv (a dependency's console script)
+    assert read_project(d, "http").entrypoint == "http"
+    assert read_project(d, "my-tool").entrypoint == "my-tool"
 
 
 def test_single_script_is_the_default_entrypoint(tmp_path: Path) -> None:

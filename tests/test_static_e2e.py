@@ -649,6 +649,136 @@ def test_dynamic_import_fails_with_note_then_works_with_include_modules(
     assert ok.stdout.decode() == f"colorsys: {h:.3f} {s:.3f} {v:.3f} argv=['x']\n"
 
 
+def test_caught_import_error_gets_the_note_at_a_non_zero_exit(
+    static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    """The app catches the ModuleNotFoundError and exits 2: the note still names the module.
+    Probing an optional module and exiting 0 prints nothing."""
+    out = exe_dir / "caught"
+    build_exe(FIXTURES / "app_static_caught", out, static_cache)
+    exe = rootfs.make_scratch_rootfs(tmp_path / "root", out)
+    quiet = rootfs.run(tmp_path / "root", [str(exe), "ok"], read_only=True)
+    assert (quiet.returncode, quiet.stdout.decode()) == (0, "ok\n")
+    failed = rootfs.run(tmp_path / "root", [str(exe)], read_only=True)
+    lines = failed.stdout.decode().splitlines()
+    assert failed.returncode == 2, lines
+    assert lines[0] == "cannot start: No module named 'colorsys'"
+    assert lines[1].startswith("scratchpack: exit status 2; these imports failed"), lines
+    assert ": colorsys, scratchpack_optional_speedup." in lines[1], lines
+    assert "[tool.scratchpack] include-modules" in lines[1]
+
+
+def test_entrypoint_names_a_console_script_of_a_dependency(
+    static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    """`entrypoint = "http"`, where a dependency installs the console script http (as httpie
+    does): the executable runs that script, not the stdlib package http."""
+    tool = tmp_path / "tool"
+    (tool / "tooldist").mkdir(parents=True)
+    (tool / "tooldist" / "__init__.py").write_text(
+        "import sys\n\ndef main():\n    print('tooldist http', sys.argv[1:])\n"
+    )
+    (tool / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tooldist"\nversion = "1.0"\n'
+        '[project.scripts]\nhttp = "tooldist:main"\n'
+    )
+    app = tmp_path / "app"
+    (app / "appmod").mkdir(parents=True)
+    (app / "appmod" / "__init__.py").write_text("")
+    (app / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "app-uses-tool"\nversion = "1.0"\n'
+        f'dependencies = ["tooldist @ {tool.as_uri()}"]\n'
+        '[tool.scratchpack]\nentrypoint = "http"\n'
+    )
+    out = exe_dir / "uses-tool"
+    proc = scratchpack(
+        "exe", str(app), "--runtime", "static", "-o", str(out), "-v", cache=static_cache
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "entry point http: the console script http of the tooldist distribution (tooldist:main)"
+        in proc.stderr
+    ), proc.stderr
+    exe = rootfs.make_scratch_rootfs(tmp_path / "root", out)
+    run = rootfs.run(tmp_path / "root", [str(exe), "GET", "x"], read_only=True)
+    assert (run.returncode, run.stdout.decode()) == (0, "tooldist http ['GET', 'x']\n")
+
+
+# ---- 8b. child processes: multiprocessing, ProcessPoolExecutor, sys.executable as Python ------
+
+#: tests/fixtures/app_procs: each argument starts children one way; the expected line per check.
+PROCESS_CHECKS = {
+    "fork": "fork: child pid=other exit=0",
+    "spawn": "spawn: child pid=other exit=0",
+    "forkserver": "forkserver: child pid=other exit=0",
+    "pool-fork": "pool-fork: squares [0, 1, 4, 9, 16]",
+    "pool-spawn": "pool-spawn: squares [0, 1, 4, 9, 16]",
+    "pool-forkserver": "pool-forkserver: squares [0, 1, 4, 9, 16]",
+    "executor-fork": "executor-fork: squares [0, 1, 4, 9, 16]",
+    "executor-spawn": "executor-spawn: squares [0, 1, 4, 9, 16]",
+    "python-c": "python-c: exit=0 python -c ['x', '-c']",
+    "python-m": "python-m: exit=0 child module ['y']",
+}
+NO_SEMAPHORE = "FAILED FileNotFoundError: [Errno 2] No such file or directory"
+NO_TMPDIR = "FAILED FileNotFoundError: [Errno 2] No usable temporary directory found in "
+
+
+@pytest.fixture(scope="session")
+def procs_exe(static_cache: Path, exe_dir: Path) -> Path:
+    out = exe_dir / "procs"
+    build_exe(FIXTURES / "app_procs", out, static_cache)
+    return out
+
+
+def test_children_in_the_empty_read_only_root(procs_exe: Path, tmp_path: Path) -> None:
+    """No /proc, /tmp or /dev/shm: Process (fork, spawn) and sys.executable run Python, never
+    the app again ("main started" once); semaphores need /dev/shm, forkserver a temp dir for
+    its socket, and both fail with the OS's own error."""
+    exe = rootfs.make_scratch_rootfs(tmp_path / "root", procs_exe)
+    checks = ["fork", "spawn", "python-c", "python-m", "forkserver", "pool-fork", "executor-spawn"]
+    proc = rootfs.run(tmp_path / "root", [str(exe), *checks], read_only=True, timeout=180)
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 1, lines
+    assert lines[:5] == ["main started", *(PROCESS_CHECKS[c] for c in checks[:4])]
+    assert lines[5].startswith(f"forkserver: {NO_TMPDIR}"), lines
+    assert lines[6:8] == [f"pool-fork: {NO_SEMAPHORE}", f"executor-spawn: {NO_SEMAPHORE}"]
+
+
+def test_children_with_dev_shm_as_containers_have_it(procs_exe: Path, tmp_path: Path) -> None:
+    """Read-only root plus the /dev/shm tmpfs docker and podman always mount: every way works,
+    forkserver with TMPDIR=/dev/shm (its listening socket needs a writable directory)."""
+    exe = rootfs.make_scratch_rootfs(tmp_path / "root", procs_exe)
+    proc = rootfs.run(
+        tmp_path / "root",
+        [str(exe), *PROCESS_CHECKS],
+        env={"TMPDIR": "/dev/shm"},
+        read_only=True,
+        shm=True,
+        timeout=180,
+    )
+    lines = proc.stdout.decode().splitlines()
+    assert proc.returncode == 0, lines
+    assert lines == ["main started", *PROCESS_CHECKS.values()]
+
+
+def test_app_option_dash_c_stays_the_apps(procs_exe: Path, tmp_path: Path) -> None:
+    """Without the opt-in, `app -c X` is the app's own option (gunicorn's -c CONFIG)."""
+    exe = rootfs.make_scratch_rootfs(tmp_path / "root", procs_exe)
+    proc = rootfs.run(tmp_path / "root", [str(exe), "-c", "gunicorn.conf.py"], read_only=True)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.decode().splitlines() == ["main started", "app option -c gunicorn.conf.py"]
+    python = rootfs.run(
+        tmp_path / "root",
+        [str(exe), "-I", "-c", "import sys; print(sys.flags.isolated, sys.argv)", "a"],
+        env={"SCRATCHPACK_PYTHON": "1"},
+        read_only=True,
+    )
+    assert python.returncode == 0, python.stdout
+    assert python.stdout.decode() == "1 ['-c', 'a']\n"
+
+
 # ---- 9. the SBOM names what the static runtime links in ---------------------------------------
 
 

@@ -8,6 +8,7 @@ import ast
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -115,6 +116,53 @@ def test_bootstrap_exits_143_on_sigterm_only_as_pid_1() -> None:
         [sys.executable, "-c", probe], capture_output=True, timeout=30, check=False
     )
     assert normal.returncode == -15
+
+
+APP = """\
+import contextlib, importlib, sys
+def main():
+    with contextlib.suppress(ImportError):
+        import optional_speedup_xyz
+    if sys.argv[1:] == ['ok']:
+        return 0
+    if sys.argv[1:] == ['raise']:
+        raise RuntimeError('no fallback')
+    try:
+        importlib.import_module('needed_by_name_xyz')
+    except ImportError:
+        return 3
+"""
+
+
+@pytest.mark.parametrize(
+    ("arg", "status", "note"),
+    [
+        ("ok", 0, False),  # probing an optional module is normal: quiet
+        ("caught", 3, True),  # the app caught the ModuleNotFoundError and exited non-zero
+        ("raise", 1, True),  # an uncaught error after the miss: the note is on the traceback
+    ],
+)
+def test_bootstrap_names_failed_imports_at_a_non_zero_exit(
+    tmp_path: Path, arg: str, status: int, note: bool
+) -> None:
+    (tmp_path / "fixture_app.py").write_text(APP)
+    code = bootstrap_code("fixture_app:main")
+    proc = subprocess.run(
+        [sys.executable, "-c", code, arg],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == status, proc.stderr
+    line = next((x for x in proc.stderr.splitlines() if x.startswith("scratchpack:")), "")
+    if note:
+        assert line.startswith(f"scratchpack: exit status {status};"), proc.stderr
+    else:
+        assert line == "", proc.stderr
+    if note and arg == "caught":
+        assert ": needed_by_name_xyz, optional_speedup_xyz." in line, line
 
 
 def test_kit_key_is_stable_and_short() -> None:

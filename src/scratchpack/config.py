@@ -43,6 +43,8 @@ RUNTIMES: tuple[Runtime, ...] = ("pyinstaller", "static")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
 _OBJECT_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
+#: A console script name as pip installs one (a file name in bin/): no ":" and no spaces.
+_SCRIPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PORT = re.compile(r"([0-9]{1,5})(?:/(tcp|udp|sctp))?")
 _USER = re.compile(r"([a-z_][a-z0-9_-]{0,31})(?::([0-9]+)(?::([0-9]+))?)?")
 _URL_KEYS = ("source", "source code", "repository", "code", "homepage", "home")
@@ -71,7 +73,9 @@ class ProjectConfig:
 
     name: str
     version: str  # "" when dynamic: the freezer fills it in from the installed metadata
-    entrypoint: str  # resolved: "module:object" or "module"
+    #: "module:object" (a [project.scripts] name is resolved here), else a bare name that the
+    #: build venv resolves: a dependency's console script, else a module
+    entrypoint: str
     source_url: str = ""
     freeze: FreezeSettings = field(default_factory=FreezeSettings)
     image: ImageDefaults = field(default_factory=ImageDefaults)
@@ -145,7 +149,13 @@ def _str_list(value: object, where: str) -> tuple[str, ...]:
 
 
 def resolve_entrypoint(value: str, scripts: Mapping[str, str]) -> str:
-    """Turn a CLI/pyproject entry point (object ref, module, or script name) into mod[:func]."""
+    """A CLI/pyproject entry point -> ``mod:func`` (an object reference, or a name in the
+    project's ``[project.scripts]``, which comes first), else the bare name as given.
+
+    A bare name (``http``, ``my-tool``) is resolved in the build venv, once the dependencies are
+    installed: a console script of one of them, else a module (freeze/_scripts/
+    check_entrypoint.py). So httpie's ``http`` runs httpie, not the stdlib package ``http``.
+    """
     value = value.strip()
     if value in scripts:
         target = scripts[value].split("[", 1)[0].strip()
@@ -154,12 +164,12 @@ def resolve_entrypoint(value: str, scripts: Mapping[str, str]) -> str:
                 f"[project.scripts] {value} = {scripts[value]!r} is not 'module:function'"
             )
         return target
-    if _OBJECT_RE.match(value) or _MODULE_RE.match(value):
+    if _OBJECT_RE.match(value) or _MODULE_RE.match(value) or _SCRIPT_RE.match(value):
         return value
     known = ", ".join(sorted(scripts)) or "none"
     raise ProjectError(
-        f"entry point {value!r} is neither 'module:function', 'module', nor a [project.scripts] "
-        f"name (scripts: {known})",
+        f"entry point {value!r} is neither 'module:function', 'module', nor a console script "
+        f"name ([project.scripts]: {known})",
         hint='e.g. [tool.scratchpack] entrypoint = "mypkg.__main__:main"',
     )
 

@@ -76,17 +76,23 @@ def rootfs_command(
     uid: int = APP_UID,
     gid: int = APP_UID,
     read_only: bool = False,
+    shm: bool = False,
 ) -> list[str]:
     """unshare + mount proc in the root + chroot as uid:gid, exec argv (argv[0] in-root path).
 
     read_only=True (a scratch root, see make_scratch_rootfs): no proc is mounted and the root
     is bound onto itself and remounted read-only inside the private mount namespace.
+    shm=True: a 1777 tmpfs on /dev/shm (created in the root first), as docker and podman give
+    every container, --read-only too: multiprocessing's semaphores (sem_open) live there.
     """
     prepare = (
         '/usr/bin/mount --bind "$root" "$root" && /usr/bin/mount -o remount,bind,ro "$root"'
         if read_only
         else '/usr/bin/mount -t proc proc "$root/proc"'
     )
+    if shm:
+        (root / "dev" / "shm").mkdir(parents=True, exist_ok=True)
+        prepare += ' && /usr/bin/mount -t tmpfs -o mode=1777,size=16m tmpfs "$root/dev/shm"'
     script = (
         f"root=$1; user=$2; shift 2; {prepare} && "
         'exec /usr/sbin/chroot --userspec="$user" "$root" "$@"'
@@ -106,6 +112,7 @@ def start(
     uid: int = APP_UID,
     gid: int = APP_UID,
     read_only: bool = False,
+    shm: bool = False,
     prefix: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Start argv inside the root in its own session/process group; stdout+stderr piped.
@@ -113,7 +120,7 @@ def start(
     ``prefix`` runs first and must exec the rest (e.g. nsenter into a network namespace).
     """
     return subprocess.Popen(
-        [*prefix, *rootfs_command(root, argv, uid=uid, gid=gid, read_only=read_only)],
+        [*prefix, *rootfs_command(root, argv, uid=uid, gid=gid, read_only=read_only, shm=shm)],
         env=dict(env or {}),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -129,10 +136,11 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
     read_only: bool = False,
+    shm: bool = False,
     prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[bytes]:
     """Run to completion inside the root; output is stdout+stderr combined."""
-    proc = start(root, argv, env=env, read_only=read_only, prefix=prefix)
+    proc = start(root, argv, env=env, read_only=read_only, shm=shm, prefix=prefix)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 from scratchpack import config
 from scratchpack._ctx import log, run_subprocess, step
+from scratchpack._fs import atomic_output
 from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
-from scratchpack.errors import FreezeError, SinkError
+from scratchpack.errors import FreezeError
 from scratchpack.freeze import env as _env
 from scratchpack.freeze.base import Build, Freezer
 from scratchpack.freeze.onefile import PyInstallerFreezer
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the build recipe changes in a way the other key parts do not capture.
-_RECIPE_VERSION = "3"
+_RECIPE_VERSION = "4"  # 4: the launcher runs multiprocessing children, SCRATCHPACK_PYTHON
 
 #: The routes by name; each freezer is stateless, so a fresh one per build costs nothing.
 _FREEZERS: Mapping[Runtime, Callable[[], Freezer]] = {
@@ -172,14 +173,20 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
             cache_dir, py, deps_key, tools=freezer.tools, runner=runner, reuse=spec.use_cache
         ) as (benv, fresh):
             _env.install_project(benv, stage, with_deps=fresh, runner=runner)
+            dists = _env.list_distributions(benv, project.name, runner=runner)
             with step(f"checking that entry point {project.entrypoint} imports"):
-                _env.check_entrypoint(benv, project.entrypoint, work, runner=runner)
+                entrypoint, how = _env.check_entrypoint(
+                    benv, project.entrypoint, work, distributions=dists, runner=runner
+                )
+            if ":" not in project.entrypoint:  # a bare name: say which rule won
+                log(f"entry point {project.entrypoint}: {how} ({entrypoint})")
             if fresh:
                 _env.mark_ready(benv)
-            dists = _env.list_distributions(benv, project.name, runner=runner)
             job = Build(
                 env=benv,
-                project=project,
+                # the resolved entry point for the route; the result keeps the configured one,
+                # as a cache hit (keyed on the configured one) has no other
+                project=dataclasses.replace(project, entrypoint=entrypoint),
                 name=name,
                 distributions=dists,
                 python=py,
@@ -226,22 +233,9 @@ def write_executable(app: FrozenApp, output: Path) -> Path:
     output = Path(output)
     if output.is_dir():
         output = output / app.path.name
-    parent = output.parent if str(output.parent) else Path()
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", dir=parent)
-    except OSError as err:
-        raise SinkError(
-            f"cannot write {output}: {err.strerror}",
-            hint="choose an output path in an existing, writable directory",
-            remedy="exe-output",
-        ) from err
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as dst, app.path.open("rb") as src:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        tmp.chmod(0o755)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_output(output, what="write", mode=0o755, remedy="exe-output") as dst,
+        app.path.open("rb") as src,
+    ):
+        shutil.copyfileobj(src, dst, 1 << 20)
     return output

@@ -221,9 +221,21 @@ def install_project(env: BuildEnv, stage: Path, *, with_deps: bool, runner: Runn
         )
 
 
-def check_entrypoint(env: BuildEnv, entrypoint: str, workdir: Path, *, runner: Runner) -> None:
-    """Import the entry point in the build venv so a typo fails now, not in production."""
-    proc = env.run(runner, ["-I", str(script_path("check_entrypoint")), entrypoint], cwd=workdir)
+def check_entrypoint(
+    env: BuildEnv,
+    entrypoint: str,
+    workdir: Path,
+    *,
+    distributions: tuple[Distribution, ...] = (),
+    runner: Runner,
+) -> tuple[str, str]:
+    """Resolve the entry point in the build venv and import it, so a typo fails now, not in
+    production. A bare name is a console script of one of ``distributions`` (the app's, known
+    only once installed), else a module. Returns ``(mod[:attr], which rule won)``."""
+    names = [d.name for d in distributions]
+    proc = env.run(
+        runner, ["-I", str(script_path("check_entrypoint")), entrypoint, *names], cwd=workdir
+    )
     if proc.returncode != 0:
         last = _tail(proc.stdout) or f"exit status {proc.returncode}"
         last = last.removeprefix("ScratchpackCheck: ")
@@ -232,6 +244,13 @@ def check_entrypoint(env: BuildEnv, entrypoint: str, workdir: Path, *, runner: R
             hint="fix the module (or the entrypoint in [tool.scratchpack]); "
             f"traceback:\n{_tail(proc.stdout, 12)}",
         )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("ScratchpackEntry: ")]
+    if not lines:
+        raise FreezeError(
+            "the entry point check printed no result", tool="python", output=proc.stdout
+        )
+    found = json.loads(lines[-1].removeprefix("ScratchpackEntry: "))
+    return str(found["entrypoint"]), str(found["how"])
 
 
 def list_distributions(env: BuildEnv, name: str, *, runner: Runner) -> tuple[Distribution, ...]:

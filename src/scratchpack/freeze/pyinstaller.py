@@ -208,8 +208,81 @@ NOT_DATA: tuple[str, ...] = (
 )
 
 
+#: The launcher's Python mode, for ``SCRATCHPACK_PYTHON=1`` only: ``python [options] (-c CMD |
+#: -m MOD | FILE | -) [ARG...]`` by hand, since the bootloader has already started Python.
+#: Options whose effect a frozen interpreter fixes at start (-I -E -s -S -P -O -d -v -b -q -R)
+#: are accepted and ignored; -B, -u and -W act. An opt-in, because ``app -c X`` is the app's own
+#: option otherwise (gunicorn's config file).
+_PYTHON_MODE = """\
+def _scratchpack_python(args):
+    import runpy
+    isolated = False
+    i = 0
+    while i < len(args) and args[i].startswith('-') and args[i] != '-':
+        arg = args[i]
+        i += 1
+        if arg == '--':
+            break
+        for k, ch in enumerate(arg[1:], 2):
+            if ch in 'cmWX':
+                value = arg[k:]
+                if not value:
+                    if i == len(args):
+                        sys.exit(f'Argument expected for the -{ch} option')
+                    value = args[i]
+                    i += 1
+                if ch == 'c':
+                    sys.argv = ['-c', *args[i:]]
+                    main = type(sys)('__main__')
+                    sys.modules['__main__'] = main
+                    exec(compile(value, '<string>', 'exec'), main.__dict__)
+                    sys.exit(0)
+                if ch == 'm':
+                    sys.argv = ['-m', *args[i:]]
+                    if not isolated:
+                        sys.path.insert(0, os.getcwd())
+                    runpy._run_module_as_main(value)
+                    sys.exit(0)
+                if ch == 'W':
+                    import warnings
+                    sys.warnoptions.append(value)
+                    warnings._processoptions([value])
+                break
+            if ch == 'u':
+                sys.stdout.reconfigure(write_through=True)
+                sys.stderr.reconfigure(write_through=True)
+            elif ch == 'B':
+                sys.dont_write_bytecode = True
+            elif ch in 'IP':
+                isolated = True
+            elif ch == 'V':
+                print('Python', sys.version.split()[0])
+                sys.exit(0)
+            elif ch not in 'EsSOdvbqR':
+                sys.exit(f'Unknown option: -{ch}')
+    rest = args[i:]
+    if rest and rest[0] != '-':
+        sys.argv = rest
+        if not isolated:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(rest[0])))
+        runpy.run_path(rest[0], run_name='__main__')
+        sys.exit(0)
+    sys.argv = rest or ['']
+    main = type(sys)('__main__')
+    sys.modules['__main__'] = main
+    exec(compile(sys.stdin.read(), '<stdin>', 'exec'), main.__dict__)
+    sys.exit(0)
+"""
+
+
 def launcher_source(entrypoint: str) -> str:
-    """The __main__ script PyInstaller freezes: call mod:func, or run a module as __main__."""
+    """The __main__ script PyInstaller freezes: call mod:func, or run a module as __main__.
+
+    Before the entry point, it answers the two cases where the executable must be Python:
+    multiprocessing's children (PyInstaller's rthook, installed whenever the app bundles
+    multiprocessing, replaces ``multiprocessing.freeze_support`` with the check for their
+    command lines; calling it here means the app need not) and ``SCRATCHPACK_PYTHON=1``.
+    """
     mod, _, attr = entrypoint.partition(":")
     # staticx runs the program from its bundle dir, so argv[0] arrives as
     # /tmp/staticx-XXXX/<name>; it passes the real path in STATICX_PROG_PATH. Restore that and
@@ -219,7 +292,13 @@ def launcher_source(entrypoint: str) -> str:
         "_prog = os.environ.pop('STATICX_PROG_PATH', None)\n"
         "os.environ.pop('STATICX_BUNDLE_DIR', None)\n"
         "if _prog and sys.argv:\n"
-        "    sys.argv[0] = _prog\n"
+        "    sys.argv[0] = _prog\n\n"
+        f"{_PYTHON_MODE}\n"
+        "if __name__ == '__main__':\n"
+        "    if 'multiprocessing' in sys.modules:\n"
+        "        sys.modules['multiprocessing'].freeze_support()\n"
+        "    if os.environ.get('SCRATCHPACK_PYTHON') == '1':\n"
+        "        _scratchpack_python(sys.argv[1:])\n"
     )
     if attr:
         return (

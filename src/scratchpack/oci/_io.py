@@ -1,4 +1,4 @@
-"""File-system plumbing shared by the sinks: verified copies and atomic outputs.
+"""Verified reads and copies shared by the sinks (atomic writes are in ``scratchpack._fs``).
 
 Private and leaf-level (it imports only ``digest`` and ``errors``) so that sinks can share it
 without importing one another.
@@ -6,16 +6,11 @@ without importing one another.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
-import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from scratchpack.errors import DigestMismatchError, SinkError
+from scratchpack.errors import DigestMismatchError
 from scratchpack.oci.digest import CHUNK, Digest
 
 _CHANGED_HINT = "the blob changed after the layer was built; rebuild the image"
@@ -94,63 +89,6 @@ def copy_verified(src: BinaryIO, dst: BinaryIO, expected: Digest, size: int, *, 
     reader.verify()
 
 
-def os_error_message(err: OSError, path: Path, action: str) -> SinkError:
-    """Turn an OSError into a SinkError that says what to do about it."""
-    reason = err.strerror or str(err)
-    hints = {
-        errno.EACCES: f"check the permissions of {path.parent} or choose another path",
-        errno.EPERM: f"check the permissions of {path.parent} or choose another path",
-        errno.EROFS: "the file system is read-only; choose a writable path",
-        errno.ENOENT: f"create the directory {path.parent} first, or choose another path",
-        errno.ENOTDIR: f"a component of {path.parent} is a file, not a directory",
-        errno.EISDIR: f"{path} is a directory; name a file instead",
-        errno.EEXIST: f"{path} exists and is not a directory; choose another path",
-        errno.ENOSPC: _SPACE_HINT,
-        errno.EDQUOT: _SPACE_HINT,
-    }
-    return SinkError(f"cannot {action} {path}: {reason}", hint=hints.get(err.errno or 0))
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path, *, what: str = "write") -> Iterator[BinaryIO]:
-    """Yield a temp file next to ``path``; on success fsync and rename it over ``path``.
-
-    On any failure the temp file is removed, so ``path`` is either the old file or the new
-    one, never a half-written one. The file gets the usual 0666 & ~umask permissions.
-    """
-    if path.is_dir():
-        raise SinkError(f"cannot {what} {path}: it is a directory", hint="name a file instead")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    except OSError as err:
-        raise os_error_message(err, path, what) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            try:
-                yield f
-            except OSError as err:
-                # Raised while producing the content: the source may be at fault, not path.
-                raise SinkError(
-                    f"cannot {what} {path}: {err}",
-                    hint=_SPACE_HINT if err.errno in (errno.ENOSPC, errno.EDQUOT) else None,
-                ) from err
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise os_error_message(err, path, what) from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_output(path) as f:
-        f.write(data)
-
-
 def existing_blob_ok(path: Path, digest: Digest, size: int) -> bool:
     """True if ``path`` already holds exactly this blob (right size, and it hashes right)."""
     try:
@@ -165,9 +103,6 @@ def existing_blob_ok(path: Path, digest: Digest, size: int) -> bool:
 
 __all__ = [
     "VerifyingReader",
-    "atomic_output",
     "copy_verified",
     "existing_blob_ok",
-    "os_error_message",
-    "write_bytes_atomic",
 ]

@@ -18,14 +18,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from scratchpack._fs import atomic_output, os_error_message, write_bytes_atomic
 from scratchpack.errors import DigestMismatchError, ImageError, SinkError
-from scratchpack.oci._io import (
-    atomic_output,
-    copy_verified,
-    existing_blob_ok,
-    os_error_message,
-    write_bytes_atomic,
-)
+from scratchpack.oci._io import copy_verified, existing_blob_ok
 from scratchpack.oci.artifact import Artifact
 from scratchpack.oci.config import canonical_json
 from scratchpack.oci.descriptor import Descriptor, Published

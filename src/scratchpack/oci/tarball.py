@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from scratchpack._fs import atomic_output
 from scratchpack.errors import DigestMismatchError, ImageError
-from scratchpack.oci._io import VerifyingReader, atomic_output
+from scratchpack.oci._io import VerifyingReader
 from scratchpack.oci.config import canonical_json
 from scratchpack.oci.descriptor import Published
 from scratchpack.oci.image import CONTAINERD_NAME, REF_NAME, Image

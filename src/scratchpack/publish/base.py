@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from scratchpack.oci._io import write_bytes_atomic
+from scratchpack._fs import write_bytes_atomic
 from scratchpack.oci.artifact import Artifact
 from scratchpack.oci.descriptor import Published
 from scratchpack.oci.image import Image

@@ -3,6 +3,10 @@
  * Why a custom main: the interpreter must find its modules inside its own file (no Python home,
  * no /tmp, no /proc needed), ignore PYTHON* variables like an isolated interpreter, and run the
  * entry point without runpy. The entry point's code is linked in as scratchpack_bootstrap.
+ *
+ * The same file is also the Python interpreter, in exactly two cases (python_mode): the command
+ * lines multiprocessing gives its children (always), and SCRATCHPACK_PYTHON=1 (an explicit
+ * opt-in: `app -c X` must stay the app's own -c, e.g. gunicorn's config file).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,6 +47,46 @@ static int find_self(const char *argv0, char *out) {
     return realpath("/proc/self/exe", out) != NULL ? 0 : -1;
 }
 
+/* What multiprocessing runs as `sys.executable` when sys.frozen is unset (CPython 3.11:
+ * spawn.get_command_line, forkserver.ForkServer.ensure_running,
+ * resource_tracker.ResourceTracker.ensure_running): [exe, *interpreter flags, "-c", one of these
+ * commands, ...]. Only these exact commands count, so no app option can be taken for them. */
+static const char *const MP_COMMANDS[] = {
+    "from multiprocessing.spawn import spawn_main; spawn_main(",
+    "from multiprocessing.forkserver import main; main(",
+    "from multiprocessing.resource_tracker import main;main(",
+};
+
+/* How many argv entries one of subprocess._args_from_interpreter_flags()'s options takes
+ * (-B, -S, -I, -s, -E, -P, -O, -OO, -d, -v, -b, -q, -Wx / -W x, -Xx / -X x); 0: not one. */
+static int interpreter_flag(int argc, char **argv, int i) {
+    const char *arg = argv[i];
+    if (arg[0] != '-' || arg[1] == '\0') {
+        return 0;
+    }
+    if (arg[1] == 'W' || arg[1] == 'X') {
+        return arg[2] != '\0' ? 1 : (i + 1 < argc ? 2 : 0);
+    }
+    return strspn(arg + 1, "BSIsEPOdvbq") == strlen(arg + 1) ? 1 : 0;
+}
+
+static int multiprocessing_child(int argc, char **argv) {
+    int i = 1;
+    int taken;
+    while (i < argc && (taken = interpreter_flag(argc, argv, i)) > 0) {
+        i += taken;
+    }
+    if (i + 1 >= argc || strcmp(argv[i], "-c") != 0) {
+        return 0;
+    }
+    for (size_t k = 0; k < sizeof MP_COMMANDS / sizeof MP_COMMANDS[0]; k++) {
+        if (strncmp(argv[i + 1], MP_COMMANDS[k], strlen(MP_COMMANDS[k])) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int stop(PyConfig *config, PyStatus status) {
     PyConfig_Clear(config);
     if (PyStatus_IsExit(status)) {
@@ -78,6 +122,16 @@ int main(int argc, char **argv) {
     config.write_bytecode = 0;
     config.pathconfig_warnings = 0;
     config.install_signal_handlers = 1;
+    /* As Python: CPython parses the command line itself (-c, -m, a script, -I/-S/-B/-u...);
+     * isolated still, but with the script's directory on sys.path as `python script.py` has
+     * it, unless -I/-P say otherwise. */
+    const char *python = getenv("SCRATCHPACK_PYTHON");
+    int python_mode =
+        (python != NULL && strcmp(python, "1") == 0) || multiprocessing_child(argc, argv);
+    if (python_mode) {
+        config.parse_argv = 1;
+        config.safe_path = 0;
+    }
     /* The two PYTHON* switches container users rely on; everything else stays isolated. */
     if (flag("PYTHONUNBUFFERED")) {
         config.buffered_stdio = 0;
@@ -107,9 +161,11 @@ int main(int argc, char **argv) {
     if (PyStatus_Exception(status)) {
         return stop(&config, status);
     }
-    status = PyConfig_SetBytesString(&config, &config.run_command, scratchpack_bootstrap);
-    if (PyStatus_Exception(status)) {
-        return stop(&config, status);
+    if (!python_mode) {
+        status = PyConfig_SetBytesString(&config, &config.run_command, scratchpack_bootstrap);
+        if (PyStatus_Exception(status)) {
+            return stop(&config, status);
+        }
     }
     status = Py_InitializeFromConfig(&config);
     if (PyStatus_Exception(status)) {

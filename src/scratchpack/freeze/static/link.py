@@ -57,6 +57,22 @@ MISSING_NOTE = (
     "[tool.scratchpack] include-modules, or build with --runtime pyinstaller"
 )
 
+#: Printed when the app exits non-zero after imports failed that it may have caught itself
+#: (``except ImportError: sys.exit(...)``); ``{status}`` and ``{names}`` are filled in at exit.
+EXIT_NOTE = (
+    "scratchpack: exit status {status}; these imports failed in this --runtime static "
+    "executable, which holds only the modules found at build time: {names}. If the app needs "
+    "one of them, add it to [tool.scratchpack] include-modules, or build with --runtime "
+    "pyinstaller"
+)
+
+#: How many missed module names the exit note lists (the latest first).
+EXIT_NOTE_NAMES = 8
+
+#: What the stdlib probes for other platforms (Windows, Jython, VMS) inside try/except: never
+#: on Linux, so never worth naming in the exit note.
+OTHER_PLATFORMS = ("org", "java", "msvcrt", "nt", "winreg", "_winapi", "_overlapped", "vms_lib")
+
 _ENTRY = re.compile(r'^\s*\{"([A-Za-z0-9_]+)", (PyInit_\w+)\},\s*$')
 _EXTERN = re.compile(r"^extern PyObject\* PyInit_(\w+)\(void\);\s*$")
 
@@ -73,6 +89,56 @@ def config_c(template: str, keep: set[str]) -> str:
             continue
         out.append(line)
     return "".join(out)
+
+
+#: The run-time half of the bootstrap, after the SIGTERM part; ``{body}`` runs the entry point.
+#: - ``--multiprocessing-fork`` first: multiprocessing's spawn command line when ``sys.frozen``
+#:   is set (the launcher itself answers the unfrozen ``-c`` shapes by running as Python).
+#: - A finder LAST on ``sys.meta_path`` is asked only for modules no other finder has: it
+#:   remembers them, so a non-zero exit can name them even when the app caught the
+#:   ModuleNotFoundError (``except ImportError: sys.exit(...)``). Probing optional modules is
+#:   normal, so nothing is printed on a zero exit, nor on a signal's (128 and up: SIGTERM's
+#:   143 is how a server stops).
+_RUN = """\
+if sys.argv[1:2] == ['--multiprocessing-fork']:
+    from multiprocessing.spawn import freeze_support as _scratchpack_mp
+    _scratchpack_mp()
+class _ScratchpackMissed:
+    names = []
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name not in cls.names:
+            cls.names.append(name)
+        return None
+sys.meta_path.append(_ScratchpackMissed)
+def _scratchpack_note(status):
+    missed = [n for n in reversed(_ScratchpackMissed.names)
+              if n not in sys.modules and n.partition('.')[0] not in {platforms!r}]
+    if not missed or not 0 < status < 128:
+        return None
+    more = len(missed) - {limit}
+    shown = ', '.join(missed[:{limit}]) + (f' and {{more}} more' if more > 0 else '')
+    return {note!r}.format(status=status, names=shown)
+try:
+{body}
+except SystemExit as _scratchpack_exit:
+    _scratchpack_code = _scratchpack_exit.code
+    if _scratchpack_code is not None and not isinstance(_scratchpack_code, int):
+        print(_scratchpack_code, file=sys.stderr)
+        _scratchpack_exit.code = _scratchpack_code = 1
+    _scratchpack_text = _scratchpack_note(_scratchpack_code or 0)
+    if _scratchpack_text:
+        print(_scratchpack_text, file=sys.stderr, flush=True)
+    raise
+except ModuleNotFoundError as _scratchpack_err:
+    _scratchpack_err.add_note({missing!r})
+    raise
+except Exception as _scratchpack_err:
+    _scratchpack_text = _scratchpack_note(1)
+    if _scratchpack_text:
+        _scratchpack_err.add_note(_scratchpack_text)
+    raise
+"""
 
 
 def bootstrap_code(entrypoint: str) -> str:
@@ -99,14 +165,14 @@ def bootstrap_code(entrypoint: str) -> str:
         ]
     else:
         body = ["import runpy", f"runpy._run_module_as_main({module!r}, alter_argv=False)"]
-    lines += [
-        "try:",
-        *(f"    {line}" for line in body),
-        "except ModuleNotFoundError as _scratchpack_err:",
-        f"    _scratchpack_err.add_note({MISSING_NOTE!r})",
-        "    raise",
-    ]
-    return "\n".join(lines) + "\n"
+    run = _RUN.format(
+        body="\n".join(f"    {line}" for line in body),
+        limit=EXIT_NOTE_NAMES,
+        platforms=tuple(sorted(OTHER_PLATFORMS)),  # a frozenset repr would vary per run
+        note=EXIT_NOTE,
+        missing=MISSING_NOTE,
+    )
+    return "\n".join(lines) + "\n" + run
 
 
 def _c_string(text: str) -> str:

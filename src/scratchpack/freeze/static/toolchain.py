@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scratchpack._ctx import step
+from scratchpack._fs import write_bytes_atomic
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
 
@@ -51,10 +52,7 @@ class Toolchain:
 
 
 def _write_wrapper(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o755)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, text.encode(), mode=0o755)
 
 
 def ensure_toolchain(root: Path, *, runner: Runner) -> Toolchain:
