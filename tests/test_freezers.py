@@ -385,3 +385,74 @@ def test_distributions_script_exact_lists_no_requirements() -> None:
     )
     rows = json.loads(proc.stdout)
     assert [r["name"] for r in rows] == ["pytest"]
+
+
+def _spec_helpers(text: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """The spec's helper functions, exec'd without PyInstaller (stand-in modules)."""
+    import types
+
+    graph = types.ModuleType("PyInstaller.lib.modulegraph.modulegraph")
+    graph.BadModule = type("BadModule", (), {})  # type: ignore[attr-defined]
+    graph.InvalidSourceModule = type("InvalidSourceModule", (), {})  # type: ignore[attr-defined]
+    hooks = types.ModuleType("PyInstaller.utils.hooks")
+    for name in ("collect_data_files", "collect_submodules", "copy_metadata"):
+        setattr(hooks, name, lambda *a, **k: [])
+    for name in ("PyInstaller", "PyInstaller.lib", "PyInstaller.lib.modulegraph"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, graph.__name__, graph)
+    monkeypatch.setitem(sys.modules, hooks.__name__, hooks)
+    scope: dict[str, object] = {}
+    exec(text[: text.index("\ndatas = ")], scope)  # the imports, constants and functions
+    return scope
+
+
+def test_collected_metadata_loses_the_build_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """direct_url.json (the staging dir) goes; RECORD keeps only site-packages lines."""
+    tools = FakeTools()
+    _freeze(tmp_path, tools)
+    helpers = _spec_helpers(tools.specs[0], monkeypatch)
+    patched = tmp_path / "patched"
+    helpers["PATCHED"] = str(patched)
+    info = tmp_path / "site" / "app-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "RECORD").write_text(
+        "../../../bin/app,sha256=venv-dependent,285\n"
+        "app-1.0.dist-info/METADATA,sha256=x,93\n"
+        "app-1.0.dist-info/direct_url.json,sha256=y,107\n"
+        "app/__init__.py,sha256=z,1\n"
+    )
+    toc = [
+        ("app-1.0.dist-info/RECORD", str(info / "RECORD"), "DATA"),
+        ("app-1.0.dist-info/direct_url.json", str(info / "direct_url.json"), "DATA"),
+        ("app-1.0.dist-info/METADATA", str(info / "METADATA"), "DATA"),
+        ("app/data.txt", "/elsewhere/data.txt", "DATA"),
+    ]
+    fix = helpers["_reproducible_metadata"]
+    assert callable(fix)
+    out = fix(toc)
+    assert [d for d, _, _ in out] == [
+        "app-1.0.dist-info/RECORD",
+        "app-1.0.dist-info/METADATA",
+        "app/data.txt",
+    ]
+    record = Path(out[0][1])
+    assert record.parent == patched / "app-1.0.dist-info"
+    assert (
+        record.read_text() == "app-1.0.dist-info/METADATA,sha256=x,93\napp/__init__.py,sha256=z,1\n"
+    )
+
+
+def test_a_distributions_packages_come_from_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Top-level packages only: no single modules' caches, no .dist-info, no ../bin."""
+    tools = FakeTools()
+    _freeze(tmp_path, tools)
+    packages = _spec_helpers(tools.specs[0], monkeypatch)["_packages"]
+    assert callable(packages)
+    found = packages("pytest")
+    assert {"_pytest", "pytest"} <= set(found)
+    assert all(name.isidentifier() and name != "__pycache__" for name in found)
+    assert packages("no-such-distribution") == []
