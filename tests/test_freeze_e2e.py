@@ -199,6 +199,69 @@ def test_reproducible_from_two_clean_checkouts(tmp_path: Path) -> None:
     assert apps[0].path.read_bytes() == apps[1].path.read_bytes()
 
 
+# ---- what a frozen app loses easily: package data, metadata, dynamic imports, tzdata ---------
+
+
+@pytest.fixture(scope="session")
+def frozen_data(freeze_cache: Path) -> FrozenApp:
+    return _freeze(FIXTURES / "app_data", freeze_cache)
+
+
+def _without_includes(tmp_path: Path, includes: str = "") -> Path:
+    """A copy of app_data whose include-modules line says ``includes`` (nothing: no line)."""
+    project = _copy_fixture("app_data", tmp_path)
+    toml = project / "pyproject.toml"
+    lines = toml.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith("include-modules")]
+    toml.write_text("".join(kept) + (f"include-modules = {includes}\n" if includes else ""))
+    return project
+
+
+def test_package_data_metadata_dynamic_imports_and_time_zones_in_empty_rootfs(
+    frozen_data: FrozenApp, tmp_path: Path
+) -> None:
+    """No /usr/share/zoneinfo, no site-packages: everything comes from the executable."""
+    exe = rootfs.make_rootfs(tmp_path / "root", frozen_data.path)
+    assert not (tmp_path / "root" / "usr").exists()
+    proc = rootfs.run(tmp_path / "root", [str(exe)])
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.decode().splitlines() == [
+        "hello from package data",  # importlib.resources, the app's own data
+        "app-data 2.5.0, certifi 2026.10.19.post1",  # importlib.metadata, app and dependency
+        "ca bundle: True",  # a dependency's data (certifi's hook)
+        "by name: extra inner",  # include-modules: a module, and pkg.* two levels down
+        "Europe/Paris +0100 +0200",  # the bundled tzdata package
+        "uid 1000",
+    ]
+    assert not os.listdir(tmp_path / "root" / "tmp")
+
+
+def test_bundled_tzdata_is_in_the_sbom_and_absent_where_zoneinfo_is_not_reached(
+    frozen_data: FrozenApp, frozen_pure: FrozenApp
+) -> None:
+    names = {d.name: d for d in frozen_data.distributions}
+    assert sorted(names) == ["app-data", "certifi", "tzdata"]
+    assert names["tzdata"].version == "2026.6"
+    assert names["tzdata"].license == "Apache-2.0"
+    assert "tzdata" not in {d.name for d in frozen_pure.distributions}  # idna: no zoneinfo
+
+
+def test_module_loaded_by_name_needs_include_modules(freeze_cache: Path, tmp_path: Path) -> None:
+    """The negative control: without include-modules the name-built import fails at run time."""
+    app = _freeze(_without_includes(tmp_path), freeze_cache)
+    exe = rootfs.make_rootfs(tmp_path / "root", app.path)
+    proc = rootfs.run(tmp_path / "root", [str(exe)])
+    assert proc.returncode != 0
+    assert b"No module named 'app_data.extra'" in proc.stdout
+
+
+def test_include_modules_that_do_not_exist_are_named(freeze_cache: Path, tmp_path: Path) -> None:
+    project = _without_includes(tmp_path, '["app_data.extra", "app_data.nope", "nowhere.*"]')
+    with pytest.raises(FreezeError, match=r"not found .*: app_data\.nope, nowhere\n") as err:
+        _freeze(project, freeze_cache)
+    assert "[tool.scratchpack] include-modules" in str(err.value)
+
+
 # ---- webhello in the empty rootfs -------------------------------------------------------------
 
 

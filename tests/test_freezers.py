@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,9 +23,11 @@ from scratchpack._types import Runner, StrPath
 from scratchpack.config import RUNTIMES, read_project
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, freezer_for
+from scratchpack.freeze._scripts import script_path
 from scratchpack.freeze.base import Build, Built, Freezer
 from scratchpack.freeze.env import PythonInfo
 from scratchpack.freeze.onefile import TOOL_PINS, PyInstallerFreezer
+from scratchpack.freeze.pyinstaller import NOT_DATA, recipe_digest
 from scratchpack.freeze.static import StaticFreezer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -38,10 +41,19 @@ def _done(argv: list[str], code: int = 0, out: str = "") -> subprocess.Completed
 class FakeTools:
     """Answers the probes and plays pip, venv, PyInstaller and staticx; records every argv."""
 
-    def __init__(self, *, version: str = "3.11.2", libpython: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        version: str = "3.11.2",
+        libpython: bool = True,
+        report: Mapping[str, object] | None = None,
+    ) -> None:
         self.version = version
         self.libpython = libpython
+        self.report = report  # what the spec reports after Analysis (None: no report)
         self.calls: list[list[str]] = []
+        self.specs: list[str] = []  # the text of every spec PyInstaller was given
+        self.hooks: dict[str, str] = {}  # the hook files in its hookspath
 
     def __call__(
         self,
@@ -68,6 +80,12 @@ class FakeTools:
         if script == "check_entrypoint.py":
             found = {"entrypoint": argv[3], "how": "an object reference"}
             return _done(argv, out="ScratchpackEntry: " + json.dumps(found) + "\n")
+        if script == "distributions.py" and argv[3] == "--exact":
+            rows = [
+                {"name": n, "version": "2026.6", "license": "Apache-2.0", "source_url": ""}
+                for n in argv[4:]
+            ]
+            return _done(argv, out=json.dumps(rows) + "\n")
         if script == "distributions.py":
             rows = [
                 {"name": "app-pure", "version": "0.1.0", "license": "MIT", "source_url": ""},
@@ -81,6 +99,17 @@ class FakeTools:
             return _done(argv)
         if argv[1:3] == ["-m", "PyInstaller"]:
             spec = Path(argv[-1])
+            text = spec.read_text()
+            self.specs.append(text)
+            hooks = re.search(r"hookspath=\['(.*)'\]", text)
+            assert hooks
+            self.hooks = {f.name: f.read_text() for f in Path(hooks[1]).iterdir()}
+            if self.report is not None:
+                report = re.search(r"^REPORT = '(.*)'$", text, re.M)
+                assert report
+                Path(report[1]).write_text(json.dumps(self.report))
+                if self.report.get("missing"):
+                    return _done(argv, 1, "scratchpack: include-modules not found\n")
             dist = Path(os.fspath(cwd)) / "dist"
             dist.mkdir()
             (dist / spec.stem).write_bytes(b"\x7fELF onefile " + spec.stem.encode())
@@ -223,7 +252,8 @@ def test_host_checks_belong_to_the_route(tmp_path: Path, static_route: None) -> 
 def test_pyinstaller_cache_key_part() -> None:
     project = read_project(APP)
     key = PyInstallerFreezer().cache_key(project, compression="xz")
-    assert key == {"tools": TOOL_PINS, "compression": "xz"}
+    assert key == {"tools": TOOL_PINS, "compression": "xz", "spec": recipe_digest()}
+    assert "tzdata==2026.6" in TOOL_PINS  # the time zone data two builds embed
     static_key = StaticFreezer().cache_key(project, compression="xz")
     assert set(static_key) == {"tools"}
 
@@ -269,3 +299,170 @@ def test_python_info_without_libpython() -> None:
     from scratchpack.freeze.env import _NO_LIBPYTHON
 
     assert not _py(libpython=_NO_LIBPYTHON).has_libpython
+
+
+# ---- the default route's spec: package data, metadata, include-modules, tzdata ---------------
+
+
+def _project(tmp_path: Path, tool: str = "") -> Path:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "app-pure"\nversion = "1"\n'
+        f'[tool.scratchpack]\nentrypoint = "app_pure.cli:main"\n{tool}'
+    )
+    return project
+
+
+def _spec_values(text: str) -> dict[str, object]:
+    """The spec's constants (``NAME = <literal>`` lines), as Python values."""
+    import ast
+
+    return {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r"^([A-Z_]+) = (.*)$", text, re.M)}
+
+
+def test_spec_collects_package_data_metadata_and_includes(tmp_path: Path) -> None:
+    tools = FakeTools()
+    project = _project(tmp_path, 'include-modules = ["app_pure.plugins.*", "encodings.cp437"]\n')
+    freeze(FreezeSpec(project, cache_dir=tmp_path / "c", python=sys.executable), runner=tools)
+    (text,) = tools.specs
+    compile(text, "app.spec", "exec")  # PyInstaller execs it
+    values = _spec_values(text)
+    assert values["APP"] == "app-pure"  # all of the app's package data
+    assert values["DISTRIBUTIONS"] == ["app-pure", "idna"]  # metadata + data of the closure
+    assert values["INCLUDES"] == ["app_pure.plugins.*", "encodings.cp437"]
+    assert values["NOT_DATA"] == list(NOT_DATA)
+    assert "pyinstaller-hooks-contrib" in values["TOOLS"]  # never reported as bundled
+    assert "tzdata" not in values["TOOLS"]
+    # PyInstaller's own machinery does the collecting; pkg.* is recursive
+    for call in (
+        "collect_data_files(top, excludes=excludes)",
+        "copy_metadata(dist)",
+        "a.datas[:] = _reproducible_metadata(a.datas)",
+        "collect_submodules(module[:-2])",
+        "datas=sorted(set(datas))",
+        "hiddenimports=sorted(set(hidden))",
+    ):
+        assert call in text
+    # our hooks: where zoneinfo can be reached, tzdata comes in (contrib's hook collects it);
+    # gunicorn's classes named in its settings
+    assert tools.hooks["hook-zoneinfo.py"] == 'hiddenimports = ["tzdata"]\n'
+    assert 'collect_submodules("gunicorn")' in tools.hooks["hook-gunicorn.py"]
+
+
+def test_include_modules_change_the_cache_key(tmp_path: Path) -> None:
+    plain = freeze(
+        FreezeSpec(_project(tmp_path), cache_dir=tmp_path / "c", python=sys.executable),
+        runner=FakeTools(),
+    )
+    (tmp_path / "proj" / "pyproject.toml").write_text(
+        (tmp_path / "proj" / "pyproject.toml").read_text() + 'include-modules = ["json"]\n'
+    )
+    spec = FreezeSpec(tmp_path / "proj", cache_dir=tmp_path / "c", python=sys.executable)
+    included = freeze(spec, runner=FakeTools())
+    assert not included.cached and included.path.parent != plain.path.parent
+
+
+def test_missing_include_modules_are_named(tmp_path: Path) -> None:
+    tools = FakeTools(report={"missing": ["app_pure.nope"], "distributions": []})
+    project = _project(tmp_path, 'include-modules = ["app_pure.nope"]\n')
+    with pytest.raises(FreezeError, match=r"include-modules not found .*: app_pure\.nope") as err:
+        freeze(FreezeSpec(project, cache_dir=tmp_path / "c", python=sys.executable), runner=tools)
+    assert "[tool.scratchpack] include-modules" in (err.value.hint or "")
+    assert not (tmp_path / "c" / "out").exists() or not any((tmp_path / "c" / "out").iterdir())
+
+
+def test_bundled_distributions_beyond_the_requirements_reach_the_sbom(tmp_path: Path) -> None:
+    """tzdata comes from the build venv, not from the app's requirements: still listed."""
+    report = {"missing": [], "distributions": ["app-pure", "idna", "tzdata"]}
+    app = _freeze(tmp_path, FakeTools(report=report))
+    names = [d.name for d in app.distributions]
+    assert names == ["app-pure", "idna", "tzdata"]
+    assert app.distributions[2].version == "2026.6"
+    again = _freeze(tmp_path, FakeTools())
+    assert again.cached and again.distributions == app.distributions  # kept in meta.json
+    doc = json.loads(pipeline.sbom_bytes(app, epoch=0, subject="s"))
+    assert "tzdata" in {p["name"] for p in doc["packages"]}
+
+
+def test_distributions_script_exact_lists_no_requirements() -> None:
+    """--exact describes only the named distributions (pytest requires pluggy: not listed)."""
+    proc = subprocess.run(
+        [sys.executable, "-I", str(script_path("distributions")), "--exact", "pytest"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = json.loads(proc.stdout)
+    assert [r["name"] for r in rows] == ["pytest"]
+
+
+def _spec_helpers(text: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """The spec's helper functions, exec'd without PyInstaller (stand-in modules)."""
+    import types
+
+    graph = types.ModuleType("PyInstaller.lib.modulegraph.modulegraph")
+    graph.BadModule = type("BadModule", (), {})  # type: ignore[attr-defined]
+    graph.InvalidSourceModule = type("InvalidSourceModule", (), {})  # type: ignore[attr-defined]
+    hooks = types.ModuleType("PyInstaller.utils.hooks")
+    for name in ("collect_data_files", "collect_submodules", "copy_metadata"):
+        setattr(hooks, name, lambda *a, **k: [])
+    for name in ("PyInstaller", "PyInstaller.lib", "PyInstaller.lib.modulegraph"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, graph.__name__, graph)
+    monkeypatch.setitem(sys.modules, hooks.__name__, hooks)
+    scope: dict[str, object] = {}
+    exec(text[: text.index("\ndatas = ")], scope)  # the imports, constants and functions
+    return scope
+
+
+def test_collected_metadata_loses_the_build_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """direct_url.json (the staging dir) goes; RECORD keeps only site-packages lines."""
+    tools = FakeTools()
+    _freeze(tmp_path, tools)
+    helpers = _spec_helpers(tools.specs[0], monkeypatch)
+    patched = tmp_path / "patched"
+    helpers["PATCHED"] = str(patched)
+    info = tmp_path / "site" / "app-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "RECORD").write_text(
+        "../../../bin/app,sha256=venv-dependent,285\n"
+        "app-1.0.dist-info/METADATA,sha256=x,93\n"
+        "app-1.0.dist-info/direct_url.json,sha256=y,107\n"
+        "app/__init__.py,sha256=z,1\n"
+    )
+    toc = [
+        ("app-1.0.dist-info/RECORD", str(info / "RECORD"), "DATA"),
+        ("app-1.0.dist-info/direct_url.json", str(info / "direct_url.json"), "DATA"),
+        ("app-1.0.dist-info/METADATA", str(info / "METADATA"), "DATA"),
+        ("app/data.txt", "/elsewhere/data.txt", "DATA"),
+    ]
+    fix = helpers["_reproducible_metadata"]
+    assert callable(fix)
+    out = fix(toc)
+    assert [d for d, _, _ in out] == [
+        "app-1.0.dist-info/RECORD",
+        "app-1.0.dist-info/METADATA",
+        "app/data.txt",
+    ]
+    record = Path(out[0][1])
+    assert record.parent == patched / "app-1.0.dist-info"
+    assert (
+        record.read_text() == "app-1.0.dist-info/METADATA,sha256=x,93\napp/__init__.py,sha256=z,1\n"
+    )
+
+
+def test_a_distributions_packages_come_from_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Top-level packages only: no single modules' caches, no .dist-info, no ../bin."""
+    tools = FakeTools()
+    _freeze(tmp_path, tools)
+    packages = _spec_helpers(tools.specs[0], monkeypatch)["_packages"]
+    assert callable(packages)
+    found = packages("pytest")
+    assert {"_pytest", "pytest"} <= set(found)
+    assert all(name.isidentifier() and name != "__pycache__" for name in found)
+    assert packages("no-such-distribution") == []

@@ -196,6 +196,7 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
                 source_date_epoch=epoch,
             )
             built = freezer.build(job, runner=runner)
+        dists = tuple(sorted((*dists, *built.distributions), key=lambda d: _norm(d.name)))
         if not project.version:
             own = next((d for d in dists if _norm(d.name) == _norm(project.name)), None)
             project = dataclasses.replace(project, version=own.version if own else "0")

@@ -40,6 +40,8 @@ class Built:
 
     path: Path
     python_version: str
+    # build-venv distributions inside it beyond the requirement closure (e.g. tzdata)
+    distributions: tuple[Distribution, ...] = ()
 
 
 class Freezer(Protocol):

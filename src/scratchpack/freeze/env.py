@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +259,19 @@ def list_distributions(env: BuildEnv, name: str, *, runner: Runner) -> tuple[Dis
     if proc.returncode != 0:
         raise FreezeError(
             "cannot list the installed distributions", tool="python", output=proc.stdout
+        )
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    return tuple(Distribution(**row) for row in rows)
+
+
+def describe_distributions(
+    env: BuildEnv, names: Sequence[str], *, runner: Runner
+) -> tuple[Distribution, ...]:
+    """The named distributions of the build venv (without their requirements), for the SBOM."""
+    proc = env.run(runner, ["-I", str(script_path("distributions")), "--exact", *names])
+    if proc.returncode != 0:
+        raise FreezeError(
+            "cannot describe the bundled distributions", tool="python", output=proc.stdout
         )
     rows = json.loads(proc.stdout.strip().splitlines()[-1])
     return tuple(Distribution(**row) for row in rows)

