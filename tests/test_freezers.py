@@ -339,7 +339,7 @@ def test_spec_collects_package_data_metadata_and_includes(tmp_path: Path) -> Non
         "collect_data_files(top, excludes=excludes)",
         "copy_metadata(dist)",
         "a.datas[:] = _reproducible_metadata(a.datas)",
-        "collect_submodules(module[:-2])",
+        "collect_submodules(base)",
         "datas=sorted(set(datas))",
         "hiddenimports=sorted(set(hidden))",
     ):
