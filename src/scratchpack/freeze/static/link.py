@@ -69,9 +69,21 @@ EXIT_NOTE = (
 #: How many missed module names the exit note lists (the latest first).
 EXIT_NOTE_NAMES = 8
 
-#: What the stdlib probes for other platforms (Windows, Jython, VMS) inside try/except: never
-#: on Linux, so never worth naming in the exit note.
-OTHER_PLATFORMS = ("org", "java", "msvcrt", "nt", "winreg", "_winapi", "_overlapped", "vms_lib")
+#: Top-level names the stdlib probes inside try/except, never worth naming in the exit note:
+#: other platforms' modules (Windows, Jython, VMS), and ``encodings``, whose search function
+#: imports ``encodings.<codec>`` for every codec lookup and turns a miss into the LookupError
+#: the caller handles (webhello's "no such host" for an -addr the idna codec would reject).
+PROBED = (
+    "encodings",
+    "org",
+    "java",
+    "msvcrt",
+    "nt",
+    "winreg",
+    "_winapi",
+    "_overlapped",
+    "vms_lib",
+)
 
 _ENTRY = re.compile(r'^\s*\{"([A-Za-z0-9_]+)", (PyInit_\w+)\},\s*$')
 _EXTERN = re.compile(r"^extern PyObject\* PyInit_(\w+)\(void\);\s*$")
@@ -183,7 +195,7 @@ def bootstrap_code(entrypoint: str) -> str:
     run = _RUN.format(
         body="\n".join(f"    {line}" for line in body),
         limit=EXIT_NOTE_NAMES,
-        platforms=tuple(sorted(OTHER_PLATFORMS)),  # a frozenset repr would vary per run
+        platforms=tuple(sorted(PROBED)),  # a frozenset repr would vary per run
         note=EXIT_NOTE,
         missing=MISSING_NOTE,
     )
