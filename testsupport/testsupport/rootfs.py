@@ -188,9 +188,10 @@ def running(
     *,
     env: Mapping[str, str] | None = None,
     read_only: bool = False,
+    shm: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A started process that is always stopped (group SIGKILL) when the block exits."""
-    proc = start(root, argv, env=env, read_only=read_only)
+    proc = start(root, argv, env=env, read_only=read_only, shm=shm)
     try:
         yield proc
     finally:

@@ -210,8 +210,10 @@ def _pool_spawn() -> None:
 def _subprocess() -> None:
     import subprocess
 
+    # A frozen app opts in to `sys.executable -c` for its children (README: "Child processes")
     out = subprocess.run(
         [sys.executable, "-c", "print(6 * 7)"],
+        env={**os.environ, "SCRATCHPACK_PYTHON": "1"},
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
