@@ -62,13 +62,19 @@ HIDDEN_EDGES = {
     "hashlib": ("_blake2", "_md5", "_sha1", "_sha256", "_sha512", "_sha3"),
     "socket": ("encodings.idna",),  # _socket.getaddrinfo() encodes every str host with "idna"
     "time": ("_strptime",),  # time.strptime() imports it from C
-    "_datetime": ("_strptime",),
+    "_datetime": ("time", "_strptime"),
     # importlib.resources asks the module's loader for a reader: here that is zipimport (frozen,
     # so never scanned), whose get_resource_reader() imports importlib.readers
     "importlib.resources": ("importlib.readers",),
     "importlib.resources._common": ("importlib.readers",),
-    "_pickle": ("copyreg", "_compat_pickle"),
+    # what each C module imports with PyImport_ImportModule (CPython 3.11's Modules/*.c)
+    "_pickle": ("copyreg", "_compat_pickle", "codecs", "functools"),
     "_elementtree": ("copy", "xml.etree.ElementPath"),
+    "_decimal": ("numbers", "collections", "collections.abc"),
+    "_sqlite3": ("functools",),
+    "_ctypes": ("ctypes",),
+    "_curses": ("curses",),
+    "_zoneinfo": ("zoneinfo._tzpath", "zoneinfo._common", "io", "weakref"),
     "dbm": ("dbm.dumb",),  # dbm.open() imports its back ends by name (gnu/ndbm: C, not built)
     "xml.dom.domreg": ("xml.dom.minidom",),  # getDOMImplementation() imports it by name
     "xml.sax": ("xml.sax.expatreader",),  # by name, from xml.sax.default_parser_list
