@@ -246,7 +246,8 @@ static int open_member(const struct member *m, int flags) {
         return -1;
     }
     off_t from = (off_t)m->data + 30 + le16(local + 26) + le16(local + 28);
-    int fd = memfd_create("scratchpack-member", MFD_ALLOW_SEALING | ((flags & O_CLOEXEC) ? MFD_CLOEXEC : 0));
+    unsigned cloexec = (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0;
+    int fd = memfd_create("scratchpack-member", MFD_ALLOW_SEALING | cloexec);
     if (fd < 0) {
         close(exe);
         return -1;
