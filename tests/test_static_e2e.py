@@ -592,6 +592,41 @@ def test_pure_python_app_with_pypi_dependency(
     assert proc.stdout.decode().splitlines() == ["idna 3.10: xn--bcher-kva.example", "uid 1000"]
 
 
+# ---- 6a. package data read through the executable's own path ----------------------------------
+
+
+def test_package_data_reads_through_the_executable_path_in_a_read_only_root(
+    static_cache: Path, exe_dir: Path, tmp_path: Path
+) -> None:
+    """``<exe>/<pkg>/data`` is a read-only directory (selfdir.c): ``__file__``-relative open,
+    stat, listdir/walk, ``importlib.resources.as_file`` and OpenSSL loading certifi's bundle, with
+    no /tmp and no /proc; writes are EROFS and ``..`` is refused."""
+    out = exe_dir / "files"
+    build_exe(FIXTURES / "app_static_files", out, static_cache)
+    root = tmp_path / "root"
+    exe = rootfs.make_scratch_rootfs(root, out)
+    proc = rootfs.run(root, [str(exe)], read_only=True)
+    assert proc.returncode == 0, proc.stdout
+    got = json.loads(proc.stdout)
+    pkg = f"{exe}/app_static_files"
+    assert got["exe"] == str(exe)
+    assert got["text"] == "h\u00e9llo from the package\n", got
+    assert got["binary"] == [1024, True, "fafbfcfdfeff00010203"], got
+    # exists, isfile, isdir(file), isdir(data dir), exists(missing), getsize, R_OK, W_OK
+    assert got["stat"] == [True, True, False, True, False, 24, True, False], got
+    assert got["listing"] == [
+        ["blob.bin", "hello.txt", "sub"],
+        [[".", ["sub"], ["blob.bin", "hello.txt"]], ["sub", [], ["nested.txt"]]],
+    ], got
+    assert got["write"] == "EROFS", got
+    assert got["dotdot"] == "ENOENT", got
+    assert got["as_file"] == [f"{pkg}/data/hello.txt", "h\u00e9llo from the package\n"], got
+    where, ca_count = got["certifi"]
+    assert where == f"{exe}/certifi/cacert.pem", got
+    assert ca_count > 100, got
+    assert sorted(p.name for p in root.iterdir()) == ["app", "etc"]  # nothing written
+
+
 # ---- 6b. the stdlib C modules with their own libraries ------------------------------------------
 
 #: webhello's executable before the kit gained SQLite, liblzma, bzip2, libffi and ncurses

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib.resources
+import json
 import re
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from scratchpack.freeze.static.kit import (
     kit_key,
 )
 from scratchpack.freeze.static.link import (
+    _SELFDIR,
     CORE_BUILTINS,
     MISSING_NOTE,
     archives,
@@ -193,6 +195,57 @@ def test_bootstrap_names_failed_imports_at_a_non_zero_exit(
         assert line == "", proc.stderr
     if note and arg == "caught":
         assert ": needed_by_name_xyz, optional_speedup_xyz." in line, line
+
+
+SELFDIR_PROBE = """\
+import importlib.resources, json, sys, zipimport
+sys.path.insert(0, ARCHIVE)
+import pkg.sub.mod
+hook = sys.path_hooks[0]
+made = [hook(ARCHIVE + p) for p in ('/pkg', '/pkg/sub', '//pkg/./sub/')]
+with importlib.resources.as_file(importlib.resources.files('pkg') / 'data.txt') as path:
+    data = str(path)
+with importlib.resources.as_file(importlib.resources.files('json') / '__init__.py') as path:
+    other = str(path)
+print(json.dumps({
+    'made': [[type(m) is zipimport.zipimporter, m.archive, m.prefix] for m in made],
+    'expected': [zipimport.zipimporter(ARCHIVE + '/pkg/sub').prefix],
+    'mod': pkg.sub.mod.VALUE,
+    'data': data,
+    'other': other,
+}))
+"""
+
+
+def test_bootstrap_selfdir_path_hook_and_as_file(tmp_path: Path) -> None:
+    """The bootstrap's zipimport path hook makes the importers zipimport makes, and as_file()
+    on a member of the executable's zip gives its path there (selfdir.c serves it), while other
+    resources keep the copying default."""
+    import zipfile
+
+    archive = tmp_path / "exe"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("pkg/__init__.py", "")
+        zf.writestr("pkg/data.txt", "data")
+        zf.writestr("pkg/sub/__init__.py", "")
+        zf.writestr("pkg/sub/mod.py", "VALUE = 7")
+    code = _SELFDIR.replace("_scratchpack_selfdir()\n", f"_scratchpack_selfdir({str(archive)!r})\n")
+    assert code != _SELFDIR
+    probe = "import sys\n" + code + SELFDIR_PROBE.replace("ARCHIVE", repr(str(archive)))
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["made"] == [
+        [True, str(archive), "pkg/"],
+        [True, str(archive), "pkg/sub/"],
+        [True, str(archive), "pkg/sub/"],
+    ]
+    assert got["expected"] == ["pkg/sub/"]
+    assert got["mod"] == 7
+    assert got["data"] == f"{archive}/pkg/data.txt"
+    assert got["other"].endswith("json/__init__.py") and not got["other"].startswith(str(archive))
 
 
 def test_kit_key_is_stable_and_short() -> None:

@@ -17,6 +17,10 @@
 
 extern const char scratchpack_bootstrap[];
 
+/* selfdir.c: the executable's path as a read-only directory of its zip's members. */
+void scratchpack_selfdir_init(const char *exe);
+extern int scratchpack_selfdir_dirs;
+
 /* The executable's absolute path: argv[0] if it has a slash, else a $PATH search, else /proc. */
 static int find_self(const char *argv0, char *out) {
     if (strchr(argv0, '/') != NULL) {
@@ -107,6 +111,7 @@ int main(int argc, char **argv) {
               "/proc/self/exe; run it by its path\n", stderr);
         return 127;
     }
+    scratchpack_selfdir_init(self);
     /* UTF-8 mode, whatever the locale: a scratch container has no locales and usually no LANG,
      * and an isolated pre-configuration would otherwise leave argv, file names and stdio ASCII. */
     PyPreConfig preconfig;
@@ -172,5 +177,8 @@ int main(int argc, char **argv) {
         return stop(&config, status);
     }
     PyConfig_Clear(&config);
+    /* From here the bootstrap's path hook answers <exe>/<pkg> import paths, so those may be
+     * directories to stat() (zipimport's own search needed them not to be). */
+    scratchpack_selfdir_dirs = !python_mode;
     return Py_RunMain();
 }

@@ -85,6 +85,18 @@ PROBED = (
     "vms_lib",
 )
 
+#: The libc calls selfdir.c answers for paths under the executable's own (``<exe>/pkg/data``),
+#: wrapped at link time so libpython, OpenSSL and the built-ins all reach them. On musl 1.2.5
+#: these are the names they call (no ``open64``/``stat64`` symbols; ``fopen`` opens with a
+#: syscall of its own, so it is wrapped too).
+SELFDIR_WRAPS = tuple(
+    f"-Wl,--wrap={name}"
+    for name in (
+        *("open", "openat", "fopen", "stat", "lstat", "fstatat", "access", "faccessat"),
+        *("opendir", "readdir", "closedir"),
+    )
+)
+
 _ENTRY = re.compile(r'^\s*\{"([A-Za-z0-9_]+)", (PyInit_\w+)\},\s*$')
 _EXTERN = re.compile(r"^extern PyObject\* PyInit_(\w+)\(void\);\s*$")
 
@@ -153,6 +165,53 @@ except Exception as _scratchpack_err:
 """
 
 
+#: The Python half of selfdir.c, run first. zipimport finds its archive by stat()-ing up from
+#: ``<exe>/pkg`` to a regular file; once selfdir.c shows ``<exe>/pkg`` as a directory, this path
+#: hook answers those paths with the importer zipimport would have made (the archive's, with
+#: ``pkg/`` as prefix). ``importlib.resources.as_file()`` on a member of the executable's zip
+#: gives the member's own path (selfdir.c serves it) instead of copying it to a temporary file
+#: (there is no writable /tmp): patched as ``importlib.resources._common`` is first imported.
+_SELFDIR = """\
+def _scratchpack_selfdir(exe=sys.executable):
+    import zipimport
+    base = zipimport.zipimporter
+    def hook(path):
+        if not path.startswith(exe + '/'):
+            return base(path)
+        importer = base(exe)
+        prefix = '/'.join(p for p in path[len(exe) + 1:].split('/') if p not in ('', '.'))
+        importer.prefix = prefix + '/' if prefix else ''
+        return importer
+    sys.path_hooks[:] = [hook if h is base else h for h in sys.path_hooks]
+    class Loader:
+        def __init__(self, loader):
+            self.loader = loader
+        def create_module(self, spec):
+            return None
+        def exec_module(self, module):
+            self.loader.exec_module(module)
+            copy = module.as_file.dispatch(object)
+            def as_file(path):
+                if getattr(getattr(path, 'root', None), 'filename', None) == exe:
+                    return module.contextlib.nullcontext(module.pathlib.Path(exe, path.at))
+                return copy(path)
+            module.as_file.register(object, as_file)
+    class Resources:
+        @classmethod
+        def find_spec(cls, name, path=None, target=None):
+            if name != 'importlib.resources._common':
+                return None
+            for finder in sys.meta_path:
+                spec = None if finder is cls else finder.find_spec(name, path, target)
+                if spec is not None:
+                    spec.loader = Loader(spec.loader)
+                    return spec
+            return None
+    sys.meta_path.insert(0, Resources)
+_scratchpack_selfdir()
+"""
+
+
 def archives(keep: set[str]) -> list[str]:
     """The kit's static libraries the kept built-ins need, after libpython3.11.a, in link order.
 
@@ -199,7 +258,7 @@ def bootstrap_code(entrypoint: str) -> str:
         note=EXIT_NOTE,
         missing=MISSING_NOTE,
     )
-    return "\n".join(lines) + "\n" + run
+    return "\n".join(lines) + "\n" + _SELFDIR + run
 
 
 def _c_string(text: str) -> str:
@@ -222,13 +281,14 @@ def link_executable(
     keep = (builtins | CORE_BUILTINS) & set(kit.builtins)
     (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep))
     (workdir / "bootstrap.c").write_text(_c_string(bootstrap_code(entrypoint)))
-    launcher = importlib.resources.files("scratchpack.freeze.static").joinpath("launcher.c")
-    (workdir / "launcher.c").write_text(launcher.read_text())
+    sources = importlib.resources.files("scratchpack.freeze.static")
+    for name in ("launcher.c", "selfdir.c"):
+        (workdir / name).write_text(sources.joinpath(name).read_text())
     env = kit.toolchain.environ()
     env["SCRATCHPACK_PREFIX_MAP"] = f"{workdir}=/app"
     cflags = [*APP_CFLAGS, f"-I{kit.include}"]
     objects = []
-    for name in ("launcher", "config", "bootstrap"):
+    for name in ("launcher", "selfdir", "config", "bootstrap"):
         obj = workdir / f"{name}.o"
         proc = runner(
             ["zcc", *cflags, "-c", str(workdir / f"{name}.c"), "-o", str(obj)],
@@ -245,7 +305,7 @@ def link_executable(
         objects.append(str(obj))
     libs = [str(kit.libdir / name) for name in ("libpython3.11.a", *archives(keep))] + ["-lm"]
     proc = runner(
-        ["zcc", *APP_CFLAGS, *APP_LDFLAGS, "-o", str(out), *objects, *libs],
+        ["zcc", *APP_CFLAGS, *APP_LDFLAGS, *SELFDIR_WRAPS, "-o", str(out), *objects, *libs],
         cwd=workdir,
         env=env,
     )
