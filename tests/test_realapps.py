@@ -273,6 +273,8 @@ def run_server(route: str, exe: Path, root: Path, spec: Server, args: tuple[str,
     env = {"PORT": str(port), **spec.env}
     if route == "pyinstaller":
         env.setdefault("SITE_DB", "/tmp/site.sqlite3")  # django_site: a file database
+    if route == "static":
+        env.setdefault("TMPDIR", "/dev/shm")  # as for run_cli below: a --read-only container
     argv = [str(make_root(route, root, exe)), *args]
     got: tuple[int, str] | None = None
     with rootfs.running(root, argv, env=env, read_only=route == "static", shm=True) as proc:

@@ -78,6 +78,11 @@ HIDDEN_EDGES = {
     "dbm": ("dbm.dumb",),  # dbm.open() imports its back ends by name (gnu/ndbm: C, not built)
     "xml.dom.domreg": ("xml.dom.minidom",),  # getDOMImplementation() imports it by name
     "xml.sax": ("xml.sax.expatreader",),  # by name, from xml.sax.default_parser_list
+    # Third-party packages that load their own modules by a name in configuration (what a
+    # PyInstaller hook does for the default route); "pkg.*" is every submodule, optional ones
+    # included, but none made mandatory. gunicorn: the logger class and the worker classes
+    # (gunicorn.glogging.Logger, gunicorn.workers.sync.SyncWorker) are strings in its config.
+    "gunicorn": ("gunicorn.*",),
 }
 
 #: Stdlib sources the runtime never executes: importlib/__init__ puts the frozen modules in
@@ -603,10 +608,19 @@ def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
             done.add(name)
             extras = HIDDEN_EDGES.get(name) or (_sysconfigdata_name(),)
             for extra in extras:
-                if not _matches(extra, excludes):
+                if _matches(extra, excludes):
+                    continue
+                if extra.endswith(".*"):  # bundled, not roots: no compiled module made mandatory
                     with contextlib.suppress(ImportError):
-                        finder.import_hook(extra)
-                        roots.append(extra)
+                        finder.import_hook(extra[:-2])
+                    for sub in _submodules(finder.modules.get(extra[:-2])):
+                        if not _matches(sub, excludes):
+                            with contextlib.suppress(ImportError):
+                                finder.import_hook(sub)
+                    continue
+                with contextlib.suppress(ImportError):
+                    finder.import_hook(extra)
+                    roots.append(extra)
         roots += _add_named_codecs(finder, req["stdlib"], excludes)
         if not todo and len(finder.modules) == before:
             break
