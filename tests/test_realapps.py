@@ -15,10 +15,8 @@ When a fix lands, its xfail turns into an XPASS failure: flip that entry to PASS
 from __future__ import annotations
 
 import contextlib
-import datetime
 import http.client
 import http.server
-import ipaddress
 import os
 import re
 import shutil
@@ -34,12 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from testsupport import rootfs
+from testsupport import rootfs, tls
 from testsupport.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -322,73 +316,15 @@ def run_cli(
 # ---- a local TLS server with a private CA (requests_https) -----------------------------------
 
 
-def _ca_and_leaf() -> tuple[bytes, bytes, bytes]:
-    """(CA cert, leaf cert, leaf key) in PEM: a private CA that signed a cert for 127.0.0.1."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "realapps test CA")])
-
-    def cert(subject: x509.Name, public: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-        )
-
-    ca = (
-        cert(ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    leaf = (
-        cert(leaf_name, key.public_key())
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return ca.public_bytes(pem), leaf.public_bytes(pem), key_pem
-
-
-class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"hello over TLS to {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @contextlib.contextmanager
 def tls_server(tmp: Path) -> Iterator[tuple[int, bytes]]:
     """An HTTPS server on 127.0.0.1:<port>; yields (port, the CA certificate in PEM)."""
-    ca, leaf, key = _ca_and_leaf()
+    ca, leaf, key = tls.ca_and_leaf("127.0.0.1")
     (tmp / "leaf.pem").write_bytes(leaf)
     (tmp / "leaf.key").write_bytes(key)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(tmp / "leaf.pem", tmp / "leaf.key")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), tls.HelloHandler)
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()

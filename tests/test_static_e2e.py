@@ -11,7 +11,6 @@ without any tmpfs.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
 import http.server
 import json
@@ -34,15 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from scratchpack.freeze.static.sources import PACKAGES
 from scratchpack.freeze.static.toolchain import MUSL_VERSION
 from tests.webhello._server import in_netns, run_suite
-from testsupport import rootfs, static_sandbox
+from testsupport import rootfs, static_sandbox, tls
 from testsupport.engines import Container, ContainerRuntime
 from testsupport.net import free_port, get_status
 
@@ -442,62 +437,6 @@ class DnsServer:
         self.sock.close()
 
 
-def _ca_and_leaf(name: str) -> tuple[bytes, bytes, bytes]:
-    """(CA cert, leaf cert, leaf key) in PEM: a private CA that signed a cert for ``name``."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scratchpack test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return ca.public_bytes(pem), leaf.public_bytes(pem), key_pem
-
-
-class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"hello over TLS to {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @contextlib.contextmanager
 def tls_server(netns: int, addr: str, leaf: bytes, key: bytes, tmp: Path) -> Iterator[int]:
     """An HTTPS server on addr:<port> inside the namespace; yields the port."""
@@ -505,7 +444,7 @@ def tls_server(netns: int, addr: str, leaf: bytes, key: bytes, tmp: Path) -> Ite
     (tmp / "leaf.key").write_bytes(key)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(tmp / "leaf.pem", tmp / "leaf.key")
-    server = in_netns(netns, lambda: http.server.ThreadingHTTPServer((addr, 0), _Hello))
+    server = in_netns(netns, lambda: http.server.ThreadingHTTPServer((addr, 0), tls.HelloHandler))
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
@@ -520,7 +459,7 @@ def tls_server(netns: int, addr: str, leaf: bytes, key: bytes, tmp: Path) -> Ite
 def test_runtime_facilities_in_empty_read_only_root(probe_exe: Path, tmp_path: Path) -> None:
     """Users, host name, /etc/hosts, DNS through /etc/resolv.conf, HTTPS with SSL_CERT_FILE,
     hashlib, json and zlib, in the static executable's empty read-only root as uid 1000."""
-    ca, leaf, key = _ca_and_leaf(DNS_NAME)
+    ca, leaf, key = tls.ca_and_leaf(DNS_NAME)
     root = tmp_path / "root"
     exe = rootfs.make_scratch_rootfs(
         root,
