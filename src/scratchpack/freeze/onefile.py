@@ -12,7 +12,12 @@ from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError
 from scratchpack.freeze.base import Build, Built
 from scratchpack.freeze.env import PythonInfo, Tools, describe_distributions
-from scratchpack.freeze.pyinstaller import canonical_name, recipe_digest, run_pyinstaller
+from scratchpack.freeze.pyinstaller import (
+    canonical_name,
+    locale_digest,
+    recipe_digest,
+    run_pyinstaller,
+)
 from scratchpack.freeze.spec import PACKAGING_PIN, TZDATA_PIN, Component, Compression
 from scratchpack.freeze.staticx import run_staticx
 
@@ -72,7 +77,12 @@ class PyInstallerFreezer:
         )
 
     def cache_key(self, project: ProjectConfig, *, compression: Compression) -> dict[str, object]:
-        return {"tools": TOOL_PINS, "compression": compression, "spec": recipe_digest()}
+        return {
+            "tools": TOOL_PINS,
+            "compression": compression,
+            "spec": recipe_digest(),
+            "locale": locale_digest(),
+        }
 
     def build(self, job: Build, *, runner: Runner) -> Built:
         onefile = run_pyinstaller(
