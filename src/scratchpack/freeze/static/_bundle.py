@@ -7,9 +7,10 @@ reads one JSON request file (argv[1]), writes one JSON report to stdout.
 Request: entry (module), run_main, search_path, stdlib, app_paths (non-stdlib roots),
 excludes, includes, distributions (dist-info names to keep), output (zip path), compression
 ("stored"/"deflated"), optimize.
-Report: builtins (C modules to link), modules, files, extensions (compiled modules the app
-needs: refused), left_out (optional ones, with who copes), sources_for_extensions (compiled
-modules replaced by the .py beside them), missing_c (stdlib C modules the kit lacks); or error.
+Report: builtins (C modules to link), modules, packages (top-level non-stdlib modules), files,
+extensions (compiled modules the app needs: refused), left_out (optional ones, with who copes),
+sources_for_extensions (compiled modules replaced by the .py beside them), missing_c (stdlib C
+modules the kit lacks); or error.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ HIDDEN_EDGES = {
     "_ctypes": ("ctypes",),
     "_curses": ("curses",),
     "_zoneinfo": ("zoneinfo._tzpath", "zoneinfo._common", "io", "weakref"),
+    # load_tzdata() opens importlib.resources.files("tzdata.zoneinfo.<Area>"): a scratch root
+    # has no /usr/share/zoneinfo, so the IANA database comes from the tzdata package (its data
+    # files go in with the package; ".*": every subpackage, each one a resource anchor)
+    "zoneinfo._common": ("tzdata.*",),
     "dbm": ("dbm.dumb",),  # dbm.open() imports its back ends by name (gnu/ndbm: C, not built)
     "xml.dom.domreg": ("xml.dom.minidom",),  # getDOMImplementation() imports it by name
     "xml.sax": ("xml.sax.expatreader",),  # by name, from xml.sax.default_parser_list
@@ -608,19 +613,16 @@ def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
             done.add(name)
             extras = HIDDEN_EDGES.get(name) or (_sysconfigdata_name(),)
             for extra in extras:
-                if _matches(extra, excludes):
-                    continue
-                if extra.endswith(".*"):  # bundled, not roots: no compiled module made mandatory
+                base = extra.removesuffix(".*")
+                if not _matches(base, excludes):
                     with contextlib.suppress(ImportError):
-                        finder.import_hook(extra[:-2])
-                    for sub in _submodules(finder.modules.get(extra[:-2])):
-                        if not _matches(sub, excludes):
-                            with contextlib.suppress(ImportError):
-                                finder.import_hook(sub)
-                    continue
-                with contextlib.suppress(ImportError):
-                    finder.import_hook(extra)
-                    roots.append(extra)
+                        finder.import_hook(base)
+                        roots.append(base)
+                    if extra != base:
+                        for sub in _submodules(finder.modules.get(base)):
+                            if not _matches(sub, excludes):
+                                with contextlib.suppress(ImportError):
+                                    finder.import_hook(sub)
         roots += _add_named_codecs(finder, req["stdlib"], excludes)
         if not todo and len(finder.modules) == before:
             break
@@ -717,6 +719,7 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
     return {
         "builtins": sorted(used_builtins),
         "modules": sum(1 for a in entries if a.endswith(".pyc")),
+        "packages": sorted({_top_name(p, app_paths) for p in app_files}),
         "files": len(entries),
         "extensions": extensions,
         "left_out": left_out,
@@ -752,6 +755,11 @@ def _add_package_data(
                     if os.path.isfile(full):
                         with open(full, "rb") as f:
                             entries[f"{info}/{meta}"] = f.read()
+
+
+def _top_name(path: str, app_paths: list[str]) -> str:
+    """The top-level module an app file belongs to (its package, or the module itself)."""
+    return os.path.relpath(path, _under(path, app_paths) or "/").split("/")[0].removesuffix(".py")
 
 
 def _write_zip(output: str, entries: dict[str, bytes], compression: str) -> None:
