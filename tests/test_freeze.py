@@ -32,18 +32,7 @@ from scratchpack.freeze._scripts import script_path
 from scratchpack.freeze.env import probe_python
 from scratchpack.freeze.project import source_digest, stage_sources
 from scratchpack.freeze.pyinstaller import launcher_source
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def write_project(tmp_path: Path, body: str, name: str = "proj") -> Path:
-    d = tmp_path / name
-    d.mkdir()
-    (d / "pyproject.toml").write_text(body)
-    return d
-
-
-BASE = '[project]\nname = "demo"\nversion = "1.0"\n'
+from tests._fixtures import BASE, FIXTURES, write_project
 
 
 def test_source_digest_ignores_debris_and_sees_changes(tmp_path: Path) -> None:

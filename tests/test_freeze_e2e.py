@@ -20,6 +20,7 @@ import pytest
 
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
+from tests._fixtures import PROCESS_CHECKS
 from tests.webhello._server import run_suite
 from testsupport import rootfs
 from testsupport.net import free_port, get_status
@@ -80,18 +81,6 @@ def test_fixture_with_c_extension_dependency(frozen_cext: FrozenApp, tmp_path: P
 # ---- child processes: multiprocessing, ProcessPoolExecutor, sys.executable as Python ---------
 
 #: tests/fixtures/app_procs: each argument starts children one way; the expected line per check.
-PROCESS_CHECKS = {
-    "fork": "fork: child pid=other exit=0",
-    "spawn": "spawn: child pid=other exit=0",
-    "forkserver": "forkserver: child pid=other exit=0",
-    "pool-fork": "pool-fork: squares [0, 1, 4, 9, 16]",
-    "pool-spawn": "pool-spawn: squares [0, 1, 4, 9, 16]",
-    "pool-forkserver": "pool-forkserver: squares [0, 1, 4, 9, 16]",
-    "executor-fork": "executor-fork: squares [0, 1, 4, 9, 16]",
-    "executor-spawn": "executor-spawn: squares [0, 1, 4, 9, 16]",
-    "python-c": "python-c: exit=0 python -c ['x', '-c']",
-    "python-m": "python-m: exit=0 child module ['y']",
-}
 
 
 @pytest.fixture(scope="session")

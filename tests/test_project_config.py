@@ -19,18 +19,7 @@ from scratchpack.config import (
     source_date_epoch,
 )
 from scratchpack.errors import ProjectError, ScratchpackError
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def write_project(tmp_path: Path, body: str, name: str = "proj") -> Path:
-    d = tmp_path / name
-    d.mkdir()
-    (d / "pyproject.toml").write_text(body)
-    return d
-
-
-BASE = '[project]\nname = "demo"\nversion = "1.0"\n'
+from tests._fixtures import BASE, FIXTURES, write_project
 
 
 def test_read_project_webhello_style(tmp_path: Path) -> None:

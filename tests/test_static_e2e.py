@@ -37,6 +37,7 @@ import pytest
 from scratchpack.freeze import FreezeSpec, freeze
 from scratchpack.freeze.static.sources import PACKAGES
 from scratchpack.freeze.static.toolchain import MUSL_VERSION
+from tests._fixtures import PROCESS_CHECKS
 from tests.webhello._server import in_netns, run_suite
 from testsupport import rootfs, static_sandbox, tls
 from testsupport.engines import Container, ContainerRuntime
@@ -816,18 +817,6 @@ def test_entrypoint_names_a_console_script_of_a_dependency(
 # ---- 8b. child processes: multiprocessing, ProcessPoolExecutor, sys.executable as Python ------
 
 #: tests/fixtures/app_procs: each argument starts children one way; the expected line per check.
-PROCESS_CHECKS = {
-    "fork": "fork: child pid=other exit=0",
-    "spawn": "spawn: child pid=other exit=0",
-    "forkserver": "forkserver: child pid=other exit=0",
-    "pool-fork": "pool-fork: squares [0, 1, 4, 9, 16]",
-    "pool-spawn": "pool-spawn: squares [0, 1, 4, 9, 16]",
-    "pool-forkserver": "pool-forkserver: squares [0, 1, 4, 9, 16]",
-    "executor-fork": "executor-fork: squares [0, 1, 4, 9, 16]",
-    "executor-spawn": "executor-spawn: squares [0, 1, 4, 9, 16]",
-    "python-c": "python-c: exit=0 python -c ['x', '-c']",
-    "python-m": "python-m: exit=0 child module ['y']",
-}
 NO_SEMAPHORE = "FAILED FileNotFoundError: [Errno 2] No such file or directory"
 NO_TMPDIR = "FAILED FileNotFoundError: [Errno 2] No usable temporary directory found in "
 
