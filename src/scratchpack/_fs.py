@@ -18,12 +18,27 @@ from typing import BinaryIO
 from scratchpack.errors import SinkError
 
 _SPACE_HINT = "the disk is full or over quota; free some space or choose another location"
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_no_space(err: OSError) -> bool:
+    """The file system is full or the user over quota: the place, not the path, is at fault."""
+    return err.errno in _NO_SPACE
 
 
 def os_error_message(
-    err: OSError, path: Path, action: str, *, remedy: str | None = None
+    err: OSError,
+    path: Path,
+    action: str,
+    *,
+    remedy: str | None = None,
+    space_remedy: str | None = None,
 ) -> SinkError:
-    """Turn an OSError into a SinkError that says what to do about it."""
+    """Turn an OSError into a SinkError that says what to do about it.
+
+    ``remedy`` words the usual "choose another path" advice; a full disk gets ``space_remedy``
+    instead (or the neutral space hint), since no other path name on the same disk helps.
+    """
     reason = err.strerror or str(err)
     hints = {
         errno.EACCES: f"check the permissions of {path.parent} or choose another path",
@@ -37,19 +52,27 @@ def os_error_message(
         errno.EDQUOT: _SPACE_HINT,
     }
     return SinkError(
-        f"cannot {action} {path}: {reason}", hint=hints.get(err.errno or 0), remedy=remedy
+        f"cannot {action} {path}: {reason}",
+        hint=hints.get(err.errno or 0),
+        remedy=space_remedy if is_no_space(err) else remedy,
     )
 
 
 @contextlib.contextmanager
 def atomic_output(
-    path: Path, *, what: str = "write", mode: int | None = None, remedy: str | None = None
+    path: Path,
+    *,
+    what: str = "write",
+    mode: int | None = None,
+    remedy: str | None = None,
+    space_remedy: str | None = None,
 ) -> Iterator[BinaryIO]:
     """Yield a temp file next to ``path``; on success fsync and rename it over ``path``.
 
     On any failure the temp file is removed, so ``path`` is either the old file or the new
     one, never a half-written one. The file gets ``mode`` exactly when given, else the usual
-    0666 & ~umask permissions. ``remedy`` goes on the errors (see ``ScratchpackError``).
+    0666 & ~umask permissions. ``remedy`` and ``space_remedy`` go on the errors (see
+    ``os_error_message``).
     """
     if path.is_dir():
         raise SinkError(f"cannot {what} {path}: it is a directory", hint="name a file instead")
@@ -57,7 +80,7 @@ def atomic_output(
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     except OSError as err:
-        raise os_error_message(err, path, what, remedy=remedy) from err
+        raise os_error_message(err, path, what, remedy=remedy, space_remedy=space_remedy) from err
     try:
         if mode is not None:
             os.fchmod(fd, mode)
@@ -66,17 +89,15 @@ def atomic_output(
                 yield f
             except OSError as err:
                 # Raised while producing the content: the source may be at fault, not path.
-                raise SinkError(
-                    f"cannot {what} {path}: {err}",
-                    hint=_SPACE_HINT if err.errno in (errno.ENOSPC, errno.EDQUOT) else None,
-                    remedy=remedy,
-                ) from err
+                if is_no_space(err):
+                    raise os_error_message(err, path, what, space_remedy=space_remedy) from err
+                raise SinkError(f"cannot {what} {path}: {err}", remedy=remedy) from err
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise os_error_message(err, path, what, remedy=remedy) from err
+        raise os_error_message(err, path, what, remedy=remedy, space_remedy=space_remedy) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -7,6 +7,7 @@ ScratchpackError (one ``error:`` line and a hint), 2 a usage error, 130 interrup
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -379,12 +380,37 @@ REMEDIES: dict[str, str] = {
     "kit-build-failed": "this is a bug or a missing build tool (make, perl); report it with "
     "this output, or use --runtime pyinstaller",
     "exe-output": "choose an output path in an existing, writable directory (-o PATH)",
+    "cache-dir": "choose a writable build cache: --cache-dir DIR, or export "
+    "SCRATCHPACK_CACHE_DIR=DIR",
+    "cache-space": "the disk is full or over quota: free some space in the build cache and "
+    "the temporary directory, or move them to a larger file system (--cache-dir DIR or "
+    "SCRATCHPACK_CACHE_DIR, and TMPDIR)",
+    "tmpdir-space": "the file system of the temporary directory is full: free some space "
+    "there, or export TMPDIR=DIR with a directory on a larger one",
+    "exe-output-space": "the disk is full or over quota: free some space there, or write the "
+    "executable to another file system (-o PATH)",
 }
 
 
 def render_error(err: ScratchpackError) -> str:
     """``str(err)`` with the hint worded for this CLI when the error names a remedy."""
     return err.render(REMEDIES.get(err.remedy or "", err.hint))
+
+
+#: What to do about an OSError no layer below turned into a ScratchpackError.
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full or over quota: free some space and try again",
+    errno.EDQUOT: "the disk is full or over quota: free some space and try again",
+    errno.EACCES: "check the permissions of the file named above",
+    errno.EPERM: "check the permissions of the file named above",
+    errno.EROFS: "the file system is read-only; point scratchpack at a writable location",
+}
+
+
+def _os_error(err: OSError) -> str:
+    where = f": {err.filename}" if err.filename is not None else ""
+    hint = _OS_HINTS.get(err.errno or 0, "run again with -v for the details")
+    return f"error: {err.strerror or err}{where}\n  hint: {hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -414,6 +440,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as err:  # a failure no layer words yet: still error + hint, never a traceback
+        if args.verbose:
+            traceback.print_exc()
+        print(_os_error(err), file=sys.stderr)
+        return EXIT_ERROR
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     if args.command == "run":

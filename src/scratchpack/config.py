@@ -11,7 +11,9 @@ import it. Also home of the one ``SOURCE_DATE_EPOCH`` parser.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -32,6 +34,7 @@ __all__ = [
     "read_project",
     "resolve_entrypoint",
     "source_date_epoch",
+    "unreadable",
 ]
 
 #: The freezer routes (``--runtime``).
@@ -99,25 +102,43 @@ class ProjectConfig:
 
 def load_pyproject(project_dir: Path) -> dict[str, Any]:
     """The parsed pyproject.toml, or a ProjectError saying why the directory is not a project."""
-    if not project_dir.exists():
+    try:
+        is_dir = stat.S_ISDIR(project_dir.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
         raise ProjectError(
             f"project directory {project_dir} does not exist",
             hint="pass the directory that holds your pyproject.toml",
-        )
-    if not project_dir.is_dir():
+        ) from None
+    except OSError as err:
+        raise unreadable(err) from err
+    if not is_dir:
         raise ProjectError(f"{project_dir} is not a directory", hint="pass the project directory")
     pyproject = project_dir / "pyproject.toml"
-    if not pyproject.is_file():
+    try:
+        raw = pyproject.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
         raise ProjectError(
             f"{project_dir} is not a Python project: it has no pyproject.toml",
             hint="add a pyproject.toml with a [project] table (name, version, dependencies)",
-        )
-    try:
-        return parse_toml(pyproject.read_bytes(), where=str(pyproject))
+        ) from None
     except OSError as err:
-        raise ProjectError(
-            f"cannot read {pyproject}: {err}", hint="fix the TOML syntax and try again"
-        ) from err
+        if not os.access(project_dir, os.R_OK | os.X_OK):
+            err.filename = str(project_dir)  # the directory is the one to fix, not its file
+        raise unreadable(err) from err
+    return parse_toml(raw, where=str(pyproject))
+
+
+def unreadable(err: OSError) -> ProjectError:
+    """A project file or directory that cannot be read, named, with what to check."""
+    path = err.filename if err.filename is not None else "a project file"
+    return ProjectError(
+        f"cannot read {path}: {err.strerror or err}",
+        hint="scratchpack reads every file of the project (except .git, build, dist, .venv "
+        "and caches): give the user running it read permission on the files and read+execute "
+        "on the directories (chmod/chown), or move what it must not read out of the project"
+        if isinstance(err, PermissionError)
+        else "check the file and the disk it is on",
+    )
 
 
 def parse_toml(raw: bytes, *, where: str = "pyproject.toml") -> dict[str, Any]:
@@ -146,8 +167,29 @@ def parse_pyproject(raw: bytes, entrypoint: str | None = None) -> ProjectConfig:
 
 def _str_list(value: object, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ProjectError(f"{where} must be a list of strings in pyproject.toml")
+        raise ProjectError(
+            f"{where} must be a list of strings in pyproject.toml, not {_toml_type(value)}",
+            hint='write it as an array of quoted strings, e.g. ["a", "b"]',
+        )
     return tuple(value)
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    """``data[key]`` when it is a table, ``{}`` when absent; any other type names the key."""
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ProjectError(
+            f"{where} must be a table in pyproject.toml, not {_toml_type(value)}",
+            hint=f"write it as a [{where.strip('[]')}] section (or remove the key)",
+        )
+    return value
+
+
+def _toml_type(value: object) -> str:
+    """How TOML calls the type of a parsed value, for messages."""
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    names |= {list: "an array", dict: "a table"}
+    return names.get(type(value), f"a {type(value).__name__}")
 
 
 def resolve_entrypoint(value: str, scripts: Mapping[str, str]) -> str:
@@ -163,7 +205,8 @@ def resolve_entrypoint(value: str, scripts: Mapping[str, str]) -> str:
         target = scripts[value].split("[", 1)[0].strip()
         if not _OBJECT_RE.match(target):
             raise ProjectError(
-                f"[project.scripts] {value} = {scripts[value]!r} is not 'module:function'"
+                f"[project.scripts] {value} = {scripts[value]!r} is not 'module:function'",
+                hint='e.g. [project.scripts] app = "mypkg.__main__:main"',
             )
         return target
     if _OBJECT_RE.match(value) or _MODULE_RE.match(value) or _SCRIPT_RE.match(value):
@@ -179,7 +222,10 @@ def resolve_entrypoint(value: str, scripts: Mapping[str, str]) -> str:
 def _entrypoint(name: str, chosen: object, scripts: Mapping[str, str], explicit: str | None) -> str:
     chosen = explicit or chosen
     if chosen is not None and not isinstance(chosen, str):
-        raise ProjectError("[tool.scratchpack] entrypoint must be a string")
+        raise ProjectError(
+            f"[tool.scratchpack] entrypoint must be a string, not {_toml_type(chosen)}",
+            hint='e.g. entrypoint = "mypkg.__main__:main"',
+        )
     if not chosen:
         if len(scripts) == 1:
             chosen = next(iter(scripts))
@@ -249,14 +295,16 @@ def _freeze_settings(tool: Mapping[str, Any]) -> FreezeSettings:
     for module in excludes:
         if not _MODULE_RE.match(module):
             raise ProjectError(
-                f"[tool.scratchpack] exclude-modules: {module!r} is not a module name"
+                f"[tool.scratchpack] exclude-modules: {module!r} is not a module name",
+                hint='use dotted module names, e.g. exclude-modules = ["tkinter"]',
             )
     includes = _str_list(tool.get("include-modules", []), "[tool.scratchpack] include-modules")
     for module in includes:
         if not (_MODULE_RE.match(module.removesuffix(".*")) or _DIST_RE.match(module)):
             raise ProjectError(
                 f"[tool.scratchpack] include-modules: {module!r} is not a module name "
-                "(or package.* for all of its submodules, or a distribution's name)"
+                "(or package.* for all of its submodules, or a distribution's name)",
+                hint='e.g. include-modules = ["mypkg.plugins.*", "PyYAML"]',
             )
     runtime = tool.get("runtime")
     if runtime is not None and runtime not in RUNTIMES:
@@ -277,16 +325,27 @@ def project_config(data: Mapping[str, Any], entrypoint: str | None = None) -> Pr
         )
     name = project["name"]
     version = project.get("version")
+    dynamic = _str_list(project.get("dynamic", []), "[project] dynamic")
+    _str_list(project.get("dependencies", []), "[project] dependencies")
     if not isinstance(version, str):
-        if "version" not in project.get("dynamic", []):
-            raise ProjectError("pyproject.toml [project] has no version (static or dynamic)")
+        if version is not None:
+            raise ProjectError(
+                f"[project] version = {version!r} must be a string",
+                hint='quote it: version = "1.0"',
+            )
+        if "version" not in dynamic:
+            raise ProjectError(
+                "pyproject.toml [project] has no version (static or dynamic)",
+                hint='add [project] version = "1.0", or list "version" in [project] dynamic',
+            )
         version = ""  # filled in from the installed metadata after the build
-    tool = data.get("tool", {}).get("scratchpack", {})
-    if not isinstance(tool, dict):
-        raise ProjectError("[tool.scratchpack] must be a table")
+    tool = _table(_table(data, "tool", "[tool]"), "scratchpack", "[tool.scratchpack]")
     scripts = project.get("scripts", {})
     if not isinstance(scripts, dict) or not all(isinstance(v, str) for v in scripts.values()):
-        raise ProjectError("[project.scripts] must map names to 'module:function' strings")
+        raise ProjectError(
+            "[project.scripts] must map names to 'module:function' strings",
+            hint='e.g. [project.scripts] app = "mypkg.__main__:main"',
+        )
     resolved = _entrypoint(name, tool.get("entrypoint"), scripts, entrypoint)
     ports = _ports(tool)
     args = _str_list(tool.get("args", []), "[tool.scratchpack] args")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from scratchpack import config
 from scratchpack._ctx import log, run_subprocess, step
-from scratchpack._fs import atomic_output
+from scratchpack._fs import atomic_output, is_no_space
 from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError
@@ -130,8 +130,78 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: How tools report a full disk (errno 28, 122) in their output.
+_NO_SPACE_TEXT = re.compile(r"No space left on device|Disk quota exceeded|\[Errno (28|122)\]")
+
+
 def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
-    """Build (or fetch from the cache) the static executable for ``spec.project_dir``."""
+    """Build (or fetch from the cache) the static executable for ``spec.project_dir``.
+
+    A full disk or an unwritable cache, whether our own write or a tool's failed, is reported
+    as such, naming the cache and temp directories, not as the step that happened to hit it.
+    """
+    cache_dir = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
+    try:
+        return _freeze(spec, runner=runner)
+    except FreezeError as err:
+        short = _short_of_space(cache_dir, Path(tempfile.gettempdir()))
+        if not (short or _NO_SPACE_TEXT.search(err.output)):
+            raise
+        where = short or f"{cache_dir} or {tempfile.gettempdir()}"
+        raise FreezeError(
+            f"{err.message}: out of disk space in {where}",
+            tool=err.tool,
+            output=err.output,
+            hint=_space_hint(cache_dir),
+            remedy="cache-space",
+        ) from err
+    except OSError as err:
+        if not (is_no_space(err) or _inside(err.filename, cache_dir)):
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        raise FreezeError(
+            f"cannot write in the build cache {cache_dir}: {err.strerror}{where}",
+            hint=_space_hint(cache_dir)
+            if is_no_space(err)
+            else "set SCRATCHPACK_CACHE_DIR to a writable directory",
+            remedy="cache-space" if is_no_space(err) else "cache-dir",
+        ) from err
+
+
+#: Less free space than this where the build writes: a tool's failure is taken for a full disk
+#: (tools do not always say so: ensurepip's "exit status 1" does not).
+_LOW_SPACE = 64 << 20
+
+
+def _short_of_space(*dirs: Path) -> str:
+    """The directories among ``dirs`` with less than ``_LOW_SPACE`` free, and what they have."""
+    short = []
+    for d in dirs:
+        probe = next((p for p in (d, *d.parents) if p.exists()), d)
+        try:
+            st = os.statvfs(probe)
+        except OSError:
+            continue
+        free = st.f_bavail * st.f_frsize
+        if free < _LOW_SPACE:
+            short.append(f"{d} ({free >> 10} KiB free)")
+    return " and ".join(short)
+
+
+def _space_hint(cache_dir: Path) -> str:
+    return (
+        f"the disk is full or over quota: free some space in {cache_dir} and "
+        f"{tempfile.gettempdir()}, or set SCRATCHPACK_CACHE_DIR and TMPDIR to a larger file system"
+    )
+
+
+def _inside(filename: object, directory: Path) -> bool:
+    if not isinstance(filename, str | bytes | os.PathLike):
+        return False
+    return Path(os.fsdecode(filename)).absolute().is_relative_to(directory.absolute())
+
+
+def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
     project_dir = Path(spec.project_dir).absolute()
     project = spec.project or config.read_project(project_dir, spec.entrypoint)
     project = project.with_overrides(runtime=spec.runtime, exclude_modules=spec.exclude_modules)
@@ -162,6 +232,7 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
         raise FreezeError(
             f"cannot create the build cache {cache_dir}: {err.strerror}",
             hint="set SCRATCHPACK_CACHE_DIR to a writable directory",
+            remedy="cache-dir",
         ) from err
     name = _exe_name(project.name)
     with tempfile.TemporaryDirectory(prefix="build-", dir=cache_dir / "tmp") as tmp:
@@ -234,7 +305,9 @@ def write_executable(app: FrozenApp, output: Path) -> Path:
     if output.is_dir():
         output = output / app.path.name
     with (
-        atomic_output(output, what="write", mode=0o755, remedy="exe-output") as dst,
+        atomic_output(
+            output, what="write", mode=0o755, remedy="exe-output", space_remedy="exe-output-space"
+        ) as dst,
         app.path.open("rb") as src,
     ):
         shutil.copyfileobj(src, dst, 1 << 20)

@@ -12,6 +12,9 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from scratchpack.config import unreadable
+from scratchpack.errors import ProjectError
+
 #: Directories that are build debris or tooling state, never part of the app.
 SKIP_DIRS = frozenset(
     {
@@ -36,17 +39,46 @@ LOCK_FILES = ("requirements.txt", "pylock.toml", "uv.lock", "poetry.lock", "pdm.
 
 
 def _walk(project_dir: Path) -> Iterator[Path]:
-    """Project files in a fixed order, skipping VCS, caches and build debris."""
-    for root, dirs, files in os.walk(project_dir):
+    """Project files in a fixed order, skipping VCS, caches and build debris.
+
+    A directory that cannot be listed is an error, not a silent gap in the build; so is a
+    name that is not UTF-8 (wheels and zip archives cannot hold it).
+    """
+
+    def fail(err: OSError) -> None:
+        raise unreadable(err) from err
+
+    for root, dirs, files in os.walk(project_dir, onerror=fail):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        for name in (*dirs, *files):
+            _check_name(root, name)
         for name in sorted(files):
             if name.endswith((".pyc", ".pyo")):
                 continue
             yield Path(root, name)
 
 
+def _check_name(root: str, name: str) -> None:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("ascii", "backslashreplace")
+        raise ProjectError(
+            f"the file name '{shown}' in {root} is not valid UTF-8",
+            hint="rename it with UTF-8 characters (wheels and the executable's archive store "
+            "names as UTF-8), or move it out of the project",
+        ) from None
+
+
 def source_digest(project_dir: Path) -> str:
     """sha256 over relative paths, exec bits and contents: what the cache keys sources on."""
+    try:
+        return _source_digest(project_dir)
+    except OSError as err:
+        raise unreadable(err) from err
+
+
+def _source_digest(project_dir: Path) -> str:
     h = hashlib.sha256()
     for path in _walk(project_dir):
         st = path.lstat()

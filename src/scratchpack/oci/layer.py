@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
-from scratchpack.errors import ImageError
+from scratchpack._fs import os_error_message
+from scratchpack.errors import ImageError, SinkError
 from scratchpack.oci.descriptor import Descriptor
 from scratchpack.oci.digest import CHUNK, Digest
 from scratchpack.oci.mediatypes import OCI_LAYER_GZIP, OCI_LAYER_TAR
@@ -230,8 +231,11 @@ def layer_from_entries(
     owned = workdir is None
     directory = Path(tempfile.mkdtemp(prefix="scratchpack-layer-")) if owned else workdir
     assert directory is not None
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".layer-", suffix=".tmp", dir=directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".layer-", suffix=".tmp", dir=directory)
+    except OSError as err:
+        raise _write_error(err, directory) from err
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -245,6 +249,13 @@ def layer_from_entries(
         digest = compressed.digest()
         final = directory / f"sha256-{digest.hex}.tar.gz"
         os.replace(tmp, final)
+    except OSError as err:
+        # Sources that cannot be read are ImageErrors already: this is the blob's directory.
+        tmp.unlink(missing_ok=True)
+        if owned:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise _write_error(err, tmp) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         if owned:
@@ -253,6 +264,14 @@ def layer_from_entries(
         raise
     opener = _BlobFile(final, owned_dir=directory if owned else None)
     return Layer(opener, digest, uncompressed.digest(), compressed.size)
+
+
+def _write_error(err: OSError, path: Path) -> SinkError:
+    """The layer blob could not be written; under the temp directory, say it is $TMPDIR."""
+    in_tmpdir = path.is_relative_to(tempfile.gettempdir())
+    return os_error_message(
+        err, path, "write the image layer", space_remedy="tmpdir-space" if in_tmpdir else None
+    )
 
 
 def layer_from_bytes(blob: bytes, *, media_type: str = OCI_LAYER_GZIP) -> Layer:
