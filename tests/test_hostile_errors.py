@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -226,3 +228,197 @@ def test_full_disk_in_the_build_cache(full_disk: Path, tmp_path: Path) -> None:
     _assert_error(proc, "out of disk space", str(full_disk), "hint: the disk is full")
     assert "python3-venv" not in proc.stderr
     assert not (tmp_path / "app").exists()
+
+
+# --- item 5: signals and debris ---------------------------------------------------------------
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time): the start time tells a pid from a reused one."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(entry.name)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    table = _process_table()
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, start) in table.items():
+            if ppid == parent and child not in found:
+                found[child] = start
+                todo.append(child)
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(procs: dict[int, str]) -> dict[int, str]:
+    table = _process_table()
+    return {pid: start for pid, start in procs.items() if table.get(pid, (0, ""))[1] == start}
+
+
+def _start_build(
+    proj: Path, out: Path, cache: Path, tmpdir: Path
+) -> tuple[subprocess.Popen[str], dict[int, str]]:
+    """Start ``scratchpack exe`` and wait until PyInstaller runs; returns its process tree."""
+    env = {**os.environ, "SCRATCHPACK_CACHE_DIR": str(cache), "TMPDIR": str(tmpdir)}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "scratchpack", "exe", str(proj), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        tree = _descendants(cli.pid)
+        if any(b"PyInstaller" in _cmdline(pid) for pid in tree):
+            time.sleep(2)  # well inside the analysis, with its own children started
+            return cli, _descendants(cli.pid)
+        if cli.poll() is not None:
+            pytest.fail(f"the build ended before PyInstaller ran: {cli.communicate()}")
+        time.sleep(0.2)
+    cli.kill()
+    pytest.fail("PyInstaller did not start within 10 minutes")
+
+
+def _wait_gone(procs: dict[int, str], seconds: float) -> dict[int, str]:
+    deadline = time.monotonic() + seconds
+    while (left := _alive(procs)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stopped_build_stops_pyinstaller_and_leaves_nothing(
+    built: tuple[Path, Path], tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    """Before: SIGTERM exited 143 silently, PyInstaller ran on under PID 1, and the build dir
+    stayed in the cache."""
+    _, cache = built
+    proj = _project(tmp_path, greeting=f"stopped by {sig.name}")  # a cache miss, same venv
+    tmpdir, outdir = tmp_path / "tmp", tmp_path / "out"
+    tmpdir.mkdir()
+    outdir.mkdir()
+    cli, tree = _start_build(proj, outdir / "app", cache, tmpdir)
+    os.kill(cli.pid, sig)
+    try:
+        _, stderr = cli.communicate(timeout=60)
+    finally:
+        left = _wait_gone(tree, 10)
+        for pid in left:  # ours to end, so a failure does not leave them running
+            os.kill(pid, signal.SIGKILL)
+    assert cli.returncode == code, stderr
+    assert stderr.splitlines() == [
+        f"error: interrupted by {sig.name}: child processes stopped, temporary files removed"
+    ]
+    assert not left, {pid: _cmdline(pid) for pid in left}
+    assert list((cache / "tmp").iterdir()) == []
+    assert list(tmpdir.iterdir()) == []
+    assert list(outdir.iterdir()) == []
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_the_next_run_sweeps_what_a_killed_build_left(
+    built: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Before: every SIGKILLed build left its directory (67 MB here) in <cache>/tmp for good."""
+    _, cache = built
+    proj = _project(tmp_path, greeting="killed")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    cli, tree = _start_build(proj, tmp_path / "app", cache, tmpdir)
+    debris = set((cache / "tmp").iterdir())
+    assert debris, "the build has no directory in the cache"
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.communicate(timeout=60)
+    left = _wait_gone(tree, 30)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the tools outlived the killed build"
+    assert debris <= set((cache / "tmp").iterdir())
+
+    proc = _cli(
+        "exe",
+        str(proj),
+        "-o",
+        str(tmp_path / "app"),
+        env={"SCRATCHPACK_CACHE_DIR": str(cache), "TMPDIR": str(tmpdir)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert list((cache / "tmp").iterdir()) == []
+    out = subprocess.run([str(tmp_path / "app")], capture_output=True, text=True, check=True)
+    assert out.stdout == "killed\n"
+
+
+_HOLDER = """\
+import os, signal, sys
+from pathlib import Path
+from scratchpack._fs import atomic_output, owned_tempdir
+
+base = Path(sys.argv[1])
+with owned_tempdir("scratchpack-", base) as work, atomic_output(base / "image.tar") as out:
+    (work / "layer.tar.gz").write_bytes(b"x" * 4096)
+    out.write(b"half an image")
+    print(work, flush=True)
+    if sys.argv[2] == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    sys.stdin.read()
+"""
+
+
+def test_debris_of_killed_runs_is_swept_and_live_runs_are_left_alone(tmp_path: Path) -> None:
+    """Temp directories and half-written outputs whose process was SIGKILLed go on the next
+    run; those of a process still running stay (their lock is held)."""
+    from scratchpack._fs import owned_tempdir, write_bytes_atomic  # the seam under test
+
+    holder = tmp_path / "holder.py"
+    holder.write_text(_HOLDER)
+
+    def start(mode: str) -> tuple[subprocess.Popen[str], Path]:
+        proc = subprocess.Popen(
+            [sys.executable, str(holder), str(tmp_path), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        return proc, Path(proc.stdout.readline().strip())
+
+    live, live_dir = start("live")  # first: starting sweeps, and the killed one's is debris
+    killed, killed_dir = start("die")
+    killed.communicate(timeout=30)
+    assert killed.returncode == -signal.SIGKILL
+    try:
+        partial = sorted(tmp_path.glob(".image.tar.*.tmp"))
+        assert killed_dir.is_dir() and live_dir.is_dir() and len(partial) == 2
+
+        with owned_tempdir("scratchpack-", tmp_path) as mine:
+            assert mine.is_dir()
+        write_bytes_atomic(tmp_path / "image.tar", b"a whole image")
+
+        assert not killed_dir.exists()
+        assert live_dir.is_dir()
+        assert len(sorted(tmp_path.glob(".image.tar.*.tmp"))) == 1
+        assert (tmp_path / "image.tar").read_bytes() == b"a whole image"
+    finally:
+        live.communicate("", timeout=30)
+    assert not live_dir.exists()

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import re
 import secrets
+import shutil
+import stat
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -72,19 +78,22 @@ def atomic_output(
     On any failure the temp file is removed, so ``path`` is either the old file or the new
     one, never a half-written one. The file gets ``mode`` exactly when given, else the usual
     0666 & ~umask permissions. ``remedy`` and ``space_remedy`` go on the errors (see
-    ``os_error_message``).
+    ``os_error_message``). The temp file is flock'ed while in use, so temp files that a killed
+    run left beside ``path`` are told apart from a live run's and removed (``_sweep_siblings``).
     """
     if path.is_dir():
         raise SinkError(f"cannot {what} {path}: it is a directory", hint="name a file instead")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    _sweep_siblings(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        tmp, fd = _locked_temp_file(path)
     except OSError as err:
         raise os_error_message(err, path, what, remedy=remedy, space_remedy=space_remedy) from err
     try:
         if mode is not None:
             os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
+        # A duplicate descriptor for the file object: the lock (held by the open file) must
+        # outlive the file object until the rename.
+        with os.fdopen(os.dup(fd), "wb") as f:
             try:
                 yield f
             except OSError as err:
@@ -101,6 +110,135 @@ def atomic_output(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
+
+
+def _locked_temp_file(path: Path) -> tuple[Path, int]:
+    """A new ``.<name>.<hex>.tmp`` beside ``path``, created and flock'ed by this process."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _is_at(fd, tmp):
+            return tmp, fd
+        os.close(fd)  # a sweeper took it between create and lock: take another name
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """``fd`` is still the file at ``path`` (a sweeper did not unlink it)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _sweep_siblings(path: Path) -> None:
+    """Remove temp files beside ``path`` whose writer is gone (killed mid-write)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{12}}\.tmp")
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path.parent or "."):
+            if pattern.fullmatch(name):
+                _remove_if_abandoned(path.with_name(name), path.with_name(name))
+
+
+#: The lock file inside each owned temporary directory.
+OWNER_FILE = ".scratchpack-owner"
+#: A directory without its lock file is younger than this, or was abandoned (killed between
+#: its creation and its lock's: empty) and removed when it is empty.
+_UNLOCKED_GRACE_SECONDS = 60
+
+
+@contextlib.contextmanager
+def owned_tempdir(
+    prefix: str, parent: Path | None = None, *, space_remedy: str | None = None
+) -> Iterator[Path]:
+    """A temporary directory that no later run mistakes for debris while this one lives.
+
+    It holds a lock file (``OWNER_FILE``, with the PID for people) flock'ed for as long as the
+    directory is in use. The kernel drops the lock when the process dies, however it dies
+    (SIGKILL included), so ``sweep_stale`` (run here first) removes what killed runs left and
+    never another live run's directory, without trusting PIDs that may have been reused.
+    """
+    base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    sweep_stale(base, prefix)
+    try:
+        path, fd = _locked_tempdir(base, prefix)
+    except OSError as err:
+        raise os_error_message(
+            err, base / f"{prefix}*", "create a temporary directory", space_remedy=space_remedy
+        ) from err
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def _locked_tempdir(base: Path, prefix: str) -> tuple[Path, int]:
+    while True:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+        owner = path / OWNER_FILE
+        try:
+            fd = os.open(owner, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            continue  # swept while still empty
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _is_at(fd, owner):
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return path, fd
+        os.close(fd)
+
+
+def sweep_stale(parent: Path, prefix: str) -> None:
+    """Remove ``parent/<prefix>*`` directories of ours whose owning process is gone.
+
+    Only directories owned by this user, only with their lock file free (its process died);
+    a directory without a lock file only when it is empty and older than a minute.
+    """
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        path = parent / name
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        if not (path / OWNER_FILE).exists():
+            if time.time() - st.st_mtime > _UNLOCKED_GRACE_SECONDS:
+                with contextlib.suppress(OSError):
+                    path.rmdir()  # only if empty
+            continue
+        _remove_if_abandoned(path / OWNER_FILE, path)
+
+
+def _remove_if_abandoned(lock: Path, target: Path) -> None:
+    """Remove ``target`` (a file or a tree) if ``lock`` can be flock'ed: its owner is gone."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_uid != os.geteuid():
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # held: a live run
+        if not _is_at(fd, lock):
+            return  # removed by another sweeper meanwhile
+        if target == lock:
+            target.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:

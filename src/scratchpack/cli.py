@@ -1,27 +1,34 @@
 """The command line: flags -> option dataclasses -> pipeline.
 
 This is the only module that prints results or chooses exit codes: 0 success, 1 a
-ScratchpackError (one ``error:`` line and a hint), 2 a usage error, 130 interrupted.
+ScratchpackError (one ``error:`` line and a hint), 2 a usage error, 130 interrupted by SIGINT,
+143 stopped by SIGTERM (128 + the signal, as shells report it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from scratchpack import __version__, _ctx
-from scratchpack.errors import ScratchpackError
+from scratchpack.errors import Interrupted, ScratchpackError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+#: The signals that stop a build cleanly, and the exit code each one gives.
+_STOP_SIGNALS = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}
 
 _RUNTIME_NOTE = """\
 run-time needs of the executable: with the default runtime (pyinstaller: PyInstaller+staticx,
@@ -397,6 +404,29 @@ def render_error(err: ScratchpackError) -> str:
     return err.render(REMEDIES.get(err.remedy or "", err.hint))
 
 
+def _stop(signum: int, frame: object) -> None:
+    """Turn SIGINT/SIGTERM into ``Interrupted`` once; the clean-up it starts is not interrupted
+    by a second signal (it is bounded: child groups get a few seconds, then SIGKILL)."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _stopping_cleanly() -> Iterator[None]:
+    """SIGINT and SIGTERM unwind the build (stopping children, removing temp files) for the
+    duration; the previous handlers come back afterwards (main() may run inside a test)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; a caller's thread keeps the caller's
+        return
+    previous = {sig: signal.signal(sig, _stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 #: What to do about an OSError no layer below turned into a ScratchpackError.
 _OS_HINTS = {
     errno.ENOSPC: "the disk is full or over quota: free some space and try again",
@@ -414,6 +444,11 @@ def _os_error(err: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with _stopping_cleanly():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     app_args: list[str] = []
@@ -437,9 +472,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(json.dumps({"error": err.message, "hint": hint or ""}))
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        print(
+            f"error: interrupted by {name}: child processes stopped, temporary files removed",
+            file=sys.stderr,
+        )
+        return _STOP_SIGNALS.get(signal.Signals(signum), EXIT_INTERRUPTED)
     except OSError as err:  # a failure no layer words yet: still error + hint, never a traceback
         if args.verbose:
             traceback.print_exc()

@@ -7,6 +7,19 @@ Only ``cli`` turns these into output and exit codes; library code raises and nev
 from __future__ import annotations
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal (SIGINT, SIGTERM) asked scratchpack to stop.
+
+    Raised from the signal handler, so every ``with`` and ``finally`` on the way up runs: child
+    process groups are stopped and temporary files removed. A KeyboardInterrupt, so no
+    ``except Exception`` on the way swallows it; not a ScratchpackError, for the same reason.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class ScratchpackError(Exception):
     """The build cannot proceed; ``str()`` is the user-facing message.
 

@@ -11,7 +11,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from scratchpack import _ctx, sbom
+from scratchpack._fs import owned_tempdir
 from scratchpack.config import Runtime, UserSpec, normalise_port
 from scratchpack.config import source_date_epoch as _environ_source_date_epoch
 from scratchpack.errors import ImageError, ScratchpackError
@@ -319,8 +319,8 @@ def push_reference(options: BuildOptions, app: FrozenApp) -> Reference:
 
 @contextmanager
 def _workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="scratchpack-") as tmp:
-        yield Path(tmp)
+    with owned_tempdir("scratchpack-", space_remedy="tmpdir-space") as tmp:
+        yield tmp
 
 
 def publisher_for(options: BuildOptions, app: FrozenApp) -> MultiPublisher:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from scratchpack import config
 from scratchpack._ctx import log, run_subprocess, step
-from scratchpack._fs import atomic_output, is_no_space
+from scratchpack._fs import atomic_output, is_no_space, owned_tempdir, sweep_stale
 from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError
@@ -141,6 +141,7 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
     as such, naming the cache and temp directories, not as the step that happened to hit it.
     """
     cache_dir = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
+    sweep_stale(cache_dir / "tmp", "build-")  # what killed runs left, even on a cache hit
     try:
         return _freeze(spec, runner=runner)
     except FreezeError as err:
@@ -235,8 +236,7 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
             remedy="cache-dir",
         ) from err
     name = _exe_name(project.name)
-    with tempfile.TemporaryDirectory(prefix="build-", dir=cache_dir / "tmp") as tmp:
-        work = Path(tmp)
+    with owned_tempdir("build-", cache_dir / "tmp") as work:
         stage = work / "src" / name
         stage_sources(project_dir, stage)
         deps_key = dependency_digest(project.dependency_declaration, project_dir)

@@ -22,12 +22,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from scratchpack._ctx import log, step
+from scratchpack._fs import owned_tempdir, sweep_stale
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
 from scratchpack.freeze.static.sources import PACKAGES, fetch_sources
@@ -350,6 +350,7 @@ def ensure_kit(cache_dir: Path, *, runner: Runner) -> Kit:
             f"cannot create the static CPython kit cache {root}: {err.strerror}",
             hint="set SCRATCHPACK_CACHE_DIR to a writable directory",
         ) from err
+    sweep_stale(root / "tmp", "build-")  # what killed kit builds left (~240 MB each)
     toolchain = ensure_toolchain(root, runner=runner)
     key = kit_key()
     kit_dir = root / key
@@ -363,8 +364,7 @@ def ensure_kit(cache_dir: Path, *, runner: Runner) -> Kit:
             "this happens once per machine and takes a few minutes"
         )
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="build-", dir=root / "tmp") as tmp:
-            work = Path(tmp)
+        with owned_tempdir("build-", root / "tmp") as work:
             stage = work / "kit"
             _build(root, work, stage, toolchain, runner=runner)
             builtins = _builtin_names(stage / "share" / "config.c")
