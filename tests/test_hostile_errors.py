@@ -234,7 +234,8 @@ def test_full_disk_in_the_build_cache(full_disk: Path, tmp_path: Path) -> None:
 
 
 def _process_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, start time): the start time tells a pid from a reused one."""
+    """pid -> (parent pid, start time) of the running processes (zombies are gone: they only
+    wait to be reaped); the start time tells a pid from a reused one."""
     table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -243,7 +244,8 @@ def _process_table() -> dict[int, tuple[int, str]]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        table[int(entry.name)] = (int(fields[1]), fields[19])
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), fields[19])
     return table
 
 
@@ -317,22 +319,23 @@ def test_a_stopped_build_stops_pyinstaller_and_leaves_nothing(
     tmpdir, outdir = tmp_path / "tmp", tmp_path / "out"
     tmpdir.mkdir()
     outdir.mkdir()
+    before = set((cache / "tmp").iterdir())  # another test's debris, on the old code
     cli, tree = _start_build(proj, outdir / "app", cache, tmpdir)
     os.kill(cli.pid, sig)
     try:
         _, stderr = cli.communicate(timeout=60)
     finally:
-        left = _wait_gone(tree, 10)
+        left = _wait_gone(tree, 2)
         for pid in left:  # ours to end, so a failure does not leave them running
             os.kill(pid, signal.SIGKILL)
+    assert not left, {pid: _cmdline(pid) for pid in left}
+    assert set((cache / "tmp").iterdir()) <= before
+    assert list(tmpdir.iterdir()) == []
+    assert list(outdir.iterdir()) == []
     assert cli.returncode == code, stderr
     assert stderr.splitlines() == [
         f"error: interrupted by {sig.name}: child processes stopped, temporary files removed"
     ]
-    assert not left, {pid: _cmdline(pid) for pid in left}
-    assert list((cache / "tmp").iterdir()) == []
-    assert list(tmpdir.iterdir()) == []
-    assert list(outdir.iterdir()) == []
 
 
 @pytest.mark.e2e

@@ -65,7 +65,8 @@ def run_subprocess(
     The tool runs in its own process group, so a Ctrl-C at the terminal reaches scratchpack
     alone, and when scratchpack is stopped (an exception, SIGINT, SIGTERM) the whole group
     (PyInstaller and whatever it started) is stopped with it, not left running under PID 1.
-    If scratchpack is killed outright, the kernel kills the tool (PR_SET_PDEATHSIG).
+    If scratchpack is killed outright, the kernel kills the tool (PR_SET_PDEATHSIG; the
+    kernel's "parent" is the calling thread, so call this from one that outlives the tool).
     """
     argv = [os.fspath(c) for c in cmd]
     debug("running " + " ".join(argv))
