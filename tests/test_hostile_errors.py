@@ -11,6 +11,7 @@ are never touched.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -92,6 +93,18 @@ def test_wrong_toml_types_name_the_key(tmp_path: Path, body: str, named: str) ->
     proj = _project(tmp_path)
     (proj / "pyproject.toml").write_text(body)
     _assert_error(_cli("exe", str(proj), "-o", str(tmp_path / "app")), named)
+
+
+def test_an_os_error_no_layer_words_is_still_error_and_hint(tmp_path: Path) -> None:
+    """The CLI's last resort: an executable file that is no program (exec fails, ENOEXEC)."""
+    proj = _project(tmp_path)
+    python = tmp_path / "python3"
+    python.write_bytes(b"\x00\x01 not a program")
+    python.chmod(0o755)
+    proc = _cli("exe", str(proj), "--python", str(python), "-o", str(tmp_path / "app"))
+    _assert_error(proc, "Exec format error", str(python))
+    proc = _cli("exe", str(proj), "--python", str(python), "--json")
+    assert json.loads(proc.stdout)["error"].startswith("Exec format error")
 
 
 #: The user can import scratchpack and start its own interpreter again (the build does).

@@ -437,10 +437,10 @@ _OS_HINTS = {
 }
 
 
-def _os_error(err: OSError) -> str:
+def _os_error(err: OSError) -> ScratchpackError:
     where = f": {err.filename}" if err.filename is not None else ""
     hint = _OS_HINTS.get(err.errno or 0, "run again with -v for the details")
-    return f"error: {err.strerror or err}{where}\n  hint: {hint}"
+    return ScratchpackError(f"{err.strerror or err}{where}", hint=hint)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -461,7 +461,10 @@ def _main(argv: Sequence[str] | None) -> int:
     _ctx.PROGRESS.set(not args.quiet and not args.json and sys.stderr.isatty())
     handlers = {"exe": _cmd_exe, "build": _cmd_build, "run": _cmd_run}
     try:
-        result = handlers[args.command](args)
+        try:
+            result = handlers[args.command](args)
+        except OSError as err:  # no layer below worded it: still error + hint, not a traceback
+            raise _os_error(err) from err
     except _UsageError as err:
         parser.error(str(err))
     except ScratchpackError as err:
@@ -480,11 +483,6 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return _STOP_SIGNALS.get(signal.Signals(signum), EXIT_INTERRUPTED)
-    except OSError as err:  # a failure no layer words yet: still error + hint, never a traceback
-        if args.verbose:
-            traceback.print_exc()
-        print(_os_error(err), file=sys.stderr)
-        return EXIT_ERROR
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     if args.command == "run":
