@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from scratchpack.errors import RegistryError
+from scratchpack.errors import RegistryError, printable
 
 __all__ = [
     "MAX_BODY",
@@ -66,7 +66,10 @@ Body = bytes | Readable | None
 
 
 def redact_url(url: str) -> str:
-    """``url`` without credentials, fragment, or query parameters outside the protocol allowlist."""
+    """``url`` without credentials, fragment, or query parameters outside the protocol allowlist.
+
+    The result is printable: a URL can come from a server (a ``Location``, a token realm).
+    """
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -76,7 +79,7 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<unparsable URL>"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k in _QUERY_ALLOWLIST])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return printable(urlunsplit((parts.scheme, netloc, parts.path, query, "")), 1000)
 
 
 class Headers(Mapping[str, str]):
@@ -317,11 +320,12 @@ INSECURE_HINT = (
 def connection_error(err: BaseException, method: str, url: str) -> TransportError:
     """A TransportError that says which host failed, why, and what to try."""
     parts = urlsplit(url)
-    where = parts.netloc.rpartition("@")[2]
+    where = printable(parts.netloc.rpartition("@")[2], 200)
     safe = redact_url(url)
     if isinstance(err, ssl.SSLCertVerificationError):
         return TransportError(
-            f"the TLS certificate of {where} is not trusted: {err.verify_message or err}",
+            f"the TLS certificate of {where} is not trusted: "
+            f"{printable(str(err.verify_message or err))}",
             method=method,
             url=safe,
             tls=True,
@@ -343,7 +347,7 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
                 remedy="insecure-registry",
             )
         return TransportError(
-            f"TLS handshake with {where} failed: {err}",
+            f"TLS handshake with {where} failed: {printable(str(err))}",
             method=method,
             url=safe,
             tls=True,
@@ -352,7 +356,8 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
         )
     if isinstance(err, socket.gaierror):
         return TransportError(
-            f"cannot resolve registry host {parts.hostname!r}: {err.strerror or err}",
+            f"cannot resolve registry host {parts.hostname!r}: "
+            f"{printable(str(err.strerror or err))}",
             method=method,
             url=safe,
             temporary=err.errno == socket.EAI_AGAIN,
@@ -369,7 +374,7 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
     elif isinstance(err, http.client.IncompleteRead):
         why = "the response ended early"
     else:
-        why = str(err) or type(err).__name__
+        why = printable(str(err)) or type(err).__name__  # BadStatusLine quotes the server
     return TransportError(
         f"cannot reach registry {where} ({method} {safe}): {why}",
         method=method,
@@ -402,8 +407,8 @@ def parse_error_body(body: bytes) -> list[tuple[str, str]]:
             message = item.get("message")
             out.append(
                 (
-                    code if isinstance(code, str) else "",
-                    message[:500] if isinstance(message, str) else "",
+                    printable(code, 100) if isinstance(code, str) else "",
+                    printable(message) if isinstance(message, str) else "",
                 )
             )
     return out
@@ -432,10 +437,11 @@ def status_error(
     detail = "; ".join(f"{code}: {msg}" if code and msg else code or msg for code, msg in errors)
     if not detail and resp.body and not resp.truncated:
         text = resp.body.decode("utf-8", "replace").strip()
-        if text and text.isprintable():
+        if text and text.isprintable():  # one line of plain text; HTML pages are noise
             detail = text[:300]
     safe = redact_url(resp.url)
-    message = f"{what}: {method} {safe} answered {resp.status} {resp.reason}".rstrip()
+    reason = printable(resp.reason, 100)
+    message = f"{what}: {method} {safe} answered {resp.status} {reason}".rstrip()
     if detail:
         message += f": {detail}"
     temporary = resp.status in TEMPORARY_STATUS or bool(

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import BinaryIO, Literal, Protocol
 from urllib.parse import urljoin
 
-from scratchpack.errors import DigestMismatchError, ImageError, RegistryError
+from scratchpack.errors import DigestMismatchError, ImageError, RegistryError, printable
 from scratchpack.oci._http import Body, Response, Transport, redact_url, with_query
 from scratchpack.oci._io import VerifyingReader
 from scratchpack.oci.auth import Keychain
@@ -197,7 +197,7 @@ class Pusher:
             if remote != local:
                 raise RegistryError(
                     f"digest mismatch: {self.ref.registry} stored the manifest for "
-                    f"{self.ref.repository}:{target} as {returned.strip()[:80]}, "
+                    f"{self.ref.repository}:{target} as {printable(returned, 80)}, "
                     f"but its bytes hash to {local}",
                     status=resp.status,
                     method="PUT",
@@ -252,7 +252,8 @@ class Pusher:
         returned = resp.headers.get("docker-content-digest", "").strip()
         if returned and returned != str(digest):
             raise RegistryError(
-                f"digest mismatch: {self.ref.registry} stored blob {digest} as {returned[:80]}",
+                f"digest mismatch: {self.ref.registry} stored blob {digest} as "
+                f"{printable(returned, 80)}",
                 status=resp.status,
                 method="PUT",
                 url=redact_url(resp.url),

