@@ -19,9 +19,10 @@ import pytest
 
 from scratchpack.cli import render_error
 from scratchpack.errors import AuthError, RegistryError
-from scratchpack.oci.auth import ConfigFileKeychain
+from scratchpack.oci.auth import ConfigFileKeychain, Credentials
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.registry import PushOptions, push
+from scratchpack.oci.session import Session
 from testsupport.registry_server import StaticKeychain, make_image
 
 Serve = Callable[["Loopback", socket.socket], None]
@@ -110,7 +111,33 @@ def _answer(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+def _http(answer: Callable[[bytes], bytes]) -> Serve:
+    """A keep-alive HTTP server: ``answer(head)`` -> response bytes (bodiless requests only).
+
+    A TLS ClientHello gets a plain-HTTP answer, which is how an insecure client learns to fall
+    back to http://.
+    """
+
+    def serve(server: Loopback, conn: socket.socket) -> None:
+        while head := server.read_head(conn):
+            if not head[:1].isalpha():
+                conn.sendall(_answer("400 Bad Request", close=True))
+                return
+            conn.sendall(answer(head))
+
+    return serve
+
+
+def _header(head: bytes, name: str) -> str:
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return ""
+
+
 NO_CREDS = StaticKeychain.of({})
+ALICE = Credentials("alice", "s3cret", source="test")
 
 
 # --- 9: server text is printed inert -------------------------------------------------------------
@@ -153,3 +180,38 @@ def test_item9_credential_helper_stderr_is_quoted_inert(tmp_path):
     shown = f"error: {render_error(info.value)}"
     assert "\x1b" not in shown and "\r" not in shown and len(shown.splitlines()) == 2
     assert "locked" in shown
+
+
+# --- 7: credentials go to the registry's host:port, or to an HTTPS realm ------------------------
+
+
+def test_item7_insecure_registry_sends_no_password_to_a_realm_on_another_host(loopback):
+    token = json.dumps({"token": "t0k", "expires_in": 300}).encode()
+    realm = loopback(_http(lambda head: _answer("200 OK", token)))
+    challenge = f'Bearer realm="http://{realm.host}/token",service="reg"'
+    registry = loopback(
+        _http(lambda head: _answer("401 Unauthorized", b"{}", [("WWW-Authenticate", challenge)]))
+    )
+    ref = Reference.parse(f"{registry.host}/team/app:v1")
+    keychain = StaticKeychain.of({registry.host: ALICE})
+    with pytest.raises(AuthError, match="another host and not HTTPS") as info:
+        push(make_image(seed=7), ref, keychain=keychain, options=PushOptions(insecure=True))
+    assert realm.heads == [], "the realm on another port heard nothing, let alone a password"
+    assert "s3cret" not in str(info.value)
+
+    # The same realm on the registry's own host:port is the registry: insecure covers it.
+    def own_realm(head: bytes) -> bytes:
+        if head.startswith(b"GET /token"):
+            return _answer("200 OK", token)
+        if _header(head, "Authorization") == "Bearer t0k":
+            return _answer("200 OK", b"{}")
+        own = f'Bearer realm="http://{same.host}/token",service="reg"'
+        return _answer("401 Unauthorized", b"{}", [("WWW-Authenticate", own)])
+
+    same = loopback(_http(own_realm))
+    ref = Reference.parse(f"{same.host}/team/app:v1")
+    keychain = StaticKeychain.of({same.host: ALICE})
+    with Session(ref, keychain=keychain, options=PushOptions(insecure=True)) as session:
+        session.connect()
+    [token_request] = [h for h in same.heads if h.startswith(b"GET /token")]
+    assert _header(token_request, "Authorization").startswith("Basic ")

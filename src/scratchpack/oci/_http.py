@@ -144,7 +144,9 @@ class StdlibTransport:
     """http.client connections kept alive per (scheme, host, port); TLS verified by default.
 
     ``ca_file`` adds a CA to the system trust store (it does not replace it, so token realms on
-    public hosts keep working); ``verify=False`` is what an insecure registry means for HTTPS.
+    public hosts keep working). ``insecure_hosts`` are the ``(host, port)`` pairs whose TLS is
+    not verified: an insecure registry, and only it, so that a token realm on another host is
+    still verified. ``verify=False`` skips verification everywhere.
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class StdlibTransport:
         *,
         ca_file: Path | None = None,
         verify: bool = True,
+        insecure_hosts: Iterable[tuple[str, int]] = (),
         timeout: float = 60.0,
         max_body: int = MAX_BODY,
     ) -> None:
@@ -159,22 +162,26 @@ class StdlibTransport:
         self.max_body = max_body
         self._ca_file = ca_file
         self._verify = verify
+        self._insecure_hosts = frozenset((h.lower(), p) for h, p in insecure_hosts)
         self._ctx: ssl.SSLContext | None = None
+        self._unverified_ctx: ssl.SSLContext | None = None
         if ca_file is not None:
             self._tls_context()  # a bad CA file is reported now, not at the first request
         self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
-    def _tls_context(self) -> ssl.SSLContext:
+    def _tls_context(self, host: str = "", port: int = 0) -> ssl.SSLContext:
         """Built on first use: loading the system CA store costs ~20 ms per push."""
+        if not self._verify or (host.lower(), port) in self._insecure_hosts:
+            if self._unverified_ctx is None:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                self._unverified_ctx = ctx
+            return self._unverified_ctx
         if self._ctx is not None:
             return self._ctx
-        if not self._verify:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        else:
-            ctx = ssl.create_default_context()
+        ctx = ssl.create_default_context()
         if self._ca_file is not None:
             try:
                 ctx.load_verify_locations(cafile=str(self._ca_file))
@@ -189,7 +196,11 @@ class StdlibTransport:
     def _connect(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
         if scheme == "https":
             return http.client.HTTPSConnection(
-                host, port, timeout=self.timeout, context=self._tls_context(), blocksize=BLOCK
+                host,
+                port,
+                timeout=self.timeout,
+                context=self._tls_context(host, port),
+                blocksize=BLOCK,
             )
         return http.client.HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
 

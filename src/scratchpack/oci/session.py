@@ -17,9 +17,11 @@ registry wants to be authenticated. What a session does, in the order a push mee
   ``expires_in`` minus a margin, by an injectable clock. A later 401 is answered once: the
   token is renewed for the union of the session's scopes and the challenge's ``scope``, or
   Basic is started when the ping was anonymous.
-* **Where credentials go**: only to the registry's origin (scheme + host:port of the ping)
-  and to the token realm it names; never over plain HTTP unless ``insecure`` was chosen. A
-  request to another origin goes out without ``Authorization`` and its 401 is not answered.
+* **Where credentials go**: only to the registry's own host:port and to a token realm over
+  verified HTTPS on another host. ``insecure`` allows plain HTTP and unverified TLS to the
+  registry's host:port only, so an insecure registry never sends its password to another
+  host (a different port is a different host: any local user can listen on one). A request
+  to another origin goes out without ``Authorization`` and its 401 is not answered.
 * **Retries**: :meth:`Session.retrying` runs a unit of work under the backoff policy and
   reports each retry through ``progress``; the ping and the token requests use it inside.
   The caller chooses the unit (a whole blob upload, from ``HEAD``), because only the caller
@@ -119,6 +121,13 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
+def _host_port(url: str) -> tuple[str, int]:
+    """Who receives a request, whatever the scheme: ``(host, port)`` with the scheme's default."""
+    parts = urlsplit(url)
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    return (parts.hostname or "").lower(), port
+
+
 class Session:
     """Authenticated requests to one registry, on behalf of one repository.
 
@@ -143,7 +152,9 @@ class Session:
         self._keychain = keychain
         self._own_transport = transport is None
         self._transport: Transport = transport or StdlibTransport(
-            ca_file=options.ca_file, verify=not options.insecure, timeout=options.timeout
+            ca_file=options.ca_file,
+            insecure_hosts=[_host_port(f"https://{ref.registry_host}")] if options.insecure else (),
+            timeout=options.timeout,
         )
         self._progress = progress or (lambda _msg: None)
         self._policy = RetryPolicy(
@@ -368,6 +379,26 @@ class Session:
                 remedy="credentials-plain-http",
             )
 
+    def _check_realm(self, realm: str) -> None:
+        """A token realm gets credentials on the registry's own host:port, or over HTTPS.
+
+        ``insecure`` is a choice about one registry; a realm elsewhere over plain HTTP would
+        hand the password to whoever listens on that path, so it is refused even then (the
+        realm's TLS is verified: the transport skips verification only for the registry).
+        """
+        if _host_port(realm) == _host_port(self._base):
+            self._check_plain_http(realm)
+            return
+        if urlsplit(realm).scheme != "https":
+            raise AuthError(
+                f"refusing to send credentials for {self.ref.registry} to the token service "
+                f"{redact_url(realm)}: it is on another host and not HTTPS",
+                url=redact_url(realm),
+                hint="credentials go only to the registry itself or to a token service over "
+                "HTTPS; serve the token service over HTTPS (or from the registry's own "
+                "host:port), or push without credentials if the registry allows it",
+            )
+
     def _token(self, scopes: frozenset[str]) -> str:
         """A Bearer token for ``scopes``: the config's ``registrytoken``, cached, or fetched."""
         creds = self._credentials()
@@ -387,7 +418,7 @@ class Session:
         ordered = sorted(scopes)
         headers = self._headers()
         if creds is not None and creds.identity_token:
-            self._check_plain_http(realm)
+            self._check_realm(realm)
             form = [
                 ("grant_type", "refresh_token"),
                 ("refresh_token", creds.identity_token),
@@ -402,7 +433,7 @@ class Session:
             query = [("service", service)] if service else []
             query += [("scope", s) for s in ordered]
             if creds is not None and creds.username:
-                self._check_plain_http(realm)
+                self._check_realm(realm)
                 query.append(("account", creds.username))
                 headers["Authorization"] = basic_authorization(creds)
             method, url, body = "GET", with_query(realm, query), None
