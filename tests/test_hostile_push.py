@@ -13,16 +13,20 @@ import json
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
+from scratchpack import cli, pipeline
 from scratchpack.cli import render_error
 from scratchpack.errors import AuthError, RegistryError
 from scratchpack.oci.auth import ConfigFileKeychain, Credentials
 from scratchpack.oci.reference import Reference
-from scratchpack.oci.registry import PushOptions, push
+from scratchpack.oci.registry import Pusher, PushOptions, push
 from scratchpack.oci.session import Session
+from tests._fixtures import BASE, write_project
+from tests.fake_registry import FakeRegistry, Fault
 from testsupport.registry_server import StaticKeychain, make_image
 
 Serve = Callable[["Loopback", socket.socket], None]
@@ -41,7 +45,7 @@ class Loopback:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self._sock.settimeout(0.2)
         self.port = int(self._sock.getsockname()[1])
-        self._stop = threading.Event()
+        self.stop = threading.Event()
         self._conns: list[socket.socket] = []
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -51,7 +55,7 @@ class Loopback:
         return f"127.0.0.1:{self.port}"
 
     def _accept(self) -> None:
-        while not self._stop.is_set():
+        while not self.stop.is_set():
             try:
                 conn, _ = self._sock.accept()
             except TimeoutError:
@@ -80,7 +84,7 @@ class Loopback:
         return head
 
     def close(self) -> None:
-        self._stop.set()
+        self.stop.set()
         self._sock.close()
         for conn in self._conns:
             with contextlib.suppress(OSError):
@@ -215,3 +219,117 @@ def test_item7_insecure_registry_sends_no_password_to_a_realm_on_another_host(lo
         session.connect()
     [token_request] = [h for h in same.heads if h.startswith(b"GET /token")]
     assert _header(token_request, "Authorization").startswith("Basic ")
+
+
+# --- 2: a push has one deadline; every answer has one too ---------------------------------------
+
+
+def _tls_refused(server: Loopback, conn: socket.socket) -> bytes:
+    """The request head, or b'' after answering a TLS hello in plain HTTP (insecure falls back)."""
+    head = server.read_head(conn)
+    if head and not head[:1].isalpha():
+        conn.sendall(_answer("400 Bad Request", close=True))
+        return b""
+    return head
+
+
+def _drip(server: Loopback, conn: socket.socket) -> None:
+    """A status line, then a header that never ends: one byte every 0.2 s."""
+    if _tls_refused(server, conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+        while not server.stop.wait(0.2):
+            conn.sendall(b"a")
+
+
+def _endless_continue(server: Loopback, conn: socket.socket) -> None:
+    """``100 Continue`` heads, each complete and harmless, forever."""
+    if _tls_refused(server, conn):
+        while not server.stop.wait(0.05):
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+def _silent(server: Loopback, conn: socket.socket) -> None:
+    """Accepts, reads, never says a word (not even to a TLS hello)."""
+    server.read_head(conn)
+    server.stop.wait()
+
+
+def _silent_after_the_ping(server: Loopback, conn: socket.socket) -> None:
+    while head := _tls_refused(server, conn):
+        if not head.startswith(b"GET /v2/ "):
+            server.stop.wait()
+            return
+        conn.sendall(_answer("200 OK", b"{}"))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "serve", [_drip, _endless_continue, _silent, _silent_after_the_ping], ids=lambda f: f.__name__
+)
+def test_item2_a_stalled_or_dripping_registry_fails_within_the_push_timeout(loopback, serve):
+    server = loopback(serve)
+    ref = Reference.parse(f"{server.host}/team/app:v1")
+    options = PushOptions(insecure=True, push_timeout=1.5)
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            push(make_image(seed=2), ref, keychain=NO_CREDS, options=options)
+            outcome.append(None)
+        except BaseException as err:
+            outcome.append(err)
+
+    start = time.monotonic()
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(20)
+    elapsed = time.monotonic() - start
+    assert outcome, f"the push still hangs after {elapsed:.0f} s"
+    err = outcome[0]
+    assert isinstance(err, RegistryError), repr(err)
+    assert elapsed < 1.5 + 2.0, f"took {elapsed:.1f} s for a 1.5 s push timeout"
+    assert "did not finish within 1.5 s" in err.message, err.message
+    assert err.remedy == "push-timeout" and "--timeout SECONDS" in render_error(err)
+
+
+def test_item2_retries_stop_at_the_push_deadline_on_the_injected_clock():
+    fake = FakeRegistry(faults=[Fault("HEAD", r"/blobs/", 503, times=100)])
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the fake clock moves only when the push waits
+        slept.append(seconds)
+        fake.now += seconds
+
+    ref = Reference.parse("registry.example/team/app:v1")
+    options = PushOptions(push_timeout=20.0, backoff=1.0, retries=100)
+    session = Session(
+        ref, keychain=NO_CREDS, options=options, transport=fake, sleep=sleep, clock=fake.clock
+    )
+    layer = make_image().layers[0]
+    with pytest.raises(RegistryError, match="no time left for attempt") as info:
+        Pusher(session).upload_blob(layer.digest, layer.size, layer.opener)
+    assert info.value.status == 503
+    assert len(slept) >= 3 and sum(slept) < 20.0, "it retried, and never slept past the deadline"
+    sent = [c.timeout for c in fake.calls]
+    assert all(t is not None and 0 < t <= 20.0 for t in sent)
+    assert sent == sorted(sent, reverse=True) and sent[0] > sent[-1], "each gets the time left"
+
+
+def test_item2_timeout_flag_and_pyproject_setting_reach_the_push(tmp_path, monkeypatch, capsys):
+    project = write_project(
+        tmp_path, BASE + '[tool.scratchpack]\nentrypoint = "demo:main"\npush-timeout = 42\n'
+    )
+    seen: list[pipeline.BuildOptions] = []
+
+    def fake_build(options: pipeline.BuildOptions) -> pipeline.BuildResult:
+        seen.append(options)
+        raise RegistryError("stop here")
+
+    monkeypatch.setattr(pipeline, "build", fake_build)
+    argv = ["build", str(project), "--push", "localhost:5000/demo"]
+    assert cli.main(argv) == 1 and cli.main([*argv, "--timeout", "7.5"]) == 1
+    assert [o.push_options().push_timeout for o in seen] == [42.0, 7.5]
+    capsys.readouterr()
+    assert cli.main([*argv, "--timeout", "0"]) == 1  # error: + hint:, not a traceback
+    err = capsys.readouterr().err
+    assert err.startswith("error: a push timeout must be a positive number") and "hint:" in err

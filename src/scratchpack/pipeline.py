@@ -87,6 +87,7 @@ class BuildOptions:
     repo_env: str = ""
     insecure_registry: bool = False
     registry_ca: Path | None = None
+    push_timeout: float | None = None  # None: [tool.scratchpack] push-timeout, else default
     sbom: Literal["spdx", "none"] = "spdx"
 
     def __post_init__(self) -> None:
@@ -118,13 +119,18 @@ class BuildOptions:
                     f"SCRATCHPACK_REPO={self.repo_env!r} is not a repository prefix: {err.message}",
                     hint="use REGISTRY[/PATH], e.g. ghcr.io/me or localhost:5000/team",
                 ) from None
-        if self.insecure_registry or self.registry_ca is not None:
-            self.push_options()  # the session options hold the one contradiction check
+        if self.insecure_registry or self.registry_ca is not None or self.push_timeout is not None:
+            self.push_options()  # the session options hold the contradiction checks
 
     def push_options(self) -> PushOptions:
         from scratchpack.oci.registry import PushOptions  # only pushes need the HTTP stack
 
-        return PushOptions(insecure=self.insecure_registry, ca_file=self.registry_ca)
+        options = PushOptions(insecure=self.insecure_registry, ca_file=self.registry_ca)
+        project = self.freeze.project
+        timeout = self.push_timeout
+        if timeout is None and project is not None:
+            timeout = project.push_timeout
+        return options if timeout is None else replace(options, push_timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)

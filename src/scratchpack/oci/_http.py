@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import errno
 import http.client
+import io
 import json
 import logging
+import math
 import random
 import socket
 import ssl
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from scratchpack.errors import RegistryError, printable
@@ -29,6 +31,8 @@ from scratchpack.errors import RegistryError, printable
 __all__ = [
     "MAX_BODY",
     "Body",
+    "Deadline",
+    "DeadlineExceededError",
     "Headers",
     "Response",
     "RetryPolicy",
@@ -128,13 +132,126 @@ class Response:
 
 
 class Transport(Protocol):
-    """Sends one HTTP request. Stream bodies need a Content-Length header; bytes get one."""
+    """Sends one HTTP request. Stream bodies need a Content-Length header; bytes get one.
+
+    ``timeout`` is the most the whole exchange may take, in seconds, sending and answer
+    together (a push's time left); a transport also has its own per-request limits.
+    """
 
     def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body = None,
+        *,
+        timeout: float | None = None,
     ) -> Response: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A point in time on ``clock`` by which a whole operation (a push) must be done."""
+
+    at: float
+    seconds: float
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    @classmethod
+    def after(cls, seconds: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return cls(clock() + seconds, seconds, clock)
+
+    def left(self) -> float:
+        return self.at - self.clock()
+
+
+class DeadlineExceededError(RegistryError):
+    """The operation's :class:`Deadline` passed; never retried."""
+
+    retries_exhausted = True
+
+
+class _Limits:
+    """The time a connection's socket calls may still take: ``until`` (monotonic) for all of
+    them together, ``idle`` for each one. The transport moves ``until`` per request phase."""
+
+    __slots__ = ("allowed", "idle", "until")
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.until = math.inf
+        self.allowed = math.inf  # seconds ``until`` gave the current phase, for messages
+
+    def expire_in(self, seconds: float) -> None:
+        self.allowed = seconds
+        self.until = time.monotonic() + seconds
+
+
+class _TimedSocket:
+    """A connected socket whose blocking calls share one deadline.
+
+    http.client reads a response head line by line and a body chunk by chunk, each bounded
+    only by the socket timeout, so a server that sends a byte per interval (or an endless run
+    of ``100 Continue`` heads) never trips it. Here each call gets only the time left.
+    """
+
+    def __init__(self, sock: socket.socket, limits: _Limits) -> None:
+        self._sock = sock
+        self._limits = limits
+
+    def _arm(self) -> None:
+        left = self._limits.until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("out of time")
+        self._sock.settimeout(min(left, self._limits.idle))
+
+    def sendall(self, data: bytes) -> None:
+        self._arm()
+        self._sock.sendall(data)
+
+    def recv_into(self, buffer: memoryview, nbytes: int = 0) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer, nbytes)
+
+    def makefile(self, mode: str = "rb", *_args: object, **_kwargs: object) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError(f"unsupported makefile mode {mode!r}")
+        return io.BufferedReader(_TimedReader(self))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> object:  # setsockopt, fileno, ... as the socket
+        return getattr(self._sock, name)
+
+
+class _TimedReader(io.RawIOBase):
+    def __init__(self, sock: _TimedSocket) -> None:
+        self._timed = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        return self._timed.recv_into(buffer)
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    limits: _Limits
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = cast(socket.socket, _TimedSocket(self.sock, self.limits))
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    limits: _Limits
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = cast(socket.socket, _TimedSocket(self.sock, self.limits))
 
 
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -143,6 +260,9 @@ _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 class StdlibTransport:
     """http.client connections kept alive per (scheme, host, port); TLS verified by default.
 
+    ``timeout`` bounds each request three ways: connecting, each socket call while the request
+    is sent, and the whole answer from the end of sending (head, ``100 Continue`` lines and
+    body together), so a server that drips its answer fails in ``timeout`` seconds.
     ``ca_file`` adds a CA to the system trust store (it does not replace it, so token realms on
     public hosts keep working). ``insecure_hosts`` are the ``(host, port)`` pairs whose TLS is
     not verified: an insecure registry, and only it, so that a token realm on another host is
@@ -194,15 +314,19 @@ class StdlibTransport:
         return ctx
 
     def _connect(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        conn: _HTTPConnection | _HTTPSConnection
         if scheme == "https":
-            return http.client.HTTPSConnection(
+            conn = _HTTPSConnection(
                 host,
                 port,
                 timeout=self.timeout,
                 context=self._tls_context(host, port),
                 blocksize=BLOCK,
             )
-        return http.client.HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
+        else:
+            conn = _HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
+        conn.limits = _Limits(self.timeout)
+        return conn
 
     def _checkout(self, key: tuple[str, str, int]) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
@@ -216,7 +340,13 @@ class StdlibTransport:
             self._idle.setdefault(key, []).append(conn)
 
     def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body = None,
+        *,
+        timeout: float | None = None,
     ) -> Response:
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -228,10 +358,18 @@ class StdlibTransport:
         key = (parts.scheme, parts.hostname, port)
         target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
         rewindable = body is None or isinstance(body, bytes)
+        cap = math.inf if timeout is None else time.monotonic() + max(timeout, 0.0)
         while True:
             conn, reused = self._checkout(key)
+            limits: _Limits = getattr(conn, "limits", _Limits(self.timeout))
             try:
+                # Connecting and sending: each step within ``timeout``, all within the cap.
+                left = cap - time.monotonic()
+                conn.timeout = max(0.001, min(self.timeout, left))
+                limits.expire_in(left)
                 conn.request(method, target, body=body, headers=dict(headers))
+                # The answer, all of it, within ``timeout`` of the end of sending.
+                limits.expire_in(min(self.timeout, cap - time.monotonic()))
                 resp = conn.getresponse()
             except _STALE as err:
                 conn.close()
@@ -243,7 +381,7 @@ class StdlibTransport:
                 raise connection_error(err, method, url) from None
             except (OSError, http.client.HTTPException) as err:
                 conn.close()
-                raise connection_error(err, method, url) from None
+                raise connection_error(_timing(err, limits), method, url) from None
             except BaseException:
                 conn.close()  # e.g. the body stream raised: the connection is mid-request
                 raise
@@ -252,7 +390,7 @@ class StdlibTransport:
             data, truncated = self._read_bounded(resp, method)
         except (OSError, http.client.HTTPException) as err:
             conn.close()
-            raise connection_error(err, method, url) from None
+            raise connection_error(_timing(err, limits), method, url) from None
         if truncated or resp.will_close:
             conn.close()
         else:
@@ -295,8 +433,16 @@ class StdlibTransport:
         self.close()
 
 
+def _timing(err: BaseException, limits: _Limits) -> BaseException:
+    """A timeout at the request's deadline says so; one socket call's timeout stays as is."""
+    if isinstance(err, TimeoutError) and time.monotonic() >= limits.until - 0.01:
+        return TimeoutError(f"no complete answer within {limits.allowed:.3g} s")
+    return err
+
+
 class TransportError(RegistryError):
-    """No HTTP answer at all (connect, TLS, reset); ``tls`` marks a failed TLS handshake.
+    """No HTTP answer at all (connect, TLS, reset); ``tls`` marks a failed TLS handshake,
+    ``timed_out`` a server that did not answer (in full) in time.
 
     Every argument but the message has a default so that ``copy.copy`` (the CLI rewording a
     hint) can rebuild it from the message alone.
@@ -310,6 +456,7 @@ class TransportError(RegistryError):
         url: str = "",
         temporary: bool = False,
         tls: bool = False,
+        timed_out: bool = False,
         hint: str | None = None,
         remedy: str | None = None,
     ) -> None:
@@ -317,6 +464,7 @@ class TransportError(RegistryError):
             message, method=method, url=url, temporary=temporary, hint=hint, remedy=remedy
         )
         self.tls = tls
+        self.timed_out = timed_out
 
 
 _TLS_PLAINTEXT_REASONS = frozenset(
@@ -375,8 +523,18 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
             hint="check the registry host name in the image reference",
         )
     if isinstance(err, TimeoutError):
-        why = "timed out"
-    elif isinstance(err, ConnectionRefusedError):
+        why = printable(str(err)) or "timed out"
+        return TransportError(
+            f"registry {where} timed out ({method} {safe}): {why}",
+            method=method,
+            url=safe,
+            temporary=True,
+            timed_out=True,
+            hint="a server that accepts connections but answers slowly or not at all: check "
+            "that it is a working registry and the network path to it, or allow more time",
+            remedy="push-timeout",
+        )
+    if isinstance(err, ConnectionRefusedError):
         why = "connection refused"
     elif isinstance(err, OSError) and err.errno in {errno.ECONNRESET, errno.EPIPE}:
         why = "connection dropped by the registry"
@@ -498,8 +656,12 @@ def retrying(
     *,
     is_retryable: Callable[[RegistryError], bool] = lambda e: e.temporary,
     on_retry: Callable[[RegistryError, int, float], None] | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> T:
     """Run ``op``; on a retryable RegistryError sleep and run it again, up to ``policy.retries``.
+
+    ``time_left`` (seconds until a deadline) stops the retries when the next sleep would
+    reach it: waiting only to fail at the deadline helps no one.
 
     An error that already went through its own retries (a token request inside a blob upload)
     is not retried again by an enclosing loop: nested retries would multiply the wait.
@@ -516,6 +678,10 @@ def retrying(
                     err.retries_exhausted = True  # type: ignore[attr-defined]
                 raise
             delay = policy.delay(attempt, getattr(err, "retry_after", None))
+            if time_left is not None and time_left() <= delay:
+                err.message = f"{err.message} (no time left for attempt {attempt + 2})"
+                err.retries_exhausted = True  # type: ignore[attr-defined]
+                raise
             if on_retry is not None:
                 on_retry(err, attempt + 1, delay)
             log.debug("retrying after %.2fs: %s", delay, err.message)

@@ -26,7 +26,7 @@ from typing import BinaryIO, Literal, Protocol
 from urllib.parse import urljoin
 
 from scratchpack.errors import DigestMismatchError, ImageError, RegistryError, printable
-from scratchpack.oci._http import Body, Response, Transport, redact_url, with_query
+from scratchpack.oci._http import Body, Deadline, Response, Transport, redact_url, with_query
 from scratchpack.oci._io import VerifyingReader
 from scratchpack.oci.auth import Keychain
 from scratchpack.oci.descriptor import Descriptor, Published
@@ -36,6 +36,7 @@ from scratchpack.oci.session import Session, SessionOptions
 
 __all__ = [
     "BlobOutcome",
+    "Deadline",
     "PushOptions",
     "PushableArtifact",
     "PushableImage",
@@ -277,11 +278,13 @@ def push(
     transport: Transport | None = None,
     progress: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> Published:
     """Push ``image`` to ``ref`` (tag, or digest) and return ``REPO@sha256:...``.
 
     Blobs the registry already has are skipped; the returned digest is the one the registry
-    confirmed, equal to ``image.digest``.
+    confirmed, equal to ``image.digest``. ``deadline`` (shared with an SBOM push, say) bounds
+    the whole push; without one it gets ``options.push_timeout`` of its own.
     """
     _check_image(image)
     if ref.digest is not None and ref.digest != image.digest:
@@ -290,7 +293,13 @@ def push(
             hint="push by tag, or use the image's own digest",
         )
     with Session(
-        ref, keychain=keychain, options=options, transport=transport, progress=progress, sleep=sleep
+        ref,
+        keychain=keychain,
+        options=options,
+        transport=transport,
+        progress=progress,
+        sleep=sleep,
+        deadline=deadline,
     ) as session:
         pusher = Pusher(session, progress=progress)
         seen: set[Digest] = set()
@@ -323,10 +332,17 @@ def push_artifact(
     transport: Transport | None = None,
     progress: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> Digest:
     """Push an artifact manifest (e.g. an SBOM with a ``subject``) and its blobs under ``tag``."""
     with Session(
-        ref, keychain=keychain, options=options, transport=transport, progress=progress, sleep=sleep
+        ref,
+        keychain=keychain,
+        options=options,
+        transport=transport,
+        progress=progress,
+        sleep=sleep,
+        deadline=deadline,
     ) as session:
         pusher = Pusher(session, progress=progress)
         for desc, data in artifact.blobs:

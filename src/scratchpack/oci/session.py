@@ -26,6 +26,11 @@ registry wants to be authenticated. What a session does, in the order a push mee
   reports each retry through ``progress``; the ping and the token requests use it inside.
   The caller chooses the unit (a whole blob upload, from ``HEAD``), because only the caller
   knows what is safe to repeat.
+* **Deadlines**: the whole push (every request, token and retry, across the sessions that
+  share a :class:`~scratchpack.oci._http.Deadline`) must end by ``push_timeout``; each
+  request is sent with the time left, no retry sleeps past it, and a push out of time fails
+  with :class:`~scratchpack.oci._http.DeadlineExceededError` naming the last thing it waited
+  for. The transport bounds each request's whole answer on top (``timeout``).
 * **Error hints**: :meth:`Session.error` turns a failed answer into a typed error that says
   what to try (log in, check the permission or the repository name, try later).
 
@@ -48,6 +53,8 @@ from scratchpack import __version__
 from scratchpack.errors import AuthError, RegistryError
 from scratchpack.oci._http import (
     Body,
+    Deadline,
+    DeadlineExceededError,
     Response,
     RetryPolicy,
     StdlibTransport,
@@ -74,6 +81,9 @@ __all__ = ["RequestBody", "Session", "SessionOptions", "repository_scope"]
 log = logging.getLogger(__name__)
 
 _TOKEN_MARGIN = 10.0
+#: The ping answers ``/v2/`` from memory: a server silent this long is not a working registry,
+#: and retrying it only multiplies the wait (a refused connection is still retried).
+_PING_TIMEOUT = 20.0
 _DEFAULT_TOKEN_LIFETIME = 60
 
 T = TypeVar("T")
@@ -95,7 +105,8 @@ class SessionOptions:
     retries: int = 5
     backoff: float = 0.5
     max_backoff: float = 30.0
-    timeout: float = 60.0
+    timeout: float = 60.0  # per request: connect, each send, the whole answer
+    push_timeout: float = 300.0  # the whole push, retries included
     user_agent: str = f"scratchpack/{__version__}"
 
     def __post_init__(self) -> None:
@@ -109,6 +120,12 @@ class SessionOptions:
             raise ValueError("retries, backoff and max_backoff must not be negative")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
+        if not self.push_timeout > 0:
+            raise RegistryError(
+                f"a push timeout must be a positive number of seconds, not {self.push_timeout}",
+                hint="give the most seconds a whole push may take, e.g. 300",
+                remedy="push-timeout-value",
+            )
 
 
 def repository_scope(repository: str, actions: str = "pull,push") -> str:
@@ -146,6 +163,7 @@ class Session:
         progress: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        deadline: Deadline | None = None,
     ) -> None:
         self.ref = ref
         self.options = options
@@ -161,6 +179,7 @@ class Session:
             options.retries, options.backoff, options.max_backoff, sleep=sleep
         )
         self._clock = clock
+        self._deadline = deadline or Deadline.after(options.push_timeout, clock)
         self._base = ""
         self._challenge: Challenge | None = None
         self._creds: Credentials | None = None
@@ -234,7 +253,7 @@ class Session:
                 )
             sent = self._headers(authorized=same_origin)
             sent.update(headers or {})
-            resp = self._transport.request(method, url, sent, make_body())
+            resp = self._send(method, url, sent, make_body())
             if resp.status != 401 or renewed or not same_origin:
                 return resp
             if not self._reauthenticate(resp):
@@ -248,7 +267,7 @@ class Session:
         Temporary: no answer at all (refused, reset, timed out), 408/429/5xx, the
         ``UNAVAILABLE``/``TOOMANYREQUESTS`` codes, or whatever the caller marks temporary.
         """
-        return retrying(self._policy, op, on_retry=self._on_retry)
+        return retrying(self._policy, op, on_retry=self._on_retry, time_left=self._deadline.left)
 
     def error(
         self,
@@ -267,7 +286,7 @@ class Session:
                 # HEAD answers have no body; ask again with GET for the registry's own words.
                 headers = self._headers(authorized=True)
                 try:
-                    again = self._transport.request("GET", resp.url, headers)
+                    again = self._send("GET", resp.url, headers)
                     if again.status in {401, 403}:
                         resp, method = again, "GET"
                 except RegistryError:
@@ -280,6 +299,40 @@ class Session:
         elif resp.status >= 500:
             hint = hint or "the registry is failing; try again later or ask its operator"
         return status_error(resp, method, what, cls=cls, hint=hint)
+
+    # --- the one way out ---------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body = None,
+        *,
+        limit: float | None = None,
+    ) -> Response:
+        """The transport's request, given the push's time left (or ``limit`` if shorter);
+        out of time is final."""
+        left = self._deadline.left()
+        if left <= 0:
+            raise self._out_of_time(f"{method} {redact_url(url)} was not sent")
+        try:
+            return self._transport.request(
+                method, url, headers, body, timeout=left if limit is None else min(left, limit)
+            )
+        except TransportError as err:
+            if self._deadline.left() <= 0:
+                raise self._out_of_time(err.message) from None
+            raise
+
+    def _out_of_time(self, last: str) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            f"the push to {self.ref.registry} did not finish within "
+            f"{self._deadline.seconds:g} s: {last}",
+            hint="the registry is too slow or does not answer; check that it is a working "
+            "registry and the network path to it, or allow the push more time",
+            remedy="push-timeout",
+        )
 
     # --- first contact -----------------------------------------------------------------------
 
@@ -313,8 +366,10 @@ class Session:
             try:
                 resp = retrying(
                     first_contact,
-                    functools.partial(self._transport.request, "GET", url, self._headers()),
+                    functools.partial(self._send, "GET", url, self._headers(), limit=_PING_TIMEOUT),
+                    is_retryable=lambda e: e.temporary and not getattr(e, "timed_out", False),
                     on_retry=self._on_retry,
+                    time_left=self._deadline.left,
                 )
             except TransportError as err:
                 if err.tls and scheme == "https" and self.options.insecure:
@@ -359,9 +414,7 @@ class Session:
         self._authorization = basic_authorization(creds)
         self._check_plain_http(self._base)
         url = f"{self._base}/v2/"
-        check = self.retrying(
-            lambda: self._transport.request("GET", url, self._headers(authorized=True))
-        )
+        check = self.retrying(lambda: self._send("GET", url, self._headers(authorized=True)))
         if check.status != 200:
             raise self.error(check, "GET", f"{self.ref.registry} rejected the login", cls=AuthError)
 
@@ -439,7 +492,7 @@ class Session:
             method, url, body = "GET", with_query(realm, query), None
 
         def fetch() -> Response:
-            resp = self._transport.request(method, url, headers, body)
+            resp = self._send(method, url, headers, body)
             if resp.status >= 500 or resp.status == 429:
                 raise self.error(resp, method, "the token service failed")
             return resp
