@@ -445,7 +445,7 @@ class Session:
         if urlsplit(realm).scheme != "https":
             raise AuthError(
                 f"refusing to send credentials for {self.ref.registry} to the token service "
-                f"{redact_url(realm)}: it is on another host and not HTTPS",
+                f"{redact_url(realm)}: it is plain HTTP to another host",
                 url=redact_url(realm),
                 hint="credentials go only to the registry itself or to a token service over "
                 "HTTPS; serve the token service over HTTPS (or from the registry's own "
