@@ -9,25 +9,30 @@ port. The input-side items go through the same functions the CLI calls.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 
 import pytest
 
 from scratchpack import cli, pipeline
 from scratchpack.cli import render_error
-from scratchpack.errors import AuthError, RegistryError
+from scratchpack.config import parse_pyproject
+from scratchpack.errors import AuthError, ImageError, RegistryError
+from scratchpack.freeze.spec import FrozenApp
 from scratchpack.oci.auth import ConfigFileKeychain, Credentials
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.registry import Pusher, PushOptions, push
 from scratchpack.oci.session import Session
 from tests._fixtures import BASE, write_project
 from tests.fake_registry import FakeRegistry, Fault
-from testsupport.registry_server import StaticKeychain, make_image
+from testsupport.engines import build_static_server
+from testsupport.registry_server import StaticKeychain, make_image, make_tls
 
 Serve = Callable[["Loopback", socket.socket], None]
 
@@ -198,7 +203,7 @@ def test_item7_insecure_registry_sends_no_password_to_a_realm_on_another_host(lo
     )
     ref = Reference.parse(f"{registry.host}/team/app:v1")
     keychain = StaticKeychain.of({registry.host: ALICE})
-    with pytest.raises(AuthError, match="another host and not HTTPS") as info:
+    with pytest.raises(AuthError, match="plain HTTP to another host") as info:
         push(make_image(seed=7), ref, keychain=keychain, options=PushOptions(insecure=True))
     assert realm.heads == [], "the realm on another port heard nothing, let alone a password"
     assert "s3cret" not in str(info.value)
@@ -333,3 +338,49 @@ def test_item2_timeout_flag_and_pyproject_setting_reach_the_push(tmp_path, monke
     assert cli.main([*argv, "--timeout", "0"]) == 1  # error: + hint:, not a traceback
     err = capsys.readouterr().err
     assert err.startswith("error: a push timeout must be a positive number") and "hint:" in err
+
+
+# --- 6b: --ca-certs takes PEM certificates and nothing else ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def static_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_static_server(tmp_path_factory.mktemp("static"))
+
+
+def _frozen_app(exe: Path) -> FrozenApp:
+    digest = hashlib.sha256(exe.read_bytes()).hexdigest()
+    project = parse_pyproject(BASE.encode() + b'[tool.scratchpack]\nentrypoint = "demo:main"\n')
+    return FrozenApp(exe, digest, exe.stat().st_size, project, (), "3.11.2", cached=False)
+
+
+def test_item6b_ca_certs_must_be_pem_certificates(tmp_path, static_exe):
+    tls = make_tls(tmp_path / "tls")
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$salt$hash:19000:0:99999:7:::\n")
+    key_and_cert = tmp_path / "key-and-cert.pem"
+    key_and_cert.write_bytes(tls.key.read_bytes() + tls.cert.read_bytes())
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    commented = tmp_path / "commented.pem"  # certifi's layout: comments between blocks
+    commented.write_bytes(b"# Issuer: CN=localhost\n" + tls.cert.read_bytes())
+
+    for bad in (secret, key_and_cert, broken, tmp_path / "missing.pem"):
+        with pytest.raises(ImageError) as info:
+            pipeline.assemble(
+                _frozen_app(static_exe),
+                pipeline.ImageOptions(ca_certs=str(bad)),
+                project_dir=tmp_path,
+                epoch=0,
+                workdir=tmp_path / "w",
+            )
+        shown = render_error(info.value)
+        assert str(bad) in shown and "--ca-certs" in shown, shown
+    image = pipeline.assemble(
+        _frozen_app(static_exe),
+        pipeline.ImageOptions(ca_certs=str(commented)),
+        project_dir=tmp_path,
+        epoch=0,
+        workdir=tmp_path / "w",
+    )
+    assert image.layers[0].size > 0

@@ -365,6 +365,8 @@ REMEDIES: dict[str, str] = {
     "(or set SCRATCHPACK_REPO, like ko's KO_DOCKER_REPO)",
     "push-repo": "give --push REGISTRY/REPO[:TAG], or export SCRATCHPACK_REPO=REGISTRY/PREFIX",
     "ca-certs": "pip install certifi, or pass --ca-certs /path/to/bundle.pem",
+    "ca-certs-pem": "pass --ca-certs with a PEM file of CA certificates (e.g. "
+    "/etc/ssl/certs/ca-certificates.crt), or --ca-certs alone for certifi's bundle",
     "run-target": "pass a file written by `scratchpack build --tarball`, or a project directory",
     "run-tag": "pass --tag NAME[:TAG]",
     # registry (oci/_http.py, oci/session.py)

@@ -201,7 +201,11 @@ def _ca_bundle(choice: str) -> Path:
     if choice != "certifi":
         path = Path(choice)
         if not path.is_file():
-            raise ImageError(f"CA bundle {choice}: no such file", hint="give a PEM CA bundle")
+            raise ImageError(
+                f"CA bundle {choice}: no such file",
+                hint="give a PEM CA bundle",
+                remedy="ca-certs-pem",
+            )
         return path
     try:
         certifi = importlib.import_module("certifi")  # optional, only for --ca-certs
