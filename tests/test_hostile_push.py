@@ -384,3 +384,69 @@ def test_item6b_ca_certs_must_be_pem_certificates(tmp_path, static_exe):
         workdir=tmp_path / "w",
     )
     assert image.layers[0].size > 0
+
+
+# --- 10: smaller ones ----------------------------------------------------------------------------
+
+
+def test_item10a_tags_are_ascii_as_the_distribution_grammar_says(tmp_path):
+    for text in ("webhello:café", "webhello:\uff561", "webhello:v\u0661"):  # fullwidth v, Arabic 1
+        with pytest.raises(ImageError, match="invalid tag"):
+            Reference.parse(text)
+    project = write_project(tmp_path, BASE + '[tool.scratchpack]\nentrypoint = "demo:main"\n')
+    assert cli.main(["build", str(project), "--tarball", "x.tar", "--tag", "webhello:café"]) == 1
+    assert Reference.parse("webhello:v1.2_rc-3").tag == "v1.2_rc-3"
+
+
+def test_item10b_git_remote_loses_userinfo_query_and_fragment(tmp_path, static_exe):
+    project = tmp_path / "proj"
+    project.mkdir()
+    remote = "https://me:p@ss@git.example/team/app.git?access_token=T0KEN#main"
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    subprocess.run(["git", "-C", str(project), "remote", "add", "origin", remote], check=True)
+    image = pipeline.assemble(
+        _frozen_app(static_exe),
+        pipeline.ImageOptions(),
+        project_dir=project,
+        epoch=0,
+        workdir=tmp_path / "w",
+    )
+    source = dict(image.annotations)["org.opencontainers.image.source"]
+    assert source == "https://git.example/team/app.git"
+
+
+def test_item10c_a_failing_credential_helper_never_has_its_stdout_quoted(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "leaky"}))
+
+    def runner(
+        argv: Sequence[str], stdin: str, env: Mapping[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        out = '{"ServerURL":"r","Username":"alice","Secret":"hunter2"}\nthen it crashed'
+        return subprocess.CompletedProcess(argv, 2, out, "")
+
+    with pytest.raises(AuthError) as info:
+        ConfigFileKeychain(tmp_path / "config.json", {}, runner).resolve("registry.example")
+    assert "hunter2" not in render_error(info.value) + repr(info.value)
+    assert "exited with status 2" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("flag", "item", "message"),
+    [
+        ("--env", "BAD NAME=x", "environment variable name 'BAD NAME' is not valid"),
+        ("--env", "1X=x", "is not valid"),
+        ("--env", "MODE=a\nINJECTED=1", "contains the control character \\n"),
+        ("--env", "MODE=a\rb", "contains the control character \\r"),
+        ("--label", "team\n=x", "label key 'team\\n'"),
+        ("--label", "team=a\nb", "the value of label team contains the control character \\n"),
+        ("--label", "team=a\x1b[2Jb", "control character \\x1b"),
+    ],
+)
+def test_item10d_env_and_label_keys_and_values_are_validated(tmp_path, capsys, flag, item, message):
+    project = write_project(tmp_path, BASE + '[tool.scratchpack]\nentrypoint = "demo:main"\n')
+    tarball = tmp_path / "x.tar"
+    assert cli.main(["build", str(project), "--tarball", str(tarball), flag, item]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "\n  hint: " in err, err
+    assert not tarball.exists()
+    assert "a\nINJECTED" not in err, "a value is never quoted back (it may be a secret)"

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from scratchpack import _ctx, sbom
 from scratchpack.config import Runtime, UserSpec, normalise_port
@@ -32,7 +33,7 @@ from scratchpack.freeze import (
 from scratchpack.oci import image as oci_image
 from scratchpack.oci import mediatypes
 from scratchpack.oci.artifact import Artifact, make_artifact
-from scratchpack.oci.config import ImageConfig, format_created
+from scratchpack.oci.config import ImageConfig, check_env, check_label, format_created
 from scratchpack.oci.descriptor import Platform, Published
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.layer import layer_from_entries
@@ -74,6 +75,12 @@ class ImageOptions:
     env: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     ca_certs: str | None = None  # "certifi", a file path, or None
+
+    def __post_init__(self) -> None:  # before the freeze, not a minute later in assemble()
+        for name, value in self.env:
+            check_env(name, value)
+        for key, value in self.labels:
+            check_label(key, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +199,20 @@ def _git(project_dir: Path, *args: str) -> str:
 
 
 def _public_url(url: str) -> str:
-    """A remote URL fit to publish: no credentials, no local paths (they differ per checkout)."""
-    url = re.sub(r"^(https?://)[^/@]+@", r"\1", url)
-    return url if re.match(r"(https?|ssh|git)://|[\w.-]+@[\w.-]+:", url) else ""
+    """A remote URL fit to publish: no user or password, query or fragment (an access token
+    hides in any of them), no local paths (they differ per checkout)."""
+    if re.fullmatch(r"[\w.-]+@[\w.-]+:[^\s?#]*", url):  # scp-like git@host:path, no password
+        return url
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in {"http", "https", "ssh", "git"} or not host:
+        return ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += "" if port is None else f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _ca_bundle(choice: str) -> Path:
