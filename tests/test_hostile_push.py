@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -25,6 +26,7 @@ from scratchpack.cli import render_error
 from scratchpack.config import parse_pyproject
 from scratchpack.errors import AuthError, ImageError, RegistryError
 from scratchpack.freeze.spec import FrozenApp
+from scratchpack.oci._http import StdlibTransport, TransportError
 from scratchpack.oci.auth import ConfigFileKeychain, Credentials
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.registry import Pusher, PushOptions, push
@@ -224,6 +226,29 @@ def test_item7_insecure_registry_sends_no_password_to_a_realm_on_another_host(lo
         session.connect()
     [token_request] = [h for h in same.heads if h.startswith(b"GET /token")]
     assert _header(token_request, "Authorization").startswith("Basic ")
+
+
+def test_item7_insecure_skips_tls_verification_for_the_registrys_host_port_only(tmp_path):
+    tls = make_tls(tmp_path / "tls")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tls.cert, tls.key)
+
+    def serve(server: Loopback, conn: socket.socket) -> None:
+        with ctx.wrap_socket(conn, server_side=True) as secure:
+            while server.read_head(secure):  # type: ignore[arg-type]
+                secure.sendall(_answer("200 OK", b"{}"))
+
+    server = Loopback(serve)
+    try:
+        url = f"https://{server.host}/v2/"
+        with StdlibTransport(insecure_hosts=[("127.0.0.1", server.port)]) as insecure:
+            assert insecure.request("GET", url, {}).status == 200
+        # Another port on the same address is another host: a realm there is verified.
+        other = StdlibTransport(insecure_hosts=[("127.0.0.1", server.port + 1)])
+        with other, pytest.raises(TransportError, match="not trusted"):
+            other.request("GET", url, {})
+    finally:
+        server.close()
 
 
 # --- 2: a push has one deadline; every answer has one too ---------------------------------------
