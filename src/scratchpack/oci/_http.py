@@ -436,7 +436,7 @@ class StdlibTransport:
 def _timing(err: BaseException, limits: _Limits) -> BaseException:
     """A timeout at the request's deadline says so; one socket call's timeout stays as is."""
     if isinstance(err, TimeoutError) and time.monotonic() >= limits.until - 0.01:
-        return TimeoutError(f"no complete answer within {limits.allowed:.3g} s")
+        return TimeoutError(f"the request did not complete within {limits.allowed:.3g} s")
     return err
 
 
@@ -530,8 +530,8 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
             url=safe,
             temporary=True,
             timed_out=True,
-            hint="a server that accepts connections but answers slowly or not at all: check "
-            "that it is a working registry and the network path to it, or allow more time",
+            hint="the registry did not answer in time: check that it is running and is a "
+            "registry, and the network path to it, or allow the push more time",
             remedy="push-timeout",
         )
     if isinstance(err, ConnectionRefusedError):
