@@ -278,6 +278,14 @@ def _endless_continue(server: Loopback, conn: socket.socket) -> None:
             conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
+def _tls_drip(server: Loopback, conn: socket.socket) -> None:
+    """Answers a TLS hello with the head of a 16 KiB handshake record, then a byte per 0.2 s."""
+    server.read_head(conn)
+    conn.sendall(b"\x16\x03\x03\x40\x00")
+    while not server.stop.wait(0.2):
+        conn.sendall(b"\x00")
+
+
 def _silent(server: Loopback, conn: socket.socket) -> None:
     """Accepts, reads, never says a word (not even to a TLS hello)."""
     server.read_head(conn)
@@ -294,7 +302,9 @@ def _silent_after_the_ping(server: Loopback, conn: socket.socket) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize(
-    "serve", [_drip, _endless_continue, _silent, _silent_after_the_ping], ids=lambda f: f.__name__
+    "serve",
+    [_drip, _endless_continue, _tls_drip, _silent, _silent_after_the_ping],
+    ids=lambda f: f.__name__,
 )
 def test_item2_a_stalled_or_dripping_registry_fails_within_the_push_timeout(loopback, serve):
     server = loopback(serve)

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import random
+import selectors
 import socket
 import ssl
 import threading
@@ -248,10 +249,40 @@ class _HTTPConnection(http.client.HTTPConnection):
 
 class _HTTPSConnection(http.client.HTTPSConnection):
     limits: _Limits
+    tls: ssl.SSLContext
 
     def connect(self) -> None:
-        super().connect()
-        self.sock = cast(socket.socket, _TimedSocket(self.sock, self.limits))
+        http.client.HTTPConnection.connect(self)  # TCP; the handshake below has a deadline
+        tls = self.tls.wrap_socket(
+            self.sock, server_hostname=self.host, do_handshake_on_connect=False
+        )
+        try:
+            _handshake(tls, min(self.limits.until, time.monotonic() + self.limits.idle))
+        except BaseException:
+            tls.close()  # it owns the connection now (wrap_socket detached the plain socket)
+            raise
+        self.sock = cast(socket.socket, _TimedSocket(tls, self.limits))
+
+
+def _handshake(sock: ssl.SSLSocket, until: float) -> None:
+    """The TLS handshake, all of it by ``until``: a blocking one bounds each read only, so a
+    server dripping its certificate would hold it for ever."""
+    sock.setblocking(False)
+    with selectors.DefaultSelector() as selector:
+        while True:
+            try:
+                sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                events = selectors.EVENT_READ
+            except ssl.SSLWantWriteError:
+                events = selectors.EVENT_WRITE
+            left = until - time.monotonic()
+            selector.register(sock, events)
+            ready = selector.select(left) if left > 0 else []
+            selector.unregister(sock)
+            if not ready:
+                raise TimeoutError("the TLS handshake did not complete in time")
 
 
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -326,6 +357,8 @@ class StdlibTransport:
         else:
             conn = _HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
         conn.limits = _Limits(self.timeout)
+        if isinstance(conn, _HTTPSConnection):
+            conn.tls = self._tls_context(host, port)
         return conn
 
     def _checkout(self, key: tuple[str, str, int]) -> tuple[http.client.HTTPConnection, bool]:
