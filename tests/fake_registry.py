@@ -35,6 +35,7 @@ class Call:
     url: str
     headers: dict[str, str]
     body: bytes
+    timeout: float | None = None  # what the caller allowed the whole exchange
 
     @property
     def path(self) -> str:
@@ -87,11 +88,17 @@ class FakeRegistry:
         pass
 
     def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body = None,
+        *,
+        timeout: float | None = None,
     ) -> Response:
         parts = urlsplit(url)
         data = _read_body(body)
-        call = Call(method, url, dict(headers), data)
+        call = Call(method, url, dict(headers), data, timeout)
         self.calls.append(call)
         if parts.netloc == REGISTRY and parts.scheme != self.scheme:
             if self.scheme == "http":

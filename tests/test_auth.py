@@ -210,7 +210,8 @@ def test_helper_token_username_means_identity_token_and_hub_server_url(tmp_path:
     ("answer", "match"),
     [
         (None, "not on PATH"),
-        ((3, "boom: keychain locked"), "exited with status 3: boom: keychain locked"),
+        # stdout is never quoted: a helper that fails halfway may have printed its Secret there
+        ((3, "boom: keychain locked"), "exited with status 3: nothing on stderr"),
         ((0, "garbage"), "printed no JSON"),
         ((0, '{"Username":"u"}'), "printed no JSON"),
     ],

@@ -22,7 +22,7 @@ import pytest
 
 from testsupport.engines import serve
 from testsupport.net import free_port
-from testsupport.registry_server import USERS, skopeo_inspect_digest
+from testsupport.registry_server import USERS, make_tls, skopeo_inspect_digest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -441,8 +441,7 @@ def test_tarball_without_manifest_is_refused(tmp_path: Path):
 
 
 def test_image_options_reach_config_and_rootfs(tmp_path: Path, freeze_cache: Path, built):
-    bundle_pem = tmp_path / "ca.pem"
-    bundle_pem.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    bundle_pem = make_tls(tmp_path / "tls").cert  # --ca-certs takes real PEM certificates only
     layout = tmp_path / "layout"
     proc = scratchpack(
         "build",

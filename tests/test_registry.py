@@ -73,10 +73,16 @@ class Recording:
         self.calls: list[tuple[str, str, dict[str, str]]] = []
 
     def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body = None,
+        *,
+        timeout: float | None = None,
     ) -> Response:
         self.calls.append((method, url, dict(headers)))
-        resp = self.inner.request(method, url, headers, body)
+        resp = self.inner.request(method, url, headers, body, timeout=timeout)
         return self.rewrite(method, url, resp) if self.rewrite else resp
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from scratchpack.errors import ImageError
 from scratchpack.oci.layer import layer_from_entries
 from scratchpack.oci.rootfs import elf_info, scratch_rootfs
 from testsupport.engines import build_static_server
+from testsupport.registry_server import make_tls
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +44,13 @@ def test_scratch_rootfs_has_exactly_the_expected_entries(static_exe):
 
 
 def test_custom_user_and_ca_bundle(static_exe, tmp_path):
-    ca = tmp_path / "ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca = make_tls(tmp_path / "tls").cert
     entries = scratch_rootfs(static_exe, user="svc", uid=4242, gid=4343, ca_bundle=ca)
     by_path = {e.path: e for e in entries}
     assert b"svc:x:4242:4343::/home/svc:/sbin/nologin\n" in by_path["etc/passwd"].data
     assert b"svc:x:4343:\n" in by_path["etc/group"].data
     cert = by_path["etc/ssl/certs/ca-certificates.crt"]
-    assert (cert.mode, cert.source) == (0o444, ca)
+    assert (cert.mode, cert.data) == (0o444, ca.read_bytes())
     layer = layer_from_entries(entries, mtime=0, workdir=tmp_path / "w")
     assert layer.size > 0
 

@@ -238,6 +238,13 @@ def _add_output_flags(p: argparse.ArgumentParser) -> None:
         help="extra CA certificate(s) to verify the registry with",
     )
     p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="the most a whole push may take, every request and retry included (default: "
+        "[tool.scratchpack] push-timeout, else 300); a registry that stalls fails then",
+    )
+    p.add_argument(
         "--sbom",
         choices=("spdx", "none"),
         default="spdx",
@@ -322,6 +329,7 @@ def _cmd_build(args: argparse.Namespace) -> dict[str, Any]:
         repo_env=os.environ.get("SCRATCHPACK_REPO", ""),
         insecure_registry=args.insecure_registry,
         registry_ca=args.registry_ca,
+        push_timeout=args.timeout,
         sbom=args.sbom,
     )
     result = pipeline.build(options)
@@ -365,6 +373,8 @@ REMEDIES: dict[str, str] = {
     "(or set SCRATCHPACK_REPO, like ko's KO_DOCKER_REPO)",
     "push-repo": "give --push REGISTRY/REPO[:TAG], or export SCRATCHPACK_REPO=REGISTRY/PREFIX",
     "ca-certs": "pip install certifi, or pass --ca-certs /path/to/bundle.pem",
+    "ca-certs-pem": "pass --ca-certs with a PEM file of CA certificates (e.g. "
+    "/etc/ssl/certs/ca-certificates.crt), or --ca-certs alone for certifi's bundle",
     "run-target": "pass a file written by `scratchpack build --tarball`, or a project directory",
     "run-tag": "pass --tag NAME[:TAG]",
     # registry (oci/_http.py, oci/session.py)
@@ -376,6 +386,9 @@ REMEDIES: dict[str, str] = {
     "credentials-plain-http": "the registry sends credentials to a plain-HTTP address; use "
     "--insecure-registry only if you trust the network path to it",
     "insecure-or-ca": "use either --insecure-registry or --registry-ca, not both",
+    "push-timeout": "check that the server is a working registry and the network path to it; "
+    "a slow registry may need more time: --timeout SECONDS (the whole push; default 300)",
+    "push-timeout-value": "pass --timeout SECONDS with a positive number",
     # freezer and project settings
     "entrypoint": 'set [tool.scratchpack] entrypoint = "pkg.module:main" in pyproject.toml '
     "or pass --entrypoint",

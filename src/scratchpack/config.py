@@ -87,6 +87,8 @@ class ProjectConfig:
     #: repr of [project] dependencies and [build-system]: with the lock files, this is what
     #: decides the third-party packages, so the build venv is keyed on it.
     dependency_declaration: str = ""
+    #: push-timeout: the most seconds a whole push may take (None: the pusher's default)
+    push_timeout: float | None = None
 
     def with_overrides(
         self, *, runtime: Runtime | None = None, exclude_modules: tuple[str, ...] = ()
@@ -356,6 +358,17 @@ def project_config(data: Mapping[str, Any], entrypoint: str | None = None) -> Pr
         by_key = {str(k).lower(): v for k, v in urls.items() if isinstance(v, str)}
         source_url = next((by_key[k] for k in _URL_KEYS if k in by_key), "")
     declaration = repr(project.get("dependencies", [])) + repr(data.get("build-system", {}))
+    push_timeout = tool.get("push-timeout")
+    if push_timeout is not None and (
+        isinstance(push_timeout, bool)
+        or not isinstance(push_timeout, int | float)
+        or not push_timeout > 0
+    ):
+        raise ProjectError(
+            f"[tool.scratchpack] push-timeout = {push_timeout!r}: must be a positive number "
+            "of seconds",
+            hint="e.g. push-timeout = 600",
+        )
     return ProjectConfig(
         name=name,
         version=version,
@@ -364,6 +377,7 @@ def project_config(data: Mapping[str, Any], entrypoint: str | None = None) -> Pr
         freeze=settings,
         image=ImageDefaults(ports=ports, args=args),
         dependency_declaration=declaration,
+        push_timeout=None if push_timeout is None else float(push_timeout),
     )
 
 

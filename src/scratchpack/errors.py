@@ -6,6 +6,31 @@ Only ``cli`` turns these into output and exit codes; library code raises and nev
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
+_SPACES = re.compile(r" {2,}")
+
+
+def printable(text: str, limit: int = 500) -> str:
+    """Text from a server or a helper process, made safe to print on one terminal line.
+
+    Such text can carry ANSI escapes, a carriage return that overwrites the line before it, or
+    a newline followed by a forged ``hint:`` line. Whitespace of any kind becomes one space (so
+    the text cannot start a line of its own), other control and format characters (C0, C1,
+    bidi overrides) are shown escaped (``\\x1b``), and the result is cut at ``limit``.
+    """
+    out: list[str] = []
+    for ch in text:
+        if ch.isspace():
+            out.append(" ")
+        elif unicodedata.category(ch)[0] == "C":
+            out.append(ascii(ch)[1:-1])  # '\\x1b', '\\u202e': visible, inert
+        else:
+            out.append(ch)
+    clean = _SPACES.sub(" ", "".join(out)).strip()
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
 
 class Interrupted(KeyboardInterrupt):
     """A signal (SIGINT, SIGTERM) asked scratchpack to stop.

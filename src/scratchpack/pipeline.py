@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from scratchpack import _ctx, sbom
 from scratchpack._fs import owned_tempdir
@@ -32,7 +33,7 @@ from scratchpack.freeze import (
 from scratchpack.oci import image as oci_image
 from scratchpack.oci import mediatypes
 from scratchpack.oci.artifact import Artifact, make_artifact
-from scratchpack.oci.config import ImageConfig, format_created
+from scratchpack.oci.config import ImageConfig, check_env, check_label, format_created
 from scratchpack.oci.descriptor import Platform, Published
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.layer import layer_from_entries
@@ -75,6 +76,12 @@ class ImageOptions:
     labels: tuple[tuple[str, str], ...] = ()
     ca_certs: str | None = None  # "certifi", a file path, or None
 
+    def __post_init__(self) -> None:  # before the freeze, not a minute later in assemble()
+        for name, value in self.env:
+            check_env(name, value)
+        for key, value in self.labels:
+            check_label(key, value)
+
 
 @dataclass(frozen=True, slots=True)
 class BuildOptions:
@@ -87,6 +94,7 @@ class BuildOptions:
     repo_env: str = ""
     insecure_registry: bool = False
     registry_ca: Path | None = None
+    push_timeout: float | None = None  # None: [tool.scratchpack] push-timeout, else default
     sbom: Literal["spdx", "none"] = "spdx"
 
     def __post_init__(self) -> None:
@@ -118,13 +126,18 @@ class BuildOptions:
                     f"SCRATCHPACK_REPO={self.repo_env!r} is not a repository prefix: {err.message}",
                     hint="use REGISTRY[/PATH], e.g. ghcr.io/me or localhost:5000/team",
                 ) from None
-        if self.insecure_registry or self.registry_ca is not None:
-            self.push_options()  # the session options hold the one contradiction check
+        if self.insecure_registry or self.registry_ca is not None or self.push_timeout is not None:
+            self.push_options()  # the session options hold the contradiction checks
 
     def push_options(self) -> PushOptions:
         from scratchpack.oci.registry import PushOptions  # only pushes need the HTTP stack
 
-        return PushOptions(insecure=self.insecure_registry, ca_file=self.registry_ca)
+        options = PushOptions(insecure=self.insecure_registry, ca_file=self.registry_ca)
+        project = self.freeze.project
+        timeout = self.push_timeout
+        if timeout is None and project is not None:
+            timeout = project.push_timeout
+        return options if timeout is None else replace(options, push_timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +199,31 @@ def _git(project_dir: Path, *args: str) -> str:
 
 
 def _public_url(url: str) -> str:
-    """A remote URL fit to publish: no credentials, no local paths (they differ per checkout)."""
-    url = re.sub(r"^(https?://)[^/@]+@", r"\1", url)
-    return url if re.match(r"(https?|ssh|git)://|[\w.-]+@[\w.-]+:", url) else ""
+    """A remote URL fit to publish: no user or password, query or fragment (an access token
+    hides in any of them), no local paths (they differ per checkout)."""
+    if re.fullmatch(r"[\w.-]+@[\w.-]+:[^\s?#]*", url):  # scp-like git@host:path, no password
+        return url
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in {"http", "https", "ssh", "git"} or not host:
+        return ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += "" if port is None else f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _ca_bundle(choice: str) -> Path:
     if choice != "certifi":
         path = Path(choice)
         if not path.is_file():
-            raise ImageError(f"CA bundle {choice}: no such file", hint="give a PEM CA bundle")
+            raise ImageError(
+                f"CA bundle {choice}: no such file",
+                hint="give a PEM CA bundle",
+                remedy="ca-certs-pem",
+            )
         return path
     try:
         certifi = importlib.import_module("certifi")  # optional, only for --ca-certs

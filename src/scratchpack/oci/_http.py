@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import errno
 import http.client
+import io
 import json
 import logging
+import math
 import random
+import selectors
 import socket
 import ssl
 import threading
@@ -21,14 +24,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from scratchpack.errors import RegistryError
+from scratchpack.errors import RegistryError, printable
 
 __all__ = [
     "MAX_BODY",
     "Body",
+    "Deadline",
+    "DeadlineExceededError",
     "Headers",
     "Response",
     "RetryPolicy",
@@ -66,7 +71,10 @@ Body = bytes | Readable | None
 
 
 def redact_url(url: str) -> str:
-    """``url`` without credentials, fragment, or query parameters outside the protocol allowlist."""
+    """``url`` without credentials, fragment, or query parameters outside the protocol allowlist.
+
+    The result is printable: a URL can come from a server (a ``Location``, a token realm).
+    """
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -76,7 +84,7 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<unparsable URL>"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k in _QUERY_ALLOWLIST])
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return printable(urlunsplit((parts.scheme, netloc, parts.path, query, "")), 1000)
 
 
 class Headers(Mapping[str, str]):
@@ -125,13 +133,156 @@ class Response:
 
 
 class Transport(Protocol):
-    """Sends one HTTP request. Stream bodies need a Content-Length header; bytes get one."""
+    """Sends one HTTP request. Stream bodies need a Content-Length header; bytes get one.
+
+    ``timeout`` is the most the whole exchange may take, in seconds, sending and answer
+    together (a push's time left); a transport also has its own per-request limits.
+    """
 
     def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body = None,
+        *,
+        timeout: float | None = None,
     ) -> Response: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A point in time on ``clock`` by which a whole operation (a push) must be done."""
+
+    at: float
+    seconds: float
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    @classmethod
+    def after(cls, seconds: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return cls(clock() + seconds, seconds, clock)
+
+    def left(self) -> float:
+        return self.at - self.clock()
+
+
+class DeadlineExceededError(RegistryError):
+    """The operation's :class:`Deadline` passed; never retried."""
+
+    retries_exhausted = True
+
+
+class _Limits:
+    """The time a connection's socket calls may still take: ``until`` (monotonic) for all of
+    them together, ``idle`` for each one. The transport moves ``until`` per request phase."""
+
+    __slots__ = ("allowed", "idle", "until")
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.until = math.inf
+        self.allowed = math.inf  # seconds ``until`` gave the current phase, for messages
+
+    def expire_in(self, seconds: float) -> None:
+        self.allowed = seconds
+        self.until = time.monotonic() + seconds
+
+
+class _TimedSocket:
+    """A connected socket whose blocking calls share one deadline.
+
+    http.client reads a response head line by line and a body chunk by chunk, each bounded
+    only by the socket timeout, so a server that sends a byte per interval (or an endless run
+    of ``100 Continue`` heads) never trips it. Here each call gets only the time left.
+    """
+
+    def __init__(self, sock: socket.socket, limits: _Limits) -> None:
+        self._sock = sock
+        self._limits = limits
+
+    def _arm(self) -> None:
+        left = self._limits.until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("out of time")
+        self._sock.settimeout(min(left, self._limits.idle))
+
+    def sendall(self, data: bytes) -> None:
+        self._arm()
+        self._sock.sendall(data)
+
+    def recv_into(self, buffer: memoryview, nbytes: int = 0) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer, nbytes)
+
+    def makefile(self, mode: str = "rb", *_args: object, **_kwargs: object) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError(f"unsupported makefile mode {mode!r}")
+        return io.BufferedReader(_TimedReader(self))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __getattr__(self, name: str) -> object:  # setsockopt, fileno, ... as the socket
+        return getattr(self._sock, name)
+
+
+class _TimedReader(io.RawIOBase):
+    def __init__(self, sock: _TimedSocket) -> None:
+        self._timed = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        return self._timed.recv_into(buffer)
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    limits: _Limits
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = cast(socket.socket, _TimedSocket(self.sock, self.limits))
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    limits: _Limits
+    tls: ssl.SSLContext
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)  # TCP; the handshake below has a deadline
+        tls = self.tls.wrap_socket(
+            self.sock, server_hostname=self.host, do_handshake_on_connect=False
+        )
+        try:
+            _handshake(tls, min(self.limits.until, time.monotonic() + self.limits.idle))
+        except BaseException:
+            tls.close()  # it owns the connection now (wrap_socket detached the plain socket)
+            raise
+        self.sock = cast(socket.socket, _TimedSocket(tls, self.limits))
+
+
+def _handshake(sock: ssl.SSLSocket, until: float) -> None:
+    """The TLS handshake, all of it by ``until``: a blocking one bounds each read only, so a
+    server dripping its certificate would hold it for ever."""
+    sock.setblocking(False)
+    with selectors.DefaultSelector() as selector:
+        while True:
+            try:
+                sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                events = selectors.EVENT_READ
+            except ssl.SSLWantWriteError:
+                events = selectors.EVENT_WRITE
+            left = until - time.monotonic()
+            selector.register(sock, events)
+            ready = selector.select(left) if left > 0 else []
+            selector.unregister(sock)
+            if not ready:
+                raise TimeoutError("the TLS handshake did not complete in time")
 
 
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -140,8 +291,13 @@ _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 class StdlibTransport:
     """http.client connections kept alive per (scheme, host, port); TLS verified by default.
 
+    ``timeout`` bounds each request three ways: connecting, each socket call while the request
+    is sent, and the whole answer from the end of sending (head, ``100 Continue`` lines and
+    body together), so a server that drips its answer fails in ``timeout`` seconds.
     ``ca_file`` adds a CA to the system trust store (it does not replace it, so token realms on
-    public hosts keep working); ``verify=False`` is what an insecure registry means for HTTPS.
+    public hosts keep working). ``insecure_hosts`` are the ``(host, port)`` pairs whose TLS is
+    not verified: an insecure registry, and only it, so that a token realm on another host is
+    still verified. ``verify=False`` skips verification everywhere.
     """
 
     def __init__(
@@ -149,6 +305,7 @@ class StdlibTransport:
         *,
         ca_file: Path | None = None,
         verify: bool = True,
+        insecure_hosts: Iterable[tuple[str, int]] = (),
         timeout: float = 60.0,
         max_body: int = MAX_BODY,
     ) -> None:
@@ -156,22 +313,26 @@ class StdlibTransport:
         self.max_body = max_body
         self._ca_file = ca_file
         self._verify = verify
+        self._insecure_hosts = frozenset((h.lower(), p) for h, p in insecure_hosts)
         self._ctx: ssl.SSLContext | None = None
+        self._unverified_ctx: ssl.SSLContext | None = None
         if ca_file is not None:
             self._tls_context()  # a bad CA file is reported now, not at the first request
         self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
-    def _tls_context(self) -> ssl.SSLContext:
+    def _tls_context(self, host: str = "", port: int = 0) -> ssl.SSLContext:
         """Built on first use: loading the system CA store costs ~20 ms per push."""
+        if not self._verify or (host.lower(), port) in self._insecure_hosts:
+            if self._unverified_ctx is None:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                self._unverified_ctx = ctx
+            return self._unverified_ctx
         if self._ctx is not None:
             return self._ctx
-        if not self._verify:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        else:
-            ctx = ssl.create_default_context()
+        ctx = ssl.create_default_context()
         if self._ca_file is not None:
             try:
                 ctx.load_verify_locations(cafile=str(self._ca_file))
@@ -184,11 +345,21 @@ class StdlibTransport:
         return ctx
 
     def _connect(self, scheme: str, host: str, port: int) -> http.client.HTTPConnection:
+        conn: _HTTPConnection | _HTTPSConnection
         if scheme == "https":
-            return http.client.HTTPSConnection(
-                host, port, timeout=self.timeout, context=self._tls_context(), blocksize=BLOCK
+            conn = _HTTPSConnection(
+                host,
+                port,
+                timeout=self.timeout,
+                context=self._tls_context(host, port),
+                blocksize=BLOCK,
             )
-        return http.client.HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
+        else:
+            conn = _HTTPConnection(host, port, timeout=self.timeout, blocksize=BLOCK)
+        conn.limits = _Limits(self.timeout)
+        if isinstance(conn, _HTTPSConnection):
+            conn.tls = self._tls_context(host, port)
+        return conn
 
     def _checkout(self, key: tuple[str, str, int]) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
@@ -202,7 +373,13 @@ class StdlibTransport:
             self._idle.setdefault(key, []).append(conn)
 
     def request(
-        self, method: str, url: str, headers: Mapping[str, str], body: Body = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body = None,
+        *,
+        timeout: float | None = None,
     ) -> Response:
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -214,10 +391,18 @@ class StdlibTransport:
         key = (parts.scheme, parts.hostname, port)
         target = urlunsplit(("", "", parts.path or "/", parts.query, ""))
         rewindable = body is None or isinstance(body, bytes)
+        cap = math.inf if timeout is None else time.monotonic() + max(timeout, 0.0)
         while True:
             conn, reused = self._checkout(key)
+            limits: _Limits = getattr(conn, "limits", _Limits(self.timeout))
             try:
+                # Connecting and sending: each step within ``timeout``, all within the cap.
+                left = cap - time.monotonic()
+                conn.timeout = max(0.001, min(self.timeout, left))
+                limits.expire_in(left)
                 conn.request(method, target, body=body, headers=dict(headers))
+                # The answer, all of it, within ``timeout`` of the end of sending.
+                limits.expire_in(min(self.timeout, cap - time.monotonic()))
                 resp = conn.getresponse()
             except _STALE as err:
                 conn.close()
@@ -229,7 +414,7 @@ class StdlibTransport:
                 raise connection_error(err, method, url) from None
             except (OSError, http.client.HTTPException) as err:
                 conn.close()
-                raise connection_error(err, method, url) from None
+                raise connection_error(_timing(err, limits), method, url) from None
             except BaseException:
                 conn.close()  # e.g. the body stream raised: the connection is mid-request
                 raise
@@ -238,7 +423,7 @@ class StdlibTransport:
             data, truncated = self._read_bounded(resp, method)
         except (OSError, http.client.HTTPException) as err:
             conn.close()
-            raise connection_error(err, method, url) from None
+            raise connection_error(_timing(err, limits), method, url) from None
         if truncated or resp.will_close:
             conn.close()
         else:
@@ -281,8 +466,16 @@ class StdlibTransport:
         self.close()
 
 
+def _timing(err: BaseException, limits: _Limits) -> BaseException:
+    """A timeout at the request's deadline says so; one socket call's timeout stays as is."""
+    if isinstance(err, TimeoutError) and time.monotonic() >= limits.until - 0.01:
+        return TimeoutError(f"the request did not complete within {limits.allowed:.3g} s")
+    return err
+
+
 class TransportError(RegistryError):
-    """No HTTP answer at all (connect, TLS, reset); ``tls`` marks a failed TLS handshake.
+    """No HTTP answer at all (connect, TLS, reset); ``tls`` marks a failed TLS handshake,
+    ``timed_out`` a server that did not answer (in full) in time.
 
     Every argument but the message has a default so that ``copy.copy`` (the CLI rewording a
     hint) can rebuild it from the message alone.
@@ -296,6 +489,7 @@ class TransportError(RegistryError):
         url: str = "",
         temporary: bool = False,
         tls: bool = False,
+        timed_out: bool = False,
         hint: str | None = None,
         remedy: str | None = None,
     ) -> None:
@@ -303,6 +497,7 @@ class TransportError(RegistryError):
             message, method=method, url=url, temporary=temporary, hint=hint, remedy=remedy
         )
         self.tls = tls
+        self.timed_out = timed_out
 
 
 _TLS_PLAINTEXT_REASONS = frozenset(
@@ -317,11 +512,12 @@ INSECURE_HINT = (
 def connection_error(err: BaseException, method: str, url: str) -> TransportError:
     """A TransportError that says which host failed, why, and what to try."""
     parts = urlsplit(url)
-    where = parts.netloc.rpartition("@")[2]
+    where = printable(parts.netloc.rpartition("@")[2], 200)
     safe = redact_url(url)
     if isinstance(err, ssl.SSLCertVerificationError):
         return TransportError(
-            f"the TLS certificate of {where} is not trusted: {err.verify_message or err}",
+            f"the TLS certificate of {where} is not trusted: "
+            f"{printable(str(err.verify_message or err))}",
             method=method,
             url=safe,
             tls=True,
@@ -343,7 +539,7 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
                 remedy="insecure-registry",
             )
         return TransportError(
-            f"TLS handshake with {where} failed: {err}",
+            f"TLS handshake with {where} failed: {printable(str(err))}",
             method=method,
             url=safe,
             tls=True,
@@ -352,15 +548,26 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
         )
     if isinstance(err, socket.gaierror):
         return TransportError(
-            f"cannot resolve registry host {parts.hostname!r}: {err.strerror or err}",
+            f"cannot resolve registry host {parts.hostname!r}: "
+            f"{printable(str(err.strerror or err))}",
             method=method,
             url=safe,
             temporary=err.errno == socket.EAI_AGAIN,
             hint="check the registry host name in the image reference",
         )
     if isinstance(err, TimeoutError):
-        why = "timed out"
-    elif isinstance(err, ConnectionRefusedError):
+        why = printable(str(err)) or "timed out"
+        return TransportError(
+            f"registry {where} timed out ({method} {safe}): {why}",
+            method=method,
+            url=safe,
+            temporary=True,
+            timed_out=True,
+            hint="the registry did not answer in time: check that it is running and is a "
+            "registry, and the network path to it, or allow the push more time",
+            remedy="push-timeout",
+        )
+    if isinstance(err, ConnectionRefusedError):
         why = "connection refused"
     elif isinstance(err, OSError) and err.errno in {errno.ECONNRESET, errno.EPIPE}:
         why = "connection dropped by the registry"
@@ -369,7 +576,7 @@ def connection_error(err: BaseException, method: str, url: str) -> TransportErro
     elif isinstance(err, http.client.IncompleteRead):
         why = "the response ended early"
     else:
-        why = str(err) or type(err).__name__
+        why = printable(str(err)) or type(err).__name__  # BadStatusLine quotes the server
     return TransportError(
         f"cannot reach registry {where} ({method} {safe}): {why}",
         method=method,
@@ -402,8 +609,8 @@ def parse_error_body(body: bytes) -> list[tuple[str, str]]:
             message = item.get("message")
             out.append(
                 (
-                    code if isinstance(code, str) else "",
-                    message[:500] if isinstance(message, str) else "",
+                    printable(code, 100) if isinstance(code, str) else "",
+                    printable(message) if isinstance(message, str) else "",
                 )
             )
     return out
@@ -432,10 +639,11 @@ def status_error(
     detail = "; ".join(f"{code}: {msg}" if code and msg else code or msg for code, msg in errors)
     if not detail and resp.body and not resp.truncated:
         text = resp.body.decode("utf-8", "replace").strip()
-        if text and text.isprintable():
+        if text and text.isprintable():  # one line of plain text; HTML pages are noise
             detail = text[:300]
     safe = redact_url(resp.url)
-    message = f"{what}: {method} {safe} answered {resp.status} {resp.reason}".rstrip()
+    reason = printable(resp.reason, 100)
+    message = f"{what}: {method} {safe} answered {resp.status} {reason}".rstrip()
     if detail:
         message += f": {detail}"
     temporary = resp.status in TEMPORARY_STATUS or bool(
@@ -481,8 +689,12 @@ def retrying(
     *,
     is_retryable: Callable[[RegistryError], bool] = lambda e: e.temporary,
     on_retry: Callable[[RegistryError, int, float], None] | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> T:
     """Run ``op``; on a retryable RegistryError sleep and run it again, up to ``policy.retries``.
+
+    ``time_left`` (seconds until a deadline) stops the retries when the next sleep would
+    reach it: waiting only to fail at the deadline helps no one.
 
     An error that already went through its own retries (a token request inside a blob upload)
     is not retried again by an enclosing loop: nested retries would multiply the wait.
@@ -499,6 +711,10 @@ def retrying(
                     err.retries_exhausted = True  # type: ignore[attr-defined]
                 raise
             delay = policy.delay(attempt, getattr(err, "retry_after", None))
+            if time_left is not None and time_left() <= delay:
+                err.message = f"{err.message} (no time left for attempt {attempt + 2})"
+                err.retries_exhausted = True  # type: ignore[attr-defined]
+                raise
             if on_retry is not None:
                 on_retry(err, attempt + 1, delay)
             log.debug("retrying after %.2fs: %s", delay, err.message)

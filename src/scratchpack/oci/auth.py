@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from scratchpack.errors import AuthError
+from scratchpack.errors import AuthError, printable
 from scratchpack.oci.reference import DEFAULT_REGISTRY, canonical_registry
 
 __all__ = [
@@ -232,10 +232,16 @@ class ConfigFileKeychain:
                 or "credentials not found" in (proc.stderr or "").lower()
             ):
                 return None
-            tail = (proc.stderr or out).strip().splitlines()[-3:]
+            # Only stderr is quoted: stdout is where a helper prints secrets, and a helper
+            # that fails halfway may already have printed its Secret there.
+            tail = " ".join((proc.stderr or "").strip().splitlines()[-3:])
+            said = (
+                printable(tail, 300)
+                or "nothing on stderr (stdout is not shown: it may hold a secret)"
+            )
             raise AuthError(
                 f"credential helper {program} (from {origin}) exited with status "
-                f"{proc.returncode}: {' '.join(tail)[:300]}",
+                f"{proc.returncode}: {said}",
                 hint=f"check `echo {_server_url(registry)} | {program} get` by hand",
             )
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,8 @@ from scratchpack.errors import ImageError
 from scratchpack.oci.digest import Digest
 
 EPOCH = "1970-01-01T00:00:00Z"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONTROL = frozenset({"Cc", "Cf", "Zl", "Zp"})  # controls, format (bidi) and line separators
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -47,6 +50,44 @@ def format_created(value: datetime | str | int) -> str:
     return text + "Z"
 
 
+def _control(text: str) -> str:
+    """The first control, format or line-separator character in ``text``, escaped; or ''."""
+    bad = next((c for c in text if unicodedata.category(c) in _CONTROL), "")
+    return ascii(bad)[1:-1] if bad else ""
+
+
+def check_env(name: str, value: str) -> None:
+    """An environment variable a process can be given: a POSIX-style name, a one-line value.
+
+    A newline in a value would be stored as given and split by tools that print ``NAME=VALUE``
+    lines; the value itself is never quoted back (it may be a secret).
+    """
+    if not _ENV_NAME.fullmatch(name):
+        raise ImageError(
+            f"environment variable name {name!r} is not valid",
+            hint="use letters, digits and '_', not starting with a digit (e.g. APP_MODE)",
+        )
+    if bad := _control(value):
+        raise ImageError(
+            f"the value of environment variable {name} contains the control character {bad}",
+            hint="environment values are one line of text; pass files for anything else",
+        )
+
+
+def check_label(key: str, value: str) -> None:
+    """A label: a non-empty key and a value, both one line without control characters."""
+    if not key or (bad := _control(key)):
+        raise ImageError(
+            f"label key {key!r} is not valid: empty, or it contains a control character",
+            hint="use e.g. org.opencontainers.image.description or team",
+        )
+    if bad := _control(value):
+        raise ImageError(
+            f"the value of label {key} contains the control character {bad}",
+            hint="label values are one line of text",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ImageConfig:
     """The runtime part of the config (``config`` in the JSON): entrypoint, user, env ..."""
@@ -67,6 +108,7 @@ class ImageConfig:
         for item in self.env:
             if "=" not in item or item.startswith("="):
                 raise ImageError(f"environment entry {item!r} is not NAME=VALUE")
+            check_env(*item.split("=", 1))
         for port in self.exposed_ports:
             normalise_port(port)
         if self.working_dir and not self.working_dir.startswith("/"):
@@ -76,6 +118,8 @@ class ImageConfig:
         keys = [k for k, _ in self.labels]
         if len(set(keys)) != len(keys) or "" in keys:
             raise ImageError("label keys must be unique and non-empty")
+        for key, value in self.labels:
+            check_label(key, value)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

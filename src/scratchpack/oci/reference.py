@@ -19,7 +19,7 @@ DEFAULT_TAG = "latest"
 DOCKER_HUB_ALIASES = frozenset({DEFAULT_REGISTRY, "index.docker.io", "registry-1.docker.io"})
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # ASCII: \w would take "café"
 _HOST = re.compile(
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
@@ -28,7 +28,8 @@ _HINT = "use NAME[:TAG], e.g. 'localhost:5000/webhello:1.0' or 'ghcr.io/me/app:l
 
 
 def is_tag(text: str) -> bool:
-    """The distribution tag grammar: 1-128 word characters, '.' or '-', not led by . or -."""
+    """The distribution tag grammar: 1-128 ASCII letters, digits, '_', '.' or '-', not led by
+    '.' or '-' (podman and registries refuse anything else)."""
     return _TAG.fullmatch(text) is not None
 
 

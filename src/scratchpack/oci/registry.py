@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import BinaryIO, Literal, Protocol
 from urllib.parse import urljoin
 
-from scratchpack.errors import DigestMismatchError, ImageError, RegistryError
-from scratchpack.oci._http import Body, Response, Transport, redact_url, with_query
+from scratchpack.errors import DigestMismatchError, ImageError, RegistryError, printable
+from scratchpack.oci._http import Body, Deadline, Response, Transport, redact_url, with_query
 from scratchpack.oci._io import VerifyingReader
 from scratchpack.oci.auth import Keychain
 from scratchpack.oci.descriptor import Descriptor, Published
@@ -36,6 +36,7 @@ from scratchpack.oci.session import Session, SessionOptions
 
 __all__ = [
     "BlobOutcome",
+    "Deadline",
     "PushOptions",
     "PushableArtifact",
     "PushableImage",
@@ -197,7 +198,7 @@ class Pusher:
             if remote != local:
                 raise RegistryError(
                     f"digest mismatch: {self.ref.registry} stored the manifest for "
-                    f"{self.ref.repository}:{target} as {returned.strip()[:80]}, "
+                    f"{self.ref.repository}:{target} as {printable(returned, 80)}, "
                     f"but its bytes hash to {local}",
                     status=resp.status,
                     method="PUT",
@@ -252,7 +253,8 @@ class Pusher:
         returned = resp.headers.get("docker-content-digest", "").strip()
         if returned and returned != str(digest):
             raise RegistryError(
-                f"digest mismatch: {self.ref.registry} stored blob {digest} as {returned[:80]}",
+                f"digest mismatch: {self.ref.registry} stored blob {digest} as "
+                f"{printable(returned, 80)}",
                 status=resp.status,
                 method="PUT",
                 url=redact_url(resp.url),
@@ -276,11 +278,13 @@ def push(
     transport: Transport | None = None,
     progress: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> Published:
     """Push ``image`` to ``ref`` (tag, or digest) and return ``REPO@sha256:...``.
 
     Blobs the registry already has are skipped; the returned digest is the one the registry
-    confirmed, equal to ``image.digest``.
+    confirmed, equal to ``image.digest``. ``deadline`` (shared with an SBOM push, say) bounds
+    the whole push; without one it gets ``options.push_timeout`` of its own.
     """
     _check_image(image)
     if ref.digest is not None and ref.digest != image.digest:
@@ -289,7 +293,13 @@ def push(
             hint="push by tag, or use the image's own digest",
         )
     with Session(
-        ref, keychain=keychain, options=options, transport=transport, progress=progress, sleep=sleep
+        ref,
+        keychain=keychain,
+        options=options,
+        transport=transport,
+        progress=progress,
+        sleep=sleep,
+        deadline=deadline,
     ) as session:
         pusher = Pusher(session, progress=progress)
         seen: set[Digest] = set()
@@ -322,10 +332,17 @@ def push_artifact(
     transport: Transport | None = None,
     progress: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> Digest:
     """Push an artifact manifest (e.g. an SBOM with a ``subject``) and its blobs under ``tag``."""
     with Session(
-        ref, keychain=keychain, options=options, transport=transport, progress=progress, sleep=sleep
+        ref,
+        keychain=keychain,
+        options=options,
+        transport=transport,
+        progress=progress,
+        sleep=sleep,
+        deadline=deadline,
     ) as session:
         pusher = Pusher(session, progress=progress)
         for desc, data in artifact.blobs:

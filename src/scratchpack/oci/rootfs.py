@@ -8,6 +8,7 @@ shell, no libc, so the executable must be static.
 from __future__ import annotations
 
 import re
+import ssl
 import stat
 import struct
 from pathlib import Path
@@ -21,6 +22,9 @@ _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _MAX_UID = 65534
 _PT_INTERP = 3
 _ELF_MACHINES = {3: "386", 40: "arm", 62: "amd64", 183: "arm64", 243: "riscv64", 21: "ppc64le"}
+_PEM_LABEL = re.compile(rb"^-----BEGIN ([^\r\n]*?)-----\s*$", re.MULTILINE)
+_MAX_CA_BUNDLE = 16 << 20  # certifi's is ~300 KB; a system bundle ~200 KB
+_CA_HINT = "give a PEM file of CA certificates, e.g. /etc/ssl/certs/ca-certificates.crt"
 
 
 def elf_info(path: Path) -> tuple[str, str | None]:
@@ -79,6 +83,49 @@ def _check_ids(user: str, uid: int, gid: int) -> None:
             )
 
 
+def read_ca_bundle(path: Path) -> bytes:
+    """The bytes of a CA bundle, if they are PEM certificates and nothing else.
+
+    The bundle is copied into the image readable by everyone: a mistyped path (a key, a
+    password file) would otherwise publish it. Every PEM block must be a CERTIFICATE (text
+    between blocks, like certifi's comments, is allowed) and OpenSSL must load them all.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(_MAX_CA_BUNDLE + 1)
+    except OSError as err:
+        raise ImageError(
+            f"cannot read the CA bundle {path}: {err.strerror or err}",
+            hint=_CA_HINT,
+            remedy="ca-certs-pem",
+        ) from None
+    if len(data) > _MAX_CA_BUNDLE:
+        raise ImageError(
+            f"the CA bundle {path} is larger than {_MAX_CA_BUNDLE >> 20} MiB: not a CA bundle",
+            hint=_CA_HINT,
+            remedy="ca-certs-pem",
+        )
+    labels = [m.decode("ascii", "replace") for m in _PEM_LABEL.findall(data)]
+    others = sorted({label for label in labels if label != "CERTIFICATE"})
+    if not labels or others:
+        what = f"{', '.join(others)} blocks" if others else "no PEM certificate"
+        raise ImageError(
+            f"the CA bundle {path} holds {what}: only PEM certificates may go into the image",
+            hint=_CA_HINT,
+            remedy="ca-certs-pem",
+        )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.load_verify_locations(cadata=data.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError) as err:
+        raise ImageError(
+            f"the CA bundle {path} does not load as PEM certificates: {err}",
+            hint=_CA_HINT,
+            remedy="ca-certs-pem",
+        ) from None
+    return data
+
+
 def scratch_rootfs(
     executable: Path,
     *,
@@ -127,8 +174,9 @@ def scratch_rootfs(
                 f"CA bundle {ca_bundle} is not a readable file",
                 hint="e.g. /etc/ssl/certs/ca-certificates.crt from the ca-certificates package",
             )
-        entries.append(FileEntry(CA_BUNDLE_PATH[1:], 0o444, source=ca_bundle))
+        # the bytes checked are the bytes shipped
+        entries.append(FileEntry(CA_BUNDLE_PATH[1:], 0o444, data=read_ca_bundle(ca_bundle)))
     return tuple(entries)
 
 
-__all__ = ["APP_PATH", "CA_BUNDLE_PATH", "elf_info", "scratch_rootfs"]
+__all__ = ["APP_PATH", "CA_BUNDLE_PATH", "elf_info", "read_ca_bundle", "scratch_rootfs"]

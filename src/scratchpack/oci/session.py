@@ -17,13 +17,20 @@ registry wants to be authenticated. What a session does, in the order a push mee
   ``expires_in`` minus a margin, by an injectable clock. A later 401 is answered once: the
   token is renewed for the union of the session's scopes and the challenge's ``scope``, or
   Basic is started when the ping was anonymous.
-* **Where credentials go**: only to the registry's origin (scheme + host:port of the ping)
-  and to the token realm it names; never over plain HTTP unless ``insecure`` was chosen. A
-  request to another origin goes out without ``Authorization`` and its 401 is not answered.
+* **Where credentials go**: only to the registry's own host:port and to a token realm over
+  verified HTTPS on another host. ``insecure`` allows plain HTTP and unverified TLS to the
+  registry's host:port only, so an insecure registry never sends its password to another
+  host (a different port is a different host: any local user can listen on one). A request
+  to another origin goes out without ``Authorization`` and its 401 is not answered.
 * **Retries**: :meth:`Session.retrying` runs a unit of work under the backoff policy and
   reports each retry through ``progress``; the ping and the token requests use it inside.
   The caller chooses the unit (a whole blob upload, from ``HEAD``), because only the caller
   knows what is safe to repeat.
+* **Deadlines**: the whole push (every request, token and retry, across the sessions that
+  share a :class:`~scratchpack.oci._http.Deadline`) must end by ``push_timeout``; each
+  request is sent with the time left, no retry sleeps past it, and a push out of time fails
+  with :class:`~scratchpack.oci._http.DeadlineExceededError` naming the last thing it waited
+  for. The transport bounds each request's whole answer on top (``timeout``).
 * **Error hints**: :meth:`Session.error` turns a failed answer into a typed error that says
   what to try (log in, check the permission or the repository name, try later).
 
@@ -46,6 +53,8 @@ from scratchpack import __version__
 from scratchpack.errors import AuthError, RegistryError
 from scratchpack.oci._http import (
     Body,
+    Deadline,
+    DeadlineExceededError,
     Response,
     RetryPolicy,
     StdlibTransport,
@@ -72,6 +81,9 @@ __all__ = ["RequestBody", "Session", "SessionOptions", "repository_scope"]
 log = logging.getLogger(__name__)
 
 _TOKEN_MARGIN = 10.0
+#: The ping answers ``/v2/`` from memory: a server silent this long is not a working registry,
+#: and retrying it only multiplies the wait (a refused connection is still retried).
+_PING_TIMEOUT = 20.0
 _DEFAULT_TOKEN_LIFETIME = 60
 
 T = TypeVar("T")
@@ -93,7 +105,8 @@ class SessionOptions:
     retries: int = 5
     backoff: float = 0.5
     max_backoff: float = 30.0
-    timeout: float = 60.0
+    timeout: float = 60.0  # per request: connect, each send, the whole answer
+    push_timeout: float = 300.0  # the whole push, retries included
     user_agent: str = f"scratchpack/{__version__}"
 
     def __post_init__(self) -> None:
@@ -107,6 +120,12 @@ class SessionOptions:
             raise ValueError("retries, backoff and max_backoff must not be negative")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
+        if not self.push_timeout > 0:
+            raise RegistryError(
+                f"a push timeout must be a positive number of seconds, not {self.push_timeout}",
+                hint="give the most seconds a whole push may take, e.g. 300",
+                remedy="push-timeout-value",
+            )
 
 
 def repository_scope(repository: str, actions: str = "pull,push") -> str:
@@ -117,6 +136,13 @@ def repository_scope(repository: str, actions: str = "pull,push") -> str:
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    """Who receives a request, whatever the scheme: ``(host, port)`` with the scheme's default."""
+    parts = urlsplit(url)
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    return (parts.hostname or "").lower(), port
 
 
 class Session:
@@ -137,19 +163,23 @@ class Session:
         progress: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        deadline: Deadline | None = None,
     ) -> None:
         self.ref = ref
         self.options = options
         self._keychain = keychain
         self._own_transport = transport is None
         self._transport: Transport = transport or StdlibTransport(
-            ca_file=options.ca_file, verify=not options.insecure, timeout=options.timeout
+            ca_file=options.ca_file,
+            insecure_hosts=[_host_port(f"https://{ref.registry_host}")] if options.insecure else (),
+            timeout=options.timeout,
         )
         self._progress = progress or (lambda _msg: None)
         self._policy = RetryPolicy(
             options.retries, options.backoff, options.max_backoff, sleep=sleep
         )
         self._clock = clock
+        self._deadline = deadline or Deadline.after(options.push_timeout, clock)
         self._base = ""
         self._challenge: Challenge | None = None
         self._creds: Credentials | None = None
@@ -223,7 +253,7 @@ class Session:
                 )
             sent = self._headers(authorized=same_origin)
             sent.update(headers or {})
-            resp = self._transport.request(method, url, sent, make_body())
+            resp = self._send(method, url, sent, make_body())
             if resp.status != 401 or renewed or not same_origin:
                 return resp
             if not self._reauthenticate(resp):
@@ -237,7 +267,7 @@ class Session:
         Temporary: no answer at all (refused, reset, timed out), 408/429/5xx, the
         ``UNAVAILABLE``/``TOOMANYREQUESTS`` codes, or whatever the caller marks temporary.
         """
-        return retrying(self._policy, op, on_retry=self._on_retry)
+        return retrying(self._policy, op, on_retry=self._on_retry, time_left=self._deadline.left)
 
     def error(
         self,
@@ -256,7 +286,7 @@ class Session:
                 # HEAD answers have no body; ask again with GET for the registry's own words.
                 headers = self._headers(authorized=True)
                 try:
-                    again = self._transport.request("GET", resp.url, headers)
+                    again = self._send("GET", resp.url, headers)
                     if again.status in {401, 403}:
                         resp, method = again, "GET"
                 except RegistryError:
@@ -269,6 +299,40 @@ class Session:
         elif resp.status >= 500:
             hint = hint or "the registry is failing; try again later or ask its operator"
         return status_error(resp, method, what, cls=cls, hint=hint)
+
+    # --- the one way out ---------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Body = None,
+        *,
+        limit: float | None = None,
+    ) -> Response:
+        """The transport's request, given the push's time left (or ``limit`` if shorter);
+        out of time is final."""
+        left = self._deadline.left()
+        if left <= 0:
+            raise self._out_of_time(f"{method} {redact_url(url)} was not sent")
+        try:
+            return self._transport.request(
+                method, url, headers, body, timeout=left if limit is None else min(left, limit)
+            )
+        except TransportError as err:
+            if self._deadline.left() <= 0:
+                raise self._out_of_time(err.message) from None
+            raise
+
+    def _out_of_time(self, last: str) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            f"the push to {self.ref.registry} did not finish within "
+            f"{self._deadline.seconds:g} s: {last}",
+            hint="the registry is too slow or does not answer; check that it is a working "
+            "registry and the network path to it, or allow the push more time",
+            remedy="push-timeout",
+        )
 
     # --- first contact -----------------------------------------------------------------------
 
@@ -302,8 +366,10 @@ class Session:
             try:
                 resp = retrying(
                     first_contact,
-                    functools.partial(self._transport.request, "GET", url, self._headers()),
+                    functools.partial(self._send, "GET", url, self._headers(), limit=_PING_TIMEOUT),
+                    is_retryable=lambda e: e.temporary and not getattr(e, "timed_out", False),
                     on_retry=self._on_retry,
+                    time_left=self._deadline.left,
                 )
             except TransportError as err:
                 if err.tls and scheme == "https" and self.options.insecure:
@@ -348,9 +414,7 @@ class Session:
         self._authorization = basic_authorization(creds)
         self._check_plain_http(self._base)
         url = f"{self._base}/v2/"
-        check = self.retrying(
-            lambda: self._transport.request("GET", url, self._headers(authorized=True))
-        )
+        check = self.retrying(lambda: self._send("GET", url, self._headers(authorized=True)))
         if check.status != 200:
             raise self.error(check, "GET", f"{self.ref.registry} rejected the login", cls=AuthError)
 
@@ -366,6 +430,26 @@ class Session:
                 hint="the registry sends credentials to a plain-HTTP address; allow insecure "
                 "registries only if you trust the network path to it",
                 remedy="credentials-plain-http",
+            )
+
+    def _check_realm(self, realm: str) -> None:
+        """A token realm gets credentials on the registry's own host:port, or over HTTPS.
+
+        ``insecure`` is a choice about one registry; a realm elsewhere over plain HTTP would
+        hand the password to whoever listens on that path, so it is refused even then (the
+        realm's TLS is verified: the transport skips verification only for the registry).
+        """
+        if _host_port(realm) == _host_port(self._base):
+            self._check_plain_http(realm)
+            return
+        if urlsplit(realm).scheme != "https":
+            raise AuthError(
+                f"refusing to send credentials for {self.ref.registry} to the token service "
+                f"{redact_url(realm)}: it is plain HTTP to another host",
+                url=redact_url(realm),
+                hint="credentials go only to the registry itself or to a token service over "
+                "HTTPS; serve the token service over HTTPS (or from the registry's own "
+                "host:port), or push without credentials if the registry allows it",
             )
 
     def _token(self, scopes: frozenset[str]) -> str:
@@ -387,7 +471,7 @@ class Session:
         ordered = sorted(scopes)
         headers = self._headers()
         if creds is not None and creds.identity_token:
-            self._check_plain_http(realm)
+            self._check_realm(realm)
             form = [
                 ("grant_type", "refresh_token"),
                 ("refresh_token", creds.identity_token),
@@ -402,13 +486,13 @@ class Session:
             query = [("service", service)] if service else []
             query += [("scope", s) for s in ordered]
             if creds is not None and creds.username:
-                self._check_plain_http(realm)
+                self._check_realm(realm)
                 query.append(("account", creds.username))
                 headers["Authorization"] = basic_authorization(creds)
             method, url, body = "GET", with_query(realm, query), None
 
         def fetch() -> Response:
-            resp = self._transport.request(method, url, headers, body)
+            resp = self._send(method, url, headers, body)
             if resp.status >= 500 or resp.status == 429:
                 raise self.error(resp, method, "the token service failed")
             return resp

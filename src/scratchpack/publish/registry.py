@@ -29,9 +29,17 @@ class RegistryPublisher:
 
     def publish(self, release: Release) -> Outcome:
         image = release.image
-        out = [registry.push(image, self.ref, options=self.options, progress=self.progress)]
+        # One deadline for the image and its SBOM: together they are the push.
+        deadline = registry.Deadline.after(self.options.push_timeout)
+        out = [
+            registry.push(
+                image, self.ref, options=self.options, progress=self.progress, deadline=deadline
+            )
+        ]
         if release.sbom is not None:
             tag = fallback_tag(image.digest, SBOM_TAG_SUFFIX)
-            digest = registry.push_artifact(release.sbom, self.ref, tag=tag, options=self.options)
+            digest = registry.push_artifact(
+                release.sbom, self.ref, tag=tag, options=self.options, deadline=deadline
+            )
             out.append(Published("registry-sbom", f"{self.ref.name}:{tag}@{digest}", digest))
         return Outcome(tuple(out))
