@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from scratchpack import config
-from scratchpack._ctx import log, run_subprocess, step
+from scratchpack._ctx import log, run_subprocess, step, warn
 from scratchpack._fs import atomic_output
 from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
@@ -115,7 +115,10 @@ def _load_cached(entry: Path, project: ProjectConfig, freezer: Freezer) -> Froze
     try:
         meta = json.loads((entry / "meta.json").read_text())
         path = entry / str(meta["file"])
-        if path.stat().st_size != meta["size"]:
+        if path.stat().st_size != meta["size"] or _sha256(path) != meta["sha256"]:
+            # a bit flip or a truncated copy: shipping it would put bytes in the image that
+            # the reported sha256 does not describe
+            warn(f"cached executable {path} does not match its recorded sha256: rebuilding it")
             return None
         return _app_from_meta(path, meta, project, freezer, cached=True)
     except (OSError, ValueError, KeyError, TypeError, AssertionError):

@@ -1,0 +1,115 @@
+"""Hostile and unlucky inputs to the build (issue 11): each test drives the real thing.
+
+Real builds with the real tools (the static route's kit from the session cache, PyInstaller and
+staticx on the default route), real files and the real CLI in a subprocess; fast in-process
+checks where a seam exists (the fake tool runner of test_freezers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scratchpack.freeze import FreezeSpec, freeze
+from tests._fixtures import write_project
+from tests.test_freezers import FakeTools
+
+REPO = Path(__file__).resolve().parent.parent
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+e2e = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _small_app(tmp_path: Path, name: str = "tiny", body: str = "") -> Path:
+    """A one-module project with a console script ``NAME`` printing ``hello from NAME``."""
+    project = write_project(
+        tmp_path,
+        f'[project]\nname = "{name}"\nversion = "1.0"\n'
+        f'[project.scripts]\n{name} = "{name}_app:main"\n'
+        '[build-system]\nrequires = ["setuptools>=61"]\n'
+        'build-backend = "setuptools.build_meta"\n',
+        name=name,
+    )
+    pkg = project / "src" / f"{name}_app"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        f"{body}\n\ndef main() -> None:\n    print('hello from {name}')\n"
+    )
+    return project
+
+
+def scratchpack(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it: a fresh process, its exit code, stdout and stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "SCRATCHPACK_CACHE_DIR"}
+    return subprocess.run(
+        [sys.executable, "-m", "scratchpack", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        check=False,
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---- 3. a corrupted cache entry is rebuilt, never shipped ---------------------------------------
+
+
+def test_corrupt_cache_entry_is_rebuilt_fast(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Through the fake tools: a flipped byte of a same-size cached executable is noticed."""
+    project = _small_app(tmp_path)
+    spec = FreezeSpec(project, cache_dir=tmp_path / "cache", python=sys.executable)
+    first = freeze(spec, runner=FakeTools())
+    data = bytearray(first.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    first.path.write_bytes(bytes(data))
+    capfd.readouterr()
+    again = freeze(spec, runner=FakeTools())
+    assert not again.cached
+    assert _sha256(again.path) == again.sha256 == first.sha256
+    err = capfd.readouterr().err
+    assert err.count("does not match its recorded sha256") == 1, err
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_corrupt_cached_executable_is_rebuilt(static_cache: Path, tmp_path: Path) -> None:
+    """A real static-route build, a flipped byte in its cache entry: the next build says so,
+    rebuilds, and the sha256 it reports is the one of the executable it wrote."""
+    project = _small_app(tmp_path)
+    out = tmp_path / "tiny.exe"
+    args = ("exe", project, "--runtime", "static", "--cache-dir", static_cache, "--json")
+    first = scratchpack(*args, "-o", out)
+    assert first.returncode == 0, first.stderr
+    result = json.loads(first.stdout)
+    meta_files = [
+        m
+        for m in (static_cache / "out").glob("*/meta.json")
+        if json.loads(m.read_text())["sha256"] == result["sha256"]
+    ]
+    assert len(meta_files) == 1
+    cached = meta_files[0].parent / "tiny"
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    cached.write_bytes(bytes(data))
+
+    again = scratchpack(*args, "-o", out)
+    assert again.returncode == 0, again.stderr
+    second = json.loads(again.stdout)
+    lines = [x for x in again.stderr.splitlines() if "does not match its recorded sha256" in x]
+    assert len(lines) == 1, again.stderr
+    assert second["cached"] is False
+    assert second["sha256"] == _sha256(out) == _sha256(cached) == result["sha256"]
+    run = subprocess.run([out], capture_output=True, text=True, check=False)
+    assert run.stdout == "hello from tiny\n"
