@@ -23,7 +23,7 @@ from tests.test_freezers import FakeTools
 REPO = Path(__file__).resolve().parent.parent
 DEBIAN_PYTHON = "/usr/bin/python3"
 
-e2e = [pytest.mark.e2e, pytest.mark.slow]
+WEBHELLO = REPO / "examples" / "webhello"
 
 
 def _small_app(tmp_path: Path, name: str = "tiny", body: str = "") -> Path:
@@ -32,7 +32,8 @@ def _small_app(tmp_path: Path, name: str = "tiny", body: str = "") -> Path:
         tmp_path,
         f'[project]\nname = "{name}"\nversion = "1.0"\n'
         f'[project.scripts]\n{name} = "{name}_app:main"\n'
-        '[build-system]\nrequires = ["setuptools>=61"]\n'
+        # webhello's build system and (no) dependencies: the same build-venv key as webhello's
+        '[build-system]\nrequires = ["setuptools>=68"]\n'
         'build-backend = "setuptools.build_meta"\n',
         name=name,
     )
@@ -113,3 +114,48 @@ def test_corrupt_cached_executable_is_rebuilt(static_cache: Path, tmp_path: Path
     assert second["sha256"] == _sha256(out) == _sha256(cached) == result["sha256"]
     run = subprocess.run([out], capture_output=True, text=True, check=False)
     assert run.stdout == "hello from tiny\n"
+
+
+# ---- 1. each build sees only its own project and its declared dependencies -------------------
+
+
+def test_project_goes_only_into_the_builds_own_venv(tmp_path: Path) -> None:
+    """Through the fake tools: the shared venv gets the resolved dependencies, never the
+    project; the project is installed alone (--no-deps) into a venv inside the build's temp
+    directory, which is gone afterwards."""
+    project = _small_app(tmp_path)
+    tools = FakeTools()
+    spec = FreezeSpec(project, cache_dir=tmp_path / "cache", python=sys.executable)
+    freeze(spec, runner=tools)
+    pip = [c for c in tools.calls if c[1:4] == ["-m", "pip", "install"]]
+    base = [c for c in pip if "--dry-run" not in c and str(tmp_path / "cache" / "envs") in c[0]]
+    own = [c for c in pip if c[0].endswith("/venv/bin/python")]
+    assert [c[-1] for c in base[1:]] == ["idna==3.10"]  # base[0]: the tool pins
+    assert len(own) == 1 and "--no-deps" in own[0]
+    assert Path(own[0][-1]).name == "tiny"  # the staged project
+    assert not Path(own[0][0]).exists()  # the build's venv went with its temp directory
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["static", "pyinstaller"])
+def test_undeclared_import_of_another_project_fails(
+    route: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """webhello and another project are built with one cache; a project that declares no
+    dependencies and imports their packages must fail to build, naming the missing module."""
+    cache = request.getfixturevalue("static_cache") if route == "static" else tmp_path / "cache"
+    common = ("--runtime", route, "--cache-dir", cache)
+    python = ("--python", DEBIAN_PYTHON) if route == "static" else ()
+    other = _small_app(tmp_path, "other")
+    for built in (WEBHELLO, other):
+        proc = scratchpack("exe", built, *common, *python, "-o", tmp_path / built.name)
+        assert proc.returncode == 0, proc.stderr
+    for module in ("other_app", "webhello"):
+        thief = _small_app(tmp_path, f"uses_{module.replace('_', '')}", f"import {module}")
+        out = tmp_path / f"{thief.name}.exe"
+        proc = scratchpack("exe", thief, *common, *python, "-o", out)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"No module named '{module}'" in proc.stderr
+        assert proc.stderr.startswith("error: entry point"), proc.stderr
+        assert not out.exists()

@@ -174,8 +174,13 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
         deps_key = dependency_digest(project.dependency_declaration, project_dir)
         with _env.build_env(
             cache_dir, py, deps_key, tools=freezer.tools, runner=runner, reuse=spec.use_cache
-        ) as (benv, fresh):
-            _env.install_project(benv, stage, with_deps=fresh, runner=runner)
+        ) as (base, fresh):
+            if fresh:
+                _env.install_dependencies(base, stage, project.name, workdir=work, runner=runner)
+                _env.mark_ready(base)
+            # the project goes into this build's own venv, never into the shared base
+            benv = _env.project_env(base, work / "venv", py, runner=runner)
+            _env.install_project(benv, stage, runner=runner)
             dists = _env.list_distributions(benv, project.name, runner=runner)
             with step(f"checking that entry point {project.entrypoint} imports"):
                 entrypoint, how = _env.check_entrypoint(
@@ -183,8 +188,6 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
                 )
             if ":" not in project.entrypoint:  # a bare name: say which rule won
                 log(f"entry point {project.entrypoint}: {how} ({entrypoint})")
-            if fresh:
-                _env.mark_ready(benv)
             job = Build(
                 env=benv,
                 # the resolved entry point for the route; the result keeps the configured one,

@@ -11,9 +11,8 @@ from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError
 from scratchpack.freeze.base import Build, Built
-from scratchpack.freeze.env import PythonInfo, Tools, describe_distributions
+from scratchpack.freeze.env import PythonInfo, Tools, canonical_name, describe_distributions
 from scratchpack.freeze.pyinstaller import (
-    canonical_name,
     locale_digest,
     recipe_digest,
     run_pyinstaller,

