@@ -159,3 +159,78 @@ def test_undeclared_import_of_another_project_fails(
         assert f"No module named '{module}'" in proc.stderr
         assert proc.stderr.startswith("error: entry point"), proc.stderr
         assert not out.exists()
+
+
+# ---- 8. outputs never overwrite the sources or an input; several outputs are all or nothing --
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_outputs_in_the_sources_are_refused(static_cache: Path, tmp_path: Path) -> None:
+    """``exe -o PROJ/pyproject.toml`` and ``--tarball PROJ/src/pkg/__init__.py`` stop with an
+    error and a hint, before anything is built, and leave the sources as they were."""
+    project = _small_app(tmp_path)
+    common = ("--runtime", "static", "--cache-dir", static_cache)
+    pyproject, init = project / "pyproject.toml", project / "src" / "tiny_app" / "__init__.py"
+    before = {p: p.read_bytes() for p in (pyproject, init)}
+    cases = [
+        ("exe", project, *common, "-o", pyproject),
+        ("exe", project, *common, "-o", project / "src" / "tiny_app"),
+        ("build", project, *common, "--tarball", init),
+        ("build", project, *common, "--oci-layout", project / "layout"),
+    ]
+    for argv in cases:
+        proc = scratchpack(*argv)
+        assert proc.returncode == 1, (argv, proc.stderr)
+        lines = proc.stderr.splitlines()
+        assert lines[0].startswith("error: output ") and "inside the project's sources" in lines[0]
+        assert any(x.strip().startswith("hint: ") and "outside the project" in x for x in lines)
+        assert {p: p.read_bytes() for p in (pyproject, init)} == before
+    assert sorted(p.name for p in project.iterdir()) == ["pyproject.toml", "src"]
+    # dist/ inside the project is no source: that output is fine
+    (project / "dist").mkdir()
+    proc = scratchpack("exe", project, *common, "-o", project / "dist" / "tiny")
+    assert proc.returncode == 0, proc.stderr
+    # an output on an input
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(b"not a bundle")
+    proc = scratchpack("build", project, *common, "--ca-certs", ca, "--tarball", ca)
+    assert proc.returncode == 1 and "would overwrite the input" in proc.stderr, proc.stderr
+    assert ca.read_bytes() == b"not a bundle"
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_failing_later_output_leaves_no_earlier_one(static_cache: Path, tmp_path: Path) -> None:
+    """``build --tarball T --oci-layout L`` where L cannot be written: the new tarball and its
+    SBOM are gone, an old tarball keeps its bytes, and no temporary file is left beside them."""
+    project = _small_app(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    blocker = out / "a-file"
+    blocker.write_text("a file where the layout's parent should be")
+    common = ("build", project, "--runtime", "static", "--cache-dir", static_cache)
+    tarball = out / "app.tar"
+    proc = scratchpack(*common, "--tarball", tarball, "--oci-layout", blocker / "layout")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: "), proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a-file"]
+
+    tarball.write_bytes(b"the old tarball")
+    layout = out / "layout"  # a new layout dir (and its parent) made, then taken back
+    proc = scratchpack(
+        *common, "--tarball", tarball, "--oci-layout", layout, "--push", "127.0.0.1:9/x"
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a-file", "app.tar"]
+    assert tarball.read_bytes() == b"the old tarball"
+
+    proc = scratchpack(*common, "--tarball", tarball, "--oci-layout", layout)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a-file",
+        "app.tar",
+        "app.tar.spdx.json",
+        "layout",
+        "layout.spdx.json",
+    ]

@@ -379,6 +379,10 @@ REMEDIES: dict[str, str] = {
     "kit-build-failed": "this is a bug or a missing build tool (make, perl); report it with "
     "this output, or use --runtime pyinstaller",
     "exe-output": "choose an output path in an existing, writable directory (-o PATH)",
+    "output-in-project": "write -o, --tarball and --oci-layout outside the project directory "
+    "(or under its dist/ or build/, which are not sources)",
+    "output-overwrites-input": "choose an output path (-o, --tarball, --oci-layout) that is not "
+    "one of the build's inputs (--ca-certs, --registry-ca)",
 }
 
 

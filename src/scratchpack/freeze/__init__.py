@@ -31,7 +31,12 @@ from scratchpack.errors import FreezeError
 from scratchpack.freeze import env as _env
 from scratchpack.freeze.base import Build, Freezer
 from scratchpack.freeze.onefile import PyInstallerFreezer
-from scratchpack.freeze.project import dependency_digest, source_digest, stage_sources
+from scratchpack.freeze.project import (
+    check_outputs,
+    dependency_digest,
+    source_digest,
+    stage_sources,
+)
 from scratchpack.freeze.spec import (
     DEFAULT_COMPRESSION,
     DEFAULT_SOURCE_DATE_EPOCH,
@@ -49,6 +54,7 @@ __all__ = [
     "FreezeSpec",
     "Freezer",
     "FrozenApp",
+    "check_outputs",
     "default_cache_dir",
     "freeze",
     "freezer_for",

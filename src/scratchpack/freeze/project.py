@@ -9,8 +9,10 @@ import hashlib
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from scratchpack.errors import ProjectError
 
 #: Directories that are build debris or tooling state, never part of the app.
 SKIP_DIRS = frozenset(
@@ -84,3 +86,36 @@ def dependency_digest(declaration: str, project_dir: Path) -> str:
         if p.is_file():
             h.update(name.encode() + b"\0" + p.read_bytes())
     return h.hexdigest()
+
+
+def check_outputs(project_dir: Path, outputs: Sequence[Path], inputs: Sequence[Path] = ()) -> None:
+    """Refuse outputs that would land in the project's sources (which the next build would hash
+    and stage: ``exe -o pyproject.toml`` replaced it with an ELF), overwrite an input file, or
+    write one another. ``build/``, ``dist/`` and the other ``SKIP_DIRS`` are not sources."""
+    project = project_dir.resolve()
+    seen: dict[Path, Path] = {}
+    for output in outputs:
+        path = output.parent.resolve() / output.name
+        if path == project or path.is_relative_to(project):
+            parts = path.relative_to(project).parts[:-1] if path != project else ()
+            if path == project or not any(p in SKIP_DIRS or p.endswith(".egg-info") for p in parts):
+                raise ProjectError(
+                    f"output {output} is inside the project's sources ({project})",
+                    hint=f"write outputs outside {project}, or under its dist/ or build/ "
+                    "directory, which are not sources",
+                    remedy="output-in-project",
+                )
+        for other in inputs:
+            source = other.resolve()
+            if path == source or source.is_relative_to(path):
+                raise ProjectError(
+                    f"output {output} would overwrite the input {other}",
+                    hint="choose another output path",
+                    remedy="output-overwrites-input",
+                )
+        if path in seen:
+            raise ProjectError(
+                f"outputs {seen[path]} and {output} are the same path",
+                hint="give each output its own path",
+            )
+        seen[path] = output
