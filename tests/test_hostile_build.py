@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from scratchpack.errors import ProjectError
 from scratchpack.freeze import FreezeSpec, freeze
+from scratchpack.freeze.project import source_digest, stage_sources
+from scratchpack.freeze.static import _bundle
 from tests._fixtures import write_project
 from tests.test_freezers import FakeTools
 
@@ -26,7 +29,7 @@ DEBIAN_PYTHON = "/usr/bin/python3"
 WEBHELLO = REPO / "examples" / "webhello"
 
 
-def _small_app(tmp_path: Path, name: str = "tiny", body: str = "") -> Path:
+def _small_app(tmp_path: Path, name: str = "tiny", body: str = "", extra: str = "") -> Path:
     """A one-module project with a console script ``NAME`` printing ``hello from NAME``."""
     project = write_project(
         tmp_path,
@@ -34,7 +37,7 @@ def _small_app(tmp_path: Path, name: str = "tiny", body: str = "") -> Path:
         f'[project.scripts]\n{name} = "{name}_app:main"\n'
         # webhello's build system and (no) dependencies: the same build-venv key as webhello's
         '[build-system]\nrequires = ["setuptools>=68"]\n'
-        'build-backend = "setuptools.build_meta"\n',
+        f'build-backend = "setuptools.build_meta"\n{extra}',
         name=name,
     )
     pkg = project / "src" / f"{name}_app"
@@ -149,7 +152,7 @@ def test_undeclared_import_of_another_project_fails(
     python = ("--python", DEBIAN_PYTHON) if route == "static" else ()
     other = _small_app(tmp_path, "other")
     for built in (WEBHELLO, other):
-        proc = scratchpack("exe", built, *common, *python, "-o", tmp_path / built.name)
+        proc = scratchpack("exe", built, *common, *python, "-o", tmp_path / f"{built.name}.exe")
         assert proc.returncode == 0, proc.stderr
     for module in ("other_app", "webhello"):
         thief = _small_app(tmp_path, f"uses_{module.replace('_', '')}", f"import {module}")
@@ -234,3 +237,86 @@ def test_a_failing_later_output_leaves_no_earlier_one(static_cache: Path, tmp_pa
         "layout",
         "layout.spdx.json",
     ]
+
+
+# ---- 6a. symlinks that leave the project or an install tree are refused, by name --------------
+
+#: package data read at run time: a symlink to a file outside the project would bring its bytes
+_READS_DATA = (
+    "import importlib.resources\n"
+    "DATA = importlib.resources.files(__name__).joinpath('notes.txt').read_text()\n"
+)
+_PACKAGE_DATA = '[tool.setuptools.package-data]\ntiny_app = ["*.txt"]\n'
+
+
+def _leaky_app(tmp_path: Path) -> tuple[Path, bytes]:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"SECRET-OUTSIDE-THE-PROJECT")
+    project = _small_app(tmp_path, body=_READS_DATA, extra=_PACKAGE_DATA)
+    pkg = project / "src" / "tiny_app"
+    (pkg / "notes.txt").symlink_to(secret)
+    (pkg / "shadow.txt").symlink_to("/etc/shadow")
+    return project, secret.read_bytes()
+
+
+def test_escaping_symlinks_are_named_before_any_tool(tmp_path: Path) -> None:
+    project, _ = _leaky_app(tmp_path)
+    for check in (source_digest, lambda p: stage_sources(p, tmp_path / "stage")):
+        with pytest.raises(ProjectError) as err:
+            check(project)
+        assert "2 symlink(s)" in err.value.message
+        assert "src/tiny_app/notes.txt -> " + str(tmp_path / "secret.txt") in err.value.message
+        assert "src/tiny_app/shadow.txt -> /etc/shadow" in err.value.message
+
+
+def test_install_tree_symlink_out_is_refused_by_the_static_bundler(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    (site / "dep").mkdir(parents=True)
+    (site / "dep" / "__init__.py").write_text("")
+    (site / "dep" / "ok.txt").write_text("inside")
+    (site / "dep" / "key.pem").symlink_to("/etc/shadow")
+    entries: dict[str, bytes] = {}
+    with pytest.raises(_bundle.BundleError, match=r"dep/key.pem -> /etc/shadow"):
+        _bundle._add_package_data(entries, [str(site / "dep" / "__init__.py")], [str(site)], [])
+    assert "dep/key.pem" not in entries
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["static", "pyinstaller"])
+def test_package_data_symlink_out_of_the_project_is_refused(
+    route: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    cache = request.getfixturevalue("static_cache") if route == "static" else tmp_path / "cache"
+    project, secret = _leaky_app(tmp_path)
+    out = tmp_path / "app"
+    proc = scratchpack("exe", project, "--runtime", route, "--cache-dir", cache, "-o", out)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: 2 symlink(s) in "), proc.stderr
+    assert "src/tiny_app/notes.txt -> " in proc.stderr
+    assert "src/tiny_app/shadow.txt -> /etc/shadow" in proc.stderr
+    assert not out.exists()
+    built = [p.read_bytes() for p in Path(cache, "out").glob("*/tiny")]
+    assert not any(secret in b for b in built)
+
+
+# ---- 10. a symlinked package directory inside the project is built like pip builds it -------
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_symlinked_package_directory_is_staged(static_cache: Path, tmp_path: Path) -> None:
+    project = _small_app(tmp_path, "linked")
+    real = project / "lib" / "linked_app"
+    real.parent.mkdir()
+    (project / "src" / "linked_app").rename(real)
+    (project / "src" / "linked_app").symlink_to(Path("..") / "lib" / "linked_app")
+    stage = tmp_path / "stage"
+    stage_sources(project, stage)
+    assert (stage / "src" / "linked_app" / "__init__.py").is_file()
+    out = tmp_path / "linked.exe"
+    common = ("--runtime", "static", "--cache-dir", static_cache)
+    proc = scratchpack("exe", project, *common, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    run = subprocess.run([out], capture_output=True, text=True, check=False)
+    assert run.stdout == "hello from linked\n"

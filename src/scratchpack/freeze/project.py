@@ -38,13 +38,32 @@ LOCK_FILES = ("requirements.txt", "pylock.toml", "uv.lock", "poetry.lock", "pdm.
 
 
 def _walk(project_dir: Path) -> Iterator[Path]:
-    """Project files in a fixed order, skipping VCS, caches and build debris."""
+    """Project files and symlinks in a fixed order, skipping VCS, caches and build debris.
+
+    A symlinked directory is yielded, not entered. Every symlink must resolve inside the
+    project: one that leaves it (to /etc/shadow, ~/.ssh/id_ed25519) would put that file's bytes
+    into the executable, so the walk ends with an error naming each of them.
+    """
+    top = project_dir.resolve()
+    escapes: list[str] = []
     for root, dirs, files in os.walk(project_dir):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
-        for name in sorted(files):
+        keep = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        dirs[:] = [d for d in keep if not os.path.islink(os.path.join(root, d))]
+        linked_dirs = [d for d in keep if d not in dirs]
+        for name in sorted([*files, *linked_dirs]):
             if name.endswith((".pyc", ".pyo")):
                 continue
-            yield Path(root, name)
+            path = Path(root, name)
+            if path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(top):
+                escapes.append(f"{path.relative_to(project_dir)} -> {os.readlink(path)}")
+                continue
+            yield path
+    if escapes:
+        raise ProjectError(
+            f"{len(escapes)} symlink(s) in {project_dir} lead outside the project, and their "
+            "targets would be copied into the executable:\n" + "\n".join(f"  {e}" for e in escapes),
+            hint="replace each with a copy of what the app needs, or point it inside the project",
+        )
 
 
 def source_digest(project_dir: Path) -> str:
@@ -66,12 +85,18 @@ def source_digest(project_dir: Path) -> str:
 
 
 def stage_sources(project_dir: Path, dest: Path) -> None:
-    """Copy the sources pip should see, so its in-tree build never writes into the user's tree."""
+    """Copy the sources pip should see, so its in-tree build never writes into the user's tree.
+
+    Symlinks (to files or package directories; ``_walk`` keeps only those that stay inside the
+    project) are staged as relative links to the same place in the copy, so pip builds them as
+    it would from the project itself.
+    """
     for path in _walk(project_dir):
         target = dest / path.relative_to(project_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         if path.is_symlink():
-            target.symlink_to(os.readlink(path))
+            real = os.path.realpath(path)
+            target.symlink_to(os.path.relpath(real, os.path.realpath(path.parent)))
         elif path.is_file():
             shutil.copy2(path, target)
 

@@ -77,9 +77,18 @@ def _packages(name):
     return sorted(t for t in tops if t.isidentifier() and t != "__pycache__")
 
 
+escapes = []
+sites = [os.path.realpath(p) + os.sep for p in sys.path if p.endswith("site-packages")]
+
+
 def _package_data(name, excludes):
-    # what importlib.resources and __file__-relative reads of the installed packages find
-    return [d for top in _packages(name) for d in collect_data_files(top, excludes=excludes)]
+    # what importlib.resources and __file__-relative reads of the installed packages find;
+    # a file that resolves outside the install trees (a symlink to /etc/shadow) never goes in
+    found = [d for top in _packages(name) for d in collect_data_files(top, excludes=excludes)]
+    for src, _ in found:
+        if not os.path.realpath(src).startswith(tuple(sites)):
+            escapes.append(src + " -> " + os.path.realpath(src))
+    return found
 
 
 def _reproducible_metadata(toc):
@@ -172,7 +181,10 @@ a = Analysis(
 )
 missing = _missing(a, must_find)
 with open(REPORT, "w") as f:
-    json.dump({{"missing": missing, "distributions": _bundled_distributions(a)}}, f)
+    json.dump({{"missing": missing, "distributions": _bundled_distributions(a),
+               "escapes": escapes}}, f)
+if escapes:
+    sys.exit("scratchpack: package data symlinks lead outside the install tree")
 if missing:
     sys.exit("scratchpack: include-modules not found: " + ", ".join(missing))
 a.binaries[:] = _without_runpath(a.binaries)
@@ -456,6 +468,13 @@ def run_pyinstaller(
             hint="each name in [tool.scratchpack] include-modules must be importable once the "
             "project and its dependencies are installed (pkg.* needs the package pkg); fix the "
             "name or add the distribution that provides it to [project] dependencies",
+        )
+    if escapes := found.get("escapes"):
+        raise FreezeError(
+            "package data symlinks lead outside the install tree, and their targets would be "
+            "copied into the executable:\n" + "\n".join(f"  {e}" for e in escapes),
+            tool="pyinstaller",
+            hint="replace each with a copy of what the app needs, in the package that owns it",
         )
     out = workdir / "dist" / name
     if proc.returncode != 0 or not out.is_file():

@@ -735,7 +735,9 @@ def _add_package_data(
 ) -> None:
     """Package data (templates, certificates, py.typed...) of third-party and app packages."""
     tops = {os.path.relpath(p, _under(p, app_paths) or "/").split("/")[0] for p in app_files}
+    escapes = []
     for root in app_paths:
+        real_root = os.path.realpath(root)
         for top in sorted(tops):
             base = os.path.join(root, top)
             if not os.path.isdir(base):
@@ -746,8 +748,16 @@ def _add_package_data(
                     if fn.endswith(CODE_SUFFIXES):
                         continue
                     full = os.path.join(dirpath, fn)
+                    if _under(os.path.realpath(full), [real_root]) is None:
+                        escapes.append(f"{full} -> {os.path.realpath(full)}")
+                        continue
                     with open(full, "rb") as f:
                         entries.setdefault(os.path.relpath(full, root), f.read())
+    if escapes:
+        raise BundleError(
+            "package data symlinks lead outside the install tree, and their targets would be "
+            "copied into the executable:\n" + "\n".join(f"  {e}" for e in escapes)
+        )
         for dist in dists:
             for meta in ("METADATA", "entry_points.txt", "top_level.txt"):
                 for info in _dist_infos(root, dist):
