@@ -12,7 +12,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -347,3 +349,52 @@ def test_static_package_data_is_streamed_not_held(static_cache: Path, tmp_path: 
     assert code == 0, proc.stderr
     assert out.stat().st_size > size
     assert peak < size, f"a build process peaked at {peak >> 20} MB"
+
+
+#: Run by the frozen app itself (SCRATCHPACK_PYTHON=1): every bundled file that holds ``needle``.
+_SCAN = """
+import os, sys
+needle = sys.argv[1].encode()
+for root, _, files in os.walk(sys._MEIPASS):
+    for name in files:
+        with open(os.path.join(root, name), 'rb') as f:
+            if needle in f.read():
+                print(os.path.relpath(os.path.join(root, name), sys._MEIPASS))
+"""
+
+
+@dataclass(frozen=True)
+class DefaultBuild:
+    executable: Path
+    sbom: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def default_build(tmp_path_factory: pytest.TempPathFactory) -> DefaultBuild:
+    """The small app built once on the default route with this venv's (pyenv) Python."""
+    tmp = tmp_path_factory.mktemp("default-route")
+    project = _small_app(tmp)
+    tarball = tmp / "tiny.tar"
+    proc = scratchpack("build", project, "--cache-dir", tmp / "cache", "--tarball", tarball)
+    assert proc.returncode == 0, proc.stderr
+    (exe,) = (tmp / "cache" / "out").glob("*/tiny")
+    sbom = json.loads(Path(f"{tarball}.spdx.json").read_text())
+    return DefaultBuild(exe, sbom)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_default_route_embeds_no_path_under_the_build_home(default_build: DefaultBuild) -> None:
+    """This venv's Python is pyenv's, under the build user's home: its prefix is compiled into
+    libpython and left in the extension modules' removed RUNPATH strings. None of it ships."""
+    home = os.path.expanduser("~").rstrip("/")
+    assert len(home) > 1 and sys.base_prefix.startswith(home + "/"), sys.base_prefix
+    out = default_build.executable
+    env = {**os.environ, "SCRATCHPACK_PYTHON": "1"}
+    scan = subprocess.run(
+        [out, "-c", _SCAN, home + "/"], capture_output=True, text=True, env=env, check=False
+    )
+    assert scan.returncode == 0, scan.stderr
+    assert scan.stdout == "", f"bundled files naming {home}/:\n{scan.stdout}"
+    run = subprocess.run([out], capture_output=True, text=True, check=False)
+    assert run.stdout == "hello from tiny\n"
