@@ -20,6 +20,7 @@ import pytest
 
 from scratchpack.errors import ProjectError
 from scratchpack.freeze import FreezeSpec, freeze
+from scratchpack.freeze.hostlibs import debian_components
 from scratchpack.freeze.project import source_digest, stage_sources
 from scratchpack.freeze.static import _bundle
 from tests._fixtures import write_project
@@ -324,33 +325,6 @@ def test_symlinked_package_directory_is_staged(static_cache: Path, tmp_path: Pat
     assert run.stdout == "hello from linked\n"
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_static_package_data_is_streamed_not_held(static_cache: Path, tmp_path: Path) -> None:
-    """160 MB of package data: no process of the build holds it in memory (it cost ~3x)."""
-    size = 160 << 20
-    project = _small_app(tmp_path, body=_READS_DATA, extra=_PACKAGE_DATA)
-    with (project / "src" / "tiny_app" / "notes.txt").open("wb") as f:
-        f.truncate(size)  # zeros: the wheel stays small, the stored zip entry does not
-    out = tmp_path / "tiny.exe"
-    argv = [sys.executable, "-m", "scratchpack", "exe", project, "--runtime", "static"]
-    measure = (
-        "import resource, subprocess, sys\n"
-        "code = subprocess.run(sys.argv[1:]).returncode\n"
-        "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss << 10)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", measure, *map(str, argv), "--cache-dir", static_cache, "-o", out],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    code, peak = map(int, proc.stdout.split())
-    assert code == 0, proc.stderr
-    assert out.stat().st_size > size
-    assert peak < size, f"a build process peaked at {peak >> 20} MB"
-
-
 #: Run by the frozen app itself (SCRATCHPACK_PYTHON=1): every bundled file that holds ``needle``.
 _SCAN = """
 import os, sys
@@ -398,3 +372,87 @@ def test_default_route_embeds_no_path_under_the_build_home(default_build: Defaul
     assert scan.stdout == "", f"bundled files naming {home}/:\n{scan.stdout}"
     run = subprocess.run([out], capture_output=True, text=True, check=False)
     assert run.stdout == "hello from tiny\n"
+
+
+def _dpkg_version(package: str) -> str:
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", package],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_default_route_sbom_lists_the_bundled_c_libraries(default_build: DefaultBuild) -> None:
+    """glibc (staticx bundles it), OpenSSL and zlib (PyInstaller does), with the host's dpkg
+    versions."""
+    packages = {p["name"]: p for p in default_build.sbom["packages"]}
+    for name in ("libc6", "libssl3", "zlib1g"):
+        assert name in packages, sorted(packages)
+        assert packages[name]["versionInfo"] == _dpkg_version(name)
+        refs = [r["referenceLocator"] for r in packages[name].get("externalRefs", [])]
+        assert any(r.startswith(f"pkg:deb/debian/{name}@") for r in refs), refs
+
+
+def test_host_libraries_map_to_dpkg_packages(tmp_path: Path) -> None:
+    """Across the /usr merge: dpkg lists /lib/..., ldd may say /usr/lib/... (or the reverse)."""
+    dpkg = tmp_path / "dpkg"
+    (dpkg / "info").mkdir(parents=True)
+    (dpkg / "info" / "libc6:amd64.list").write_text("/.\n/lib/x86_64-linux-gnu/libc.so.6\n")
+    (dpkg / "info" / "zlib1g:amd64.list").write_text("/usr/lib/x86_64-linux-gnu/libz.so.1\n")
+    (dpkg / "info" / "other.list").write_text("/usr/lib/libother.so\n")
+    (dpkg / "status").write_text(
+        "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Version: 2.36-9+deb12u13\n\n"
+        "Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Version: 1:1.2.13.dfsg-1\n"
+    )
+    release = tmp_path / "os-release"
+    release.write_text('ID=debian\nVERSION_ID="12"\n')
+    found = debian_components(
+        ["/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libz.so.1", "/opt/x.so"],
+        dpkg=dpkg,
+        os_release=release,
+    )
+    assert [(c.name, c.version, c.purl) for c in found] == [
+        (
+            "libc6",
+            "2.36-9+deb12u13",
+            "pkg:deb/debian/libc6@2.36-9%2Bdeb12u13?arch=amd64&distro=debian-12",
+        ),
+        (
+            "zlib1g",
+            "1:1.2.13.dfsg-1",
+            "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12",
+        ),
+    ]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_static_package_data_is_streamed_not_held(static_cache: Path, tmp_path: Path) -> None:
+    """160 MB of package data: no process of the build holds it in memory (it cost ~3x)."""
+    size = 160 << 20
+    project = _small_app(tmp_path, body=_READS_DATA, extra=_PACKAGE_DATA)
+    with (project / "src" / "tiny_app" / "notes.txt").open("wb") as f:
+        f.truncate(size)  # zeros: the wheel stays small, the stored zip entry does not
+    out = tmp_path / "tiny.exe"
+    argv = [sys.executable, "-m", "scratchpack", "exe", project, "--runtime", "static"]
+    measure = (
+        "import resource, subprocess, sys\n"
+        "code = subprocess.run(sys.argv[1:]).returncode\n"
+        "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss << 10)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", measure, *map(str, argv), "--cache-dir", static_cache, "-o", out],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    code, peak = map(int, proc.stdout.split())
+    assert code == 0, proc.stderr
+    assert out.stat().st_size > size
+    assert peak < size, f"a build process peaked at {peak >> 20} MB"

@@ -102,7 +102,8 @@ def _app_from_meta(
 ) -> FrozenApp:
     dists = meta["distributions"]
     recorded = meta["project"]
-    assert isinstance(dists, list) and isinstance(recorded, dict)
+    extra = meta.get("components", [])  # the host's C libraries, per build
+    assert isinstance(dists, list) and isinstance(recorded, dict) and isinstance(extra, list)
     return FrozenApp(
         path=path,
         sha256=str(meta["sha256"]),
@@ -112,7 +113,7 @@ def _app_from_meta(
         python_version=str(meta["python_version"]),
         cached=cached,
         runtime=freezer.route,
-        components=freezer.components(),
+        components=(*freezer.components(), *(Component(**c) for c in extra)),
     )
 
 
@@ -220,6 +221,7 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
             "project": {"name": project.name, "version": project.version},
             "distributions": [dataclasses.asdict(d) for d in dists],
             "python_version": built.python_version,
+            "components": [dataclasses.asdict(c) for c in built.components],
             "runtime": freezer.route,
             "key": key_doc,
         }

@@ -201,7 +201,8 @@ a = Analysis(
 missing = _missing(a, must_find)
 with open(REPORT, "w") as f:
     json.dump({{"missing": missing, "distributions": _bundled_distributions(a),
-               "escapes": escapes}}, f)
+               "escapes": escapes,
+               "binaries": sorted({{src for _, src, _ in a.binaries if src}})}}, f)
 if escapes:
     sys.exit("scratchpack: package data symlinks lead outside the install tree")
 if missing:
@@ -401,6 +402,7 @@ class Onefile:
 
     path: Path
     distributions: tuple[str, ...]  # names, read from the spec's report (empty without one)
+    binaries: tuple[str, ...] = ()  # the host's shared libraries PyInstaller bundled
 
 
 def recipe_digest() -> str:
