@@ -19,13 +19,19 @@ from typing import Any
 
 import pytest
 
-from scratchpack.errors import ProjectError
+from scratchpack._fs import Undo
+from scratchpack.errors import ProjectError, SinkError
 from scratchpack.freeze import FreezeSpec, freeze
 from scratchpack.freeze.hostlibs import debian_components
 from scratchpack.freeze.project import source_digest, stage_sources
 from scratchpack.freeze.static import _bundle
+from scratchpack.oci.reference import Reference
+from scratchpack.publish import MultiPublisher, Outcome, Release
+from scratchpack.publish.layout import LayoutPublisher
+from scratchpack.publish.tarball import TarballPublisher
 from tests._fixtures import write_project
 from tests.test_freezers import FakeTools
+from testsupport.engines import build_static_server, scratch_image
 
 REPO = Path(__file__).resolve().parent.parent
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -241,6 +247,48 @@ def test_a_failing_later_output_leaves_no_earlier_one(static_cache: Path, tmp_pa
         "layout",
         "layout.spdx.json",
     ]
+
+
+class _FailingOutput:
+    """A later output that fails (a registry that refuses the push, a full disk)."""
+
+    def describe(self) -> str:
+        return "failing"
+
+    def publish(self, release: Release) -> Outcome:
+        raise SinkError("the last output failed")
+
+    def undo_point(self) -> Undo:
+        return Undo()
+
+
+def test_multi_output_puts_earlier_outputs_back(tmp_path: Path) -> None:
+    """Through the publisher seam, with the real tarball and layout writers: a new tarball and
+    a new layout go, an old tarball and an existing layout's index come back byte for byte."""
+    exe = build_static_server(tmp_path / "exe")  # a small static ELF; the image is not run
+    first = scratch_image(exe, tmp_path / "w1", cmd=("one",))
+    second = scratch_image(exe, tmp_path / "w2", cmd=("two",))
+    tags = (Reference.parse("demo:1"),)
+    out = tmp_path / "out"
+    out.mkdir()
+    old_layout = out / "old-layout"
+    LayoutPublisher(old_layout).publish(Release(first, tags))
+    before = {p: p.read_bytes() for p in sorted(old_layout.rglob("*")) if p.is_file()}
+    tarball = out / "app.tar"
+    tarball.write_bytes(b"the old tarball")
+    outputs = [
+        TarballPublisher(tarball),
+        TarballPublisher(out / "new.tar"),
+        LayoutPublisher(out / "new" / "layout"),
+        LayoutPublisher(old_layout),
+        _FailingOutput(),
+    ]
+    with pytest.raises(SinkError, match="the last output failed"):
+        MultiPublisher(outputs).publish(Release(second, tags))
+    assert sorted(p.name for p in out.iterdir()) == ["app.tar", "old-layout"]
+    assert tarball.read_bytes() == b"the old tarball"
+    after = {p: p.read_bytes() for p in sorted(old_layout.rglob("*")) if p.is_file()}
+    assert after == before
 
 
 # ---- 6a. symlinks that leave the project or an install tree are refused, by name --------------

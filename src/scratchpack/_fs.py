@@ -105,8 +105,8 @@ class Undo:
             if not d.is_dir():
                 self._dirs.append((_first_missing(d), None, []))
                 continue
-            present = {p for p in d.rglob("*") if not p.is_dir()}
             tops = [(p, _keep(p)) for p in sorted(d.iterdir()) if p.is_file()]
+            present = {p for p in d.rglob("*") if not p.is_dir()}  # the backups too
             self._dirs.append((d, present, tops))
 
     def restore(self) -> None:
@@ -147,6 +147,8 @@ def _put_back(path: Path, backup: Path | None) -> None:
     with contextlib.suppress(OSError):
         if backup is None:
             path.unlink(missing_ok=True)
+        elif path.exists() and os.path.samefile(backup, path):
+            backup.unlink()  # never replaced (rename(2) between two links of one file is a no-op)
         else:
             os.replace(backup, path)
 
