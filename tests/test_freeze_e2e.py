@@ -374,7 +374,7 @@ def test_entrypoint_that_does_not_import(
 
 
 def test_dependency_that_fails_to_install(tmp_path: Path) -> None:
-    with pytest.raises(FreezeError, match="installing the project and its dependencies") as err:
+    with pytest.raises(FreezeError, match=r"the project's dependencies failed") as err:
         _freeze(FIXTURES / "bad_dependency", tmp_path / "cache")
     assert err.value.tool == "pip"
     assert "msgpack==0.0.0.dev0" in str(err.value)

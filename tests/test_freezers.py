@@ -95,6 +95,15 @@ class FakeTools:
         if argv[1:3] == ["-m", "venv"]:
             Path(argv[3], "bin").mkdir(parents=True, exist_ok=True)
             return _done(argv)
+        if argv[1:4] == ["-m", "pip", "install"] and "--dry-run" in argv:
+            # what pip would install: the project (the staged directory) and one dependency
+            report = argv[argv.index("--report") + 1]
+            install = [
+                {"metadata": {"name": Path(argv[-1]).name, "version": "0.1.0"}, "is_direct": True},
+                {"metadata": {"name": "idna", "version": "3.10"}, "is_direct": False},
+            ]
+            Path(report).write_text(json.dumps({"install": install}))
+            return _done(argv)
         if argv[1:4] == ["-m", "pip", "install"]:
             return _done(argv)
         if argv[1:3] == ["-m", "PyInstaller"]:

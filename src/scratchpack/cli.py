@@ -409,6 +409,10 @@ REMEDIES: dict[str, str] = {
     "there, or export TMPDIR=DIR with a directory on a larger one",
     "exe-output-space": "the disk is full or over quota: free some space there, or write the "
     "executable to another file system (-o PATH)",
+    "output-in-project": "write -o, --tarball and --oci-layout outside the project directory "
+    "(or under its dist/ or build/, which are not sources)",
+    "output-overwrites-input": "choose an output path (-o, --tarball, --oci-layout) that is not "
+    "one of the build's inputs (--ca-certs, --registry-ca)",
 }
 
 

@@ -26,6 +26,7 @@ from scratchpack.errors import ImageError, ScratchpackError
 from scratchpack.freeze import (
     FreezeSpec,
     FrozenApp,
+    check_outputs,
     default_cache_dir,
     freeze,
     write_executable,
@@ -40,6 +41,7 @@ from scratchpack.oci.layer import layer_from_entries
 from scratchpack.oci.reference import Reference
 from scratchpack.oci.rootfs import CA_BUNDLE_PATH, scratch_rootfs
 from scratchpack.publish import MultiPublisher, Publisher, Release
+from scratchpack.publish.base import sbom_path_beside
 from scratchpack.publish.layout import LayoutPublisher
 from scratchpack.publish.tarball import TarballPublisher
 
@@ -177,9 +179,12 @@ def host_platform() -> Platform:
 
 def make_executable(spec: FreezeSpec, *, output: Path | None) -> FrozenApp:
     """``scratchpack exe``: freeze and copy the executable to ``output`` atomically."""
+    if output is not None:  # a directory gets the executable inside it
+        check_outputs(spec.project_dir, [output / "app" if output.is_dir() else output])
     with _ctx.step("freezing"):
         app = freeze(spec)
     dest = output if output is not None else Path("dist") / app.project.name
+    check_outputs(spec.project_dir, [dest / app.path.name if dest.is_dir() else dest])
     path = write_executable(app, dest)
     return replace(app, path=path)
 
@@ -368,6 +373,7 @@ def publisher_for(options: BuildOptions, app: FrozenApp) -> MultiPublisher:
 
 def build(options: BuildOptions) -> BuildResult:
     """``scratchpack build``: freeze, assemble, then hand the release to every chosen output."""
+    _check_file_outputs(options)
     with _ctx.step("freezing"):
         app = freeze(options.freeze)
     epoch = source_date_epoch()
@@ -395,6 +401,17 @@ def build(options: BuildOptions) -> BuildResult:
         tuple(t.familiar for t in tags),
         outcome.sbom_files,
     )
+
+
+def _check_file_outputs(options: BuildOptions) -> None:
+    """Outputs (and the SBOM files beside them) never in the sources, on an input or on each
+    other."""
+    outputs = [p for p in (options.tarball, options.oci_layout) if p is not None]
+    if options.sbom == "spdx":
+        outputs += [sbom_path_beside(p) for p in list(outputs)]
+    ca = options.image.ca_certs
+    inputs = [Path(p) for p in (ca if ca != "certifi" else None, options.registry_ca) if p]
+    check_outputs(options.freeze.project_dir, outputs, inputs)
 
 
 @dataclass(frozen=True, slots=True)

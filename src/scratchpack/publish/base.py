@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from scratchpack._fs import write_bytes_atomic
+from scratchpack._fs import Undo, write_bytes_atomic
 from scratchpack.oci.artifact import Artifact
 from scratchpack.oci.descriptor import Published
 from scratchpack.oci.image import Image
@@ -46,9 +46,17 @@ class Publisher(Protocol):
 
     def publish(self, release: Release) -> Outcome: ...
 
+    def undo_point(self) -> Undo:
+        """What restores this destination to its state now, should a later output fail."""
+        ...
+
+
+def sbom_path_beside(output: Path) -> Path:
+    return output.with_name(output.name + SBOM_FILE_SUFFIX)
+
 
 def write_sbom_beside(output: Path, sbom: Artifact) -> Path:
     """``OUTPUT.spdx.json`` next to a tarball or layout, for tools that read plain files."""
-    path = output.with_name(output.name + SBOM_FILE_SUFFIX)
+    path = sbom_path_beside(output)
     write_bytes_atomic(path, sbom.payload)
     return path

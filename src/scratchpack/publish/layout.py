@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from scratchpack._fs import Undo
 from scratchpack.oci.layout import write_layout
-from scratchpack.publish.base import Outcome, Release, write_sbom_beside
+from scratchpack.publish.base import Outcome, Release, sbom_path_beside, write_sbom_beside
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +16,9 @@ class LayoutPublisher:
 
     def describe(self) -> str:
         return f"writing OCI layout {self.directory}"
+
+    def undo_point(self) -> Undo:
+        return Undo(files=(sbom_path_beside(self.directory),), directories=(self.directory,))
 
     def publish(self, release: Release) -> Outcome:
         ref_name = release.tags[0].tag if release.tags and release.tags[0].tag else "latest"

@@ -1,4 +1,5 @@
-"""Several publishers as one (ko's ``MultiPublisher``): each gets the same release, in order."""
+"""Several publishers as one (ko's ``MultiPublisher``): each gets the same release, in order,
+all or nothing: when one fails, the outputs written before it are put back as they were."""
 
 from __future__ import annotations
 
@@ -22,7 +23,16 @@ class MultiPublisher:
 
     def publish(self, release: Release) -> Outcome:
         outcome = Outcome()
-        for publisher in self.publishers:
-            with self._step(publisher.describe()):
-                outcome += publisher.publish(release)
+        undos = []
+        try:
+            for publisher in self.publishers:
+                undos.append(publisher.undo_point())  # before it writes: its own partial output
+                with self._step(publisher.describe()):
+                    outcome += publisher.publish(release)
+        except BaseException:
+            for undo in reversed(undos):
+                undo.restore()
+            raise
+        for undo in undos:
+            undo.discard()
         return outcome

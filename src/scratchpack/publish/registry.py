@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from scratchpack._fs import Undo
 from scratchpack.oci import registry
 from scratchpack.oci.artifact import fallback_tag
 from scratchpack.oci.descriptor import Published
@@ -26,6 +27,10 @@ class RegistryPublisher:
 
     def describe(self) -> str:
         return f"pushing {self.ref}"
+
+    def undo_point(self) -> Undo:
+        """Nothing to keep: a push cannot be taken back, so the pipeline pushes last."""
+        return Undo()
 
     def publish(self, release: Release) -> Outcome:
         image = release.image

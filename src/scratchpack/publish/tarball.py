@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from scratchpack._fs import Undo
 from scratchpack.oci.tarball import write_tarball
-from scratchpack.publish.base import Outcome, Release, write_sbom_beside
+from scratchpack.publish.base import Outcome, Release, sbom_path_beside, write_sbom_beside
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +16,9 @@ class TarballPublisher:
 
     def describe(self) -> str:
         return f"writing tarball {self.path}"
+
+    def undo_point(self) -> Undo:
+        return Undo(files=(self.path, sbom_path_beside(self.path)))
 
     def publish(self, release: Release) -> Outcome:
         published = write_tarball(release.image, self.path, tags=release.tags)

@@ -13,6 +13,7 @@ import hashlib
 import importlib.resources
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def build_static(
             builtins.add("zlib")  # zipimport inflates with it
         link_executable(kit, builtins, entrypoint, exe, workdir / "link", runner=runner)
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
-        f.write(z.read())
+        shutil.copyfileobj(z, f, 1 << 20)
     exe.chmod(0o755)
     return StaticBuild(
         path=exe, python_version=kit.python_version, packages=tuple(report.get("packages", ()))

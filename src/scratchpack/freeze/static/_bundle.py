@@ -24,6 +24,7 @@ import json
 import marshal
 import modulefinder
 import os
+import shutil
 import sys
 import types
 import zipfile
@@ -662,7 +663,7 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
     finder, roots = find_modules(req)
     needed = unguarded_reach(roots, finder.edges)
 
-    entries: dict[str, bytes] = {}
+    entries: dict[str, bytes | Stored] = {}
     used_builtins: set[str] = set()
     extensions: list[dict[str, str]] = []
     left_out: list[dict[str, str]] = []
@@ -731,11 +732,13 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _add_package_data(
-    entries: dict[str, bytes], app_files: list[str], app_paths: list[str], dists: list[str]
+    entries: dict[str, bytes | Stored], app_files: list[str], app_paths: list[str], dists: list[str]
 ) -> None:
     """Package data (templates, certificates, py.typed...) of third-party and app packages."""
     tops = {os.path.relpath(p, _under(p, app_paths) or "/").split("/")[0] for p in app_files}
+    escapes = []
     for root in app_paths:
+        real_root = os.path.realpath(root)
         for top in sorted(tops):
             base = os.path.join(root, top)
             if not os.path.isdir(base):
@@ -746,8 +749,16 @@ def _add_package_data(
                     if fn.endswith(CODE_SUFFIXES):
                         continue
                     full = os.path.join(dirpath, fn)
-                    with open(full, "rb") as f:
-                        entries.setdefault(os.path.relpath(full, root), f.read())
+                    if _under(os.path.realpath(full), [real_root]) is None:
+                        escapes.append(f"{full} -> {os.path.realpath(full)}")
+                        continue
+                    # by path: copied into the zip in chunks, never held in memory
+                    entries.setdefault(os.path.relpath(full, root), Stored(full))
+    if escapes:
+        raise BundleError(
+            "package data symlinks lead outside the install tree, and their targets would be "
+            "copied into the executable:\n" + "\n".join(f"  {e}" for e in escapes)
+        )
         for dist in dists:
             for meta in ("METADATA", "entry_points.txt", "top_level.txt"):
                 for info in _dist_infos(root, dist):
@@ -762,7 +773,15 @@ def _top_name(path: str, app_paths: list[str]) -> str:
     return os.path.relpath(path, _under(path, app_paths) or "/").split("/")[0].removesuffix(".py")
 
 
-def _write_zip(output: str, entries: dict[str, bytes], compression: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A file that goes into the zip as it is, streamed from ``path`` (package data can be
+    large: holding it in memory cost about three times its size)."""
+
+    path: str
+
+
+def _write_zip(output: str, entries: dict[str, bytes | Stored], compression: str) -> None:
     """Sorted, fixed dates and modes: the same modules give the same bytes."""
     method = zipfile.ZIP_DEFLATED if compression == "deflated" else zipfile.ZIP_STORED
     tmp = output + ".part"
@@ -777,7 +796,13 @@ def _write_zip(output: str, entries: dict[str, bytes], compression: str) -> None
                 continue
             zinfo.compress_type = method
             zinfo.external_attr = 0o100444 << 16
-            zf.writestr(zinfo, entries[arc], compresslevel=level)
+            data = entries[arc]
+            if isinstance(data, bytes):
+                zf.writestr(zinfo, data, compresslevel=level)
+                continue
+            zinfo.file_size = os.path.getsize(data.path)
+            with open(data.path, "rb") as src, zf.open(zinfo, "w") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
     os.replace(tmp, output)
 
 
