@@ -306,6 +306,32 @@ def test_probed_and_else_branch_compiled_modules_are_left_out(tmp_path: Path) ->
     assert {"sa/engine/_py_row.pyc", "sa/util/_py3k.pyc"} <= set(zf.namelist())
 
 
+def test_modules_registered_by_name_for_a_later_import_are_bundled(tmp_path: Path) -> None:
+    """SQLAlchemy's ``util.preloaded``: registered by a decorator, imported by name later."""
+    _report, zf = _bundle_of(
+        tmp_path,
+        {
+            "app.py": "import lib.core\n",
+            "lib/__init__.py": "",
+            "lib/registry.py": "def preload_module(*names):\n    return lambda f: f\n",
+            "lib/core.py": """
+                from . import registry
+
+                @registry.preload_module("lib.later", "lib.sub.deep")
+                def f():
+                    pass
+            """,
+            "lib/later.py": "",
+            "lib/sub/__init__.py": "",
+            "lib/sub/deep.py": "",
+            "lib/unused.py": "",
+        },
+    )
+    names = set(zf.namelist())
+    assert {"lib/later.pyc", "lib/sub/deep.pyc"} <= names
+    assert "lib/unused.pyc" not in names
+
+
 def test_a_compiled_module_imported_after_a_pure_python_one_is_refused(tmp_path: Path) -> None:
     """The `else:` runs whenever its `try` can succeed: here always, so `_core` is needed."""
     report, _zf = _bundle_of(

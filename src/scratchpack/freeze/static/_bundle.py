@@ -90,6 +90,12 @@ HIDDEN_EDGES = {
     "gunicorn": ("gunicorn.*",),
 }
 
+#: Calls whose string arguments name modules a third-party package imports later by name: the
+#: module making the call needs them as if it imported them. SQLAlchemy's ``util.preloaded``
+#: registry: ``@util.preload_module("sqlalchemy.sql.util")`` registers, ``import_prefix()``
+#: imports every registered module when the package finishes importing.
+NAME_REGISTERING_CALLS = frozenset(("preload_module",))
+
 #: Stdlib sources the runtime never executes: importlib/__init__ puts the frozen modules in
 #: sys.modules under these names, so neither their code nor their function-level imports count.
 FROZEN_ALIASES = frozenset(("importlib._bootstrap", "importlib._bootstrap_external"))
@@ -514,6 +520,12 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
             probes=frozenset() if in_stdlib else probe_functions(tree),
         )
         edges = self.edges.setdefault(name, set())
+        if not in_stdlib:
+            for target in _registered_modules(tree):
+                self._hook(target, m, None, level=0)
+                edges.update((t, False) for t in _prefixes(target))
+                for t in _prefixes(target):
+                    self.plain_importers.setdefault(t, set()).add(name)
         for site in import_sites(tree.body, rules):
             node = site.node
             where = site.where
@@ -583,6 +595,25 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         if base is None:
             return []
         return _prefixes(base) + [f"{base}.{a.name}" for a in node.names if a.name != "*"]
+
+
+def _registered_modules(tree: ast.Module) -> list[str]:
+    """The module names passed to a NAME_REGISTERING_CALLS call anywhere in ``tree``."""
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        if fname in NAME_REGISTERING_CALLS:
+            out += [
+                a.value
+                for a in node.args
+                if isinstance(a, ast.Constant)
+                and isinstance(a.value, str)
+                and all(part.isidentifier() for part in a.value.split("."))
+            ]
+    return sorted(set(out))
 
 
 def _top(node: ast.Import | ast.ImportFrom) -> str:
