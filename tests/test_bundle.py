@@ -515,12 +515,18 @@ def test_include_star_is_recursive_with_namespace_subpackages(tmp_path: Path) ->
             "pkg/sub/deep/x.py": "",
             "pkg/nsdir/y.py": "",
             "pkg/templates/page.html": "<p>",
+            # Django's migrations: importable by name (import_module), though no identifier
+            "pkg/migrations/__init__.py": "",
+            "pkg/migrations/0001_initial.py": "",
+            "pkg/migrations/not-a-module.py": "",
         },
         includes=("pkg.*",),
     )
     names = set(zf.namelist())
     assert {"pkg/a.pyc", "pkg/sub/__init__.pyc", "pkg/sub/deep/x.pyc", "pkg/nsdir/y.pyc"} <= names
+    assert "pkg/migrations/0001_initial.pyc" in names
     assert "pkg/templates/page.html" in names  # package data, not a module
+    assert not any("not-a-module" in n for n in names)  # no import can name it
 
 
 def test_include_accepts_a_distribution_name(tmp_path: Path) -> None:

@@ -88,6 +88,19 @@ HIDDEN_EDGES = {
     # included, but none made mandatory. gunicorn: the logger class and the worker classes
     # (gunicorn.glogging.Logger, gunicorn.workers.sync.SyncWorker) are strings in its config.
     "gunicorn": ("gunicorn.*",),
+    # SQLAlchemy imports the dialect a URL's scheme names ("sqlite://") through its PluginLoader
+    "sqlalchemy.dialects": ("sqlalchemy.dialects.*",),
+    # Django imports the ENGINE of settings.DATABASES (its ".base") and the management command
+    # call_command()/manage.py names ("migrate") by name
+    "django.db.utils": ("django.db.backends.*",),
+    "django.core.management": ("django.core.management.commands.*",),
+    # Django's template engine: its built-in tag and filter libraries, by name
+    "django.template.engine": (
+        "django.template.defaulttags",
+        "django.template.defaultfilters",
+        "django.template.loader_tags",
+        "django.templatetags.*",
+    ),
 }
 
 #: Calls whose string arguments name modules a third-party package imports later by name: the
@@ -997,12 +1010,19 @@ def _submodules(mod: object) -> list[str]:
         for fn in sorted(os.listdir(d)):
             full = os.path.join(d, fn)
             stem, ext = os.path.splitext(fn)
-            if ext == ".py" and stem != "__init__" and stem.isidentifier():
+            if ext == ".py" and stem != "__init__" and _module_stem(stem):
                 out.append(f"{name}.{stem}")
             elif fn.isidentifier() and os.path.isdir(full) and _holds_python(full):
                 sub = types.SimpleNamespace(__name__=f"{name}.{fn}", __path__=[full])
                 out += [f"{name}.{fn}", *_submodules(sub)]
     return sorted(set(out))
+
+
+def _module_stem(stem: str) -> bool:
+    """Whether a file name stem is a module ``import_module()`` can load: an identifier, or
+    ASCII letters, digits and underscores starting with a digit (Django's ``0001_initial``
+    migrations, imported by name, never by an import statement)."""
+    return stem.isidentifier() or (stem.isascii() and stem.replace("_", "a").isalnum())
 
 
 def _expand_includes(
