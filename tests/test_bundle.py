@@ -166,6 +166,218 @@ def test_a_compiled_module_the_app_needs_is_refused_by_name(tmp_path: Path) -> N
     assert report["extensions"][0]["file"].endswith(f"needs/_core{EXT}")
 
 
+# SQLAlchemy 2.0's util/_has_cy.py, reduced: the compiled modules are imported in a function
+# that module-level code calls under `except ImportError`; elsewhere only behind the flag.
+HAS_CY = textwrap.dedent(
+    """
+    def _import_cy_extensions():
+        from ..cyext import fast
+        return (fast,)
+
+    try:
+        _import_cy_extensions()
+    except ImportError:
+        HAS_CY = False
+    else:
+        HAS_CY = True
+"""
+)
+
+
+def _probe_names(source: str) -> set[str]:
+    return {f.name for f in _bundle.probe_functions(ast.parse(textwrap.dedent(source)))}
+
+
+@pytest.mark.parametrize(
+    ("source", "probes"),
+    [
+        (HAS_CY, {"_import_cy_extensions"}),
+        # called once more with no guard: its import failing is not handled there
+        (HAS_CY + "_import_cy_extensions()\n", set()),
+        # passed around rather than called: it may run anywhere
+        (HAS_CY + "LOADERS = [_import_cy_extensions]\n", set()),
+        # public: another module may call it
+        (HAS_CY.replace("_import_cy_extensions", "import_cy_extensions"), set()),
+        # a broad handler hides the function's real work, not only a failing import
+        (HAS_CY.replace("except ImportError", "except Exception"), set()),
+        # never called in this module: another one may
+        ("def _load():\n    import _c\n", set()),
+        # a call inside a function defined in the `try` runs later, outside it
+        (
+            "def _load():\n    import _c\n"
+            "try:\n    def later():\n        _load()\nexcept ImportError:\n    pass\n",
+            set(),
+        ),
+        # nested in a `try` inside another function: still a guarded call
+        (
+            "def _load():\n    import _c\n"
+            "def setup():\n    try:\n        _load()\n"
+            "    except ModuleNotFoundError:\n        pass\n",
+            {"_load"},
+        ),
+    ],
+    ids=[
+        "sqlalchemy",
+        "also-unguarded",
+        "passed-around",
+        "public",
+        "broad-handler",
+        "not-called",
+        "called-later",
+        "nested",
+    ],
+)
+def test_a_private_function_only_called_under_except_import_error_is_a_probe(
+    source: str, probes: set[str]
+) -> None:
+    assert _probe_names(source) == probes
+
+
+def _sites(source: str) -> dict[str, _bundle.Where]:
+    tree = ast.parse(textwrap.dedent(source))
+    rules = _bundle.ScanRules(lazy=True, main=False, probes=_bundle.probe_functions(tree))
+    return {ast.unparse(site.node): site.where for site in _bundle.import_sites(tree.body, rules)}
+
+
+def test_imports_in_a_probe_function_are_guarded() -> None:
+    where = _sites(HAS_CY)["from ..cyext import fast"]
+    assert where.guarded and where.lazy
+
+
+def test_imports_in_the_else_of_a_guarded_try_run_after_the_tried_ones() -> None:
+    sites = _sites(
+        """
+        try:
+            import greenlet
+        except ImportError:
+            have = False
+        else:
+            from ._py3k import spawn
+        try:
+            import json
+        finally:
+            import os
+        """
+    )
+    assert sites["import greenlet"].guarded
+    after = sites["from ._py3k import spawn"]
+    assert not after.guarded and after.conditional
+    assert [ast.unparse(n) for n in after.after] == ["import greenlet"]
+    assert sites["import os"] == _bundle.Where()  # a `finally:` runs either way
+
+
+def test_probed_and_else_branch_compiled_modules_are_left_out(tmp_path: Path) -> None:
+    report, zf = _bundle_of(
+        tmp_path,
+        {
+            "app.py": "import sa\n",
+            "sa/__init__.py": "from .util import _has_cy, concurrency\nfrom .engine import row\n",
+            "sa/util/__init__.py": "",
+            "sa/util/_has_cy.py": HAS_CY,
+            "sa/engine/__init__.py": "",
+            # the other imports of the compiled module sit behind the run-time flag
+            "sa/engine/row.py": """
+                from ..util._has_cy import HAS_CY
+                if not HAS_CY:
+                    from ._py_row import Row
+                else:
+                    from sa.cyext.fast import Row
+            """,
+            "sa/engine/_py_row.py": "class Row: pass\n",
+            "sa/cyext/__init__.py": "",
+            f"sa/cyext/fast{EXT}": "",
+            # util/concurrency.py: greenlet's users are imported only once greenlet imported
+            "sa/util/concurrency.py": """
+                try:
+                    import greenlet
+                except ImportError:
+                    have_greenlet = False
+                else:
+                    from ._py3k import spawn
+            """,
+            "sa/util/_py3k.py": "import greenlet\nfrom greenlet import getcurrent\n",
+            "greenlet/__init__.py": "from ._greenlet import getcurrent\n",
+            f"greenlet/_greenlet{EXT}": "",
+        },
+    )
+    assert report["extensions"] == []
+    left = {e["module"]: e["imported_by"] for e in report["left_out"]}
+    assert left == {"sa.cyext.fast": "sa.util._has_cy", "greenlet._greenlet": "sa.util.concurrency"}
+    assert {"sa/engine/_py_row.pyc", "sa/util/_py3k.pyc"} <= set(zf.namelist())
+
+
+def test_modules_registered_by_name_for_a_later_import_are_bundled(tmp_path: Path) -> None:
+    """SQLAlchemy's ``util.preloaded``: registered by a decorator, imported by name later."""
+    _report, zf = _bundle_of(
+        tmp_path,
+        {
+            "app.py": "import lib.core\n",
+            "lib/__init__.py": "",
+            "lib/registry.py": "def preload_module(*names):\n    return lambda f: f\n",
+            "lib/core.py": """
+                from . import registry
+
+                @registry.preload_module("lib.later", "lib.sub.deep")
+                def f():
+                    pass
+            """,
+            "lib/later.py": "",
+            "lib/sub/__init__.py": "",
+            "lib/sub/deep.py": "",
+            "lib/unused.py": "",
+        },
+    )
+    names = set(zf.namelist())
+    assert {"lib/later.pyc", "lib/sub/deep.pyc"} <= names
+    assert "lib/unused.pyc" not in names
+
+
+def test_a_compiled_module_imported_after_a_pure_python_one_is_refused(tmp_path: Path) -> None:
+    """The `else:` runs whenever its `try` can succeed: here always, so `_core` is needed."""
+    report, _zf = _bundle_of(
+        tmp_path,
+        {
+            "app.py": """
+                try:
+                    import helper
+                except ImportError:
+                    pass
+                else:
+                    from needs import _core
+            """,
+            "helper.py": "",
+            "needs/__init__.py": "",
+            f"needs/_core{EXT}": "",
+        },
+    )
+    assert [e["module"] for e in report["extensions"]] == ["needs._core"]
+    assert report["left_out"] == []
+
+
+def test_an_else_branch_reached_by_a_needed_compiled_module_is_needed(tmp_path: Path) -> None:
+    """The tried module's compiled part is needed elsewhere (refused, or loaded once compiled
+    modules load): then the `else:` runs, and the compiled module it imports is needed too."""
+    report, _zf = _bundle_of(
+        tmp_path,
+        {
+            "app.py": """
+                import fastlib
+                try:
+                    import fastlib
+                except ImportError:
+                    pass
+                else:
+                    import other._c
+            """,
+            "fastlib/__init__.py": "from ._impl import x\n",
+            f"fastlib/_impl{EXT}": "",
+            "other/__init__.py": "",
+            f"other/_c{EXT}": "",
+        },
+    )
+    assert sorted(e["module"] for e in report["extensions"]) == ["fastlib._impl", "other._c"]
+
+
 def test_the_pure_python_source_beside_a_compiled_module_is_used(tmp_path: Path) -> None:
     report, zf = _bundle_of(
         tmp_path,
@@ -303,12 +515,18 @@ def test_include_star_is_recursive_with_namespace_subpackages(tmp_path: Path) ->
             "pkg/sub/deep/x.py": "",
             "pkg/nsdir/y.py": "",
             "pkg/templates/page.html": "<p>",
+            # Django's migrations: importable by name (import_module), though no identifier
+            "pkg/migrations/__init__.py": "",
+            "pkg/migrations/0001_initial.py": "",
+            "pkg/migrations/not-a-module.py": "",
         },
         includes=("pkg.*",),
     )
     names = set(zf.namelist())
     assert {"pkg/a.pyc", "pkg/sub/__init__.pyc", "pkg/sub/deep/x.pyc", "pkg/nsdir/y.pyc"} <= names
+    assert "pkg/migrations/0001_initial.pyc" in names
     assert "pkg/templates/page.html" in names  # package data, not a module
+    assert not any("not-a-module" in n for n in names)  # no import can name it
 
 
 def test_include_accepts_a_distribution_name(tmp_path: Path) -> None:

@@ -56,22 +56,8 @@ class Broken:
 # Causes name the first failure today, found by running the case with --runxfail.
 EXPECTED: dict[str, dict[str, str | Broken]] = {
     "flask_waitress": {"pyinstaller": PASS, "static": PASS},
-    "django_site": {
-        "pyinstaller": PASS,
-        "static": Broken(
-            "the kit is built --without-doc-strings, so C builtins carry no text signature: "
-            "django/utils/crypto.py:84 inspect.signature(hashlib.md5) raises ValueError: no "
-            "signature found for builtin <built-in function openssl_md5>"
-        ),
-    },
-    "sqlalchemy_sqlite": {
-        "pyinstaller": PASS,
-        "static": Broken(
-            "the build refuses sqlalchemy.cyextension.* and greenlet._greenlet: sqlalchemy "
-            "imports them in util/_has_cy.py inside a function that its caller runs under "
-            "try/except ImportError, a guard the finder does not see through yet"
-        ),
-    },
+    "django_site": {"pyinstaller": PASS, "static": PASS},
+    "sqlalchemy_sqlite": {"pyinstaller": PASS, "static": PASS},
     "aiohttp_server": {"pyinstaller": PASS, "static": PASS},
     "gunicorn_wsgi": {"pyinstaller": PASS, "static": PASS},
     "click_rich_cli": {"pyinstaller": PASS, "static": PASS},

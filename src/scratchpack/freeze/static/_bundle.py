@@ -89,7 +89,26 @@ HIDDEN_EDGES = {
     # included, but none made mandatory. gunicorn: the logger class and the worker classes
     # (gunicorn.glogging.Logger, gunicorn.workers.sync.SyncWorker) are strings in its config.
     "gunicorn": ("gunicorn.*",),
+    # SQLAlchemy imports the dialect a URL's scheme names ("sqlite://") through its PluginLoader
+    "sqlalchemy.dialects": ("sqlalchemy.dialects.*",),
+    # Django imports the ENGINE of settings.DATABASES (its ".base") and the management command
+    # call_command()/manage.py names ("migrate") by name
+    "django.db.utils": ("django.db.backends.*",),
+    "django.core.management": ("django.core.management.commands.*",),
+    # Django's template engine: its built-in tag and filter libraries, by name
+    "django.template.engine": (
+        "django.template.defaulttags",
+        "django.template.defaultfilters",
+        "django.template.loader_tags",
+        "django.templatetags.*",
+    ),
 }
+
+#: Calls whose string arguments name modules a third-party package imports later by name: the
+#: module making the call needs them as if it imported them. SQLAlchemy's ``util.preloaded``
+#: registry: ``@util.preload_module("sqlalchemy.sql.util")`` registers, ``import_prefix()``
+#: imports every registered module when the package finishes importing.
+NAME_REGISTERING_CALLS = frozenset(("preload_module",))
 
 #: Stdlib sources the runtime never executes: importlib/__init__ puts the frozen modules in
 #: sys.modules under these names, so neither their code nor their function-level imports count.
@@ -126,6 +145,9 @@ CLI_FUNCTIONS = ("main", "_main", "test", "_test", "demo", "_demo")
 
 #: Exception names whose handler makes a failing import inside its `try` a handled one.
 IMPORT_ERRORS = frozenset(("ImportError", "ModuleNotFoundError", "Exception", "BaseException"))
+#: The handlers that make a private function called in their `try` a probe (see probe_functions):
+#: only the import errors themselves, since a broader one also hides the function's real work.
+PROBE_ERRORS = frozenset(("ImportError", "ModuleNotFoundError"))
 
 
 def _is_main_guard(test: ast.expr) -> bool:
@@ -221,13 +243,15 @@ def platform_constants(body: list[ast.stmt]) -> dict[str, bool]:
     return consts
 
 
-def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+def _catches_import_error(
+    handler: ast.ExceptHandler, errors: frozenset[str] = IMPORT_ERRORS
+) -> bool:
     types_ = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
     for t in types_:
         if t is None:
-            return True
+            return "BaseException" in errors  # a bare `except:`
         name = t.id if isinstance(t, ast.Name) else t.attr if isinstance(t, ast.Attribute) else ""
-        if name in IMPORT_ERRORS:
+        if name in errors:
             return True
     return False
 
@@ -249,14 +273,17 @@ def _suppresses_import_error(node: ast.With | ast.AsyncWith) -> bool:
 @dataclass(frozen=True, slots=True)
 class Where:
     """Where an import statement sits. ``guarded``: a failure there is handled (inside
-    ``try``/``except ImportError`` or ``suppress(ImportError)``); ``lazy``: it runs only when a
-    function is called; ``conditional``: under an ``if`` decided at run time (a flag);
-    ``alternative_to``: in an ``except ImportError:`` handler, the imports of its ``try``."""
+    ``try``/``except ImportError`` or ``suppress(ImportError)``, or in a probe function);
+    ``lazy``: it runs only when a function is called; ``conditional``: under an ``if`` decided at
+    run time (a flag); ``alternative_to``: in an ``except ImportError:`` handler, the imports of
+    its ``try``; ``after``: in the ``else:`` of such a ``try``, which runs only once those
+    imports have succeeded."""
 
     guarded: bool = False
     lazy: bool = False
     conditional: bool = False
     alternative_to: tuple[ast.Import | ast.ImportFrom, ...] = ()
+    after: tuple[ast.Import | ast.ImportFrom, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,12 +298,14 @@ class Site:
 class ScanRules:
     """Which import statements can run. ``lazy``: follow function bodies; ``main``: the
     `if __name__ == "__main__":` block; ``skip_functions``: function names never followed;
-    ``consts``: the module's platform constants."""
+    ``consts``: the module's platform constants; ``probes``: the module's probe functions
+    (probe_functions), whose imports are guarded."""
 
     lazy: bool
     main: bool
     skip_functions: tuple[str, ...] = ()
     consts: dict[str, bool] = field(default_factory=dict)
+    probes: frozenset[ast.FunctionDef | ast.AsyncFunctionDef] = frozenset()
 
 
 def import_sites(body: list[ast.stmt], rules: ScanRules, where: Where = Where()) -> Iterator[Site]:
@@ -294,7 +323,7 @@ def import_sites(body: list[ast.stmt], rules: ScanRules, where: Where = Where())
             if rules.lazy and not (
                 rules.skip_functions and node.name.startswith(rules.skip_functions)
             ):
-                yield from walk(node.body, lazy=True)
+                yield from walk(node.body, lazy=True, guarded=where.guarded or node in rules.probes)
         elif isinstance(node, ast.If):
             truth = static_truth(node.test, rules.consts)
             if _is_type_checking(node.test) or (_is_main_guard(node.test) and not rules.main):
@@ -307,9 +336,12 @@ def import_sites(body: list[ast.stmt], rules: ScanRules, where: Where = Where())
         elif isinstance(node, ast.Try | ast.TryStar):
             handled = any(_catches_import_error(h) for h in node.handlers)
             yield from walk(node.body, guarded=where.guarded or handled)
-            for part in (node.orelse, node.finalbody):
-                yield from walk(part)
             tried = tuple(n for n in node.body if isinstance(n, ast.Import | ast.ImportFrom))
+            if handled and tried:  # runs only when every import of the try has worked
+                yield from walk(node.orelse, conditional=True, after=where.after + tried)
+            else:
+                yield from walk(node.orelse)
+            yield from walk(node.finalbody)
             for handler in node.handlers:
                 alt = tried if _catches_import_error(handler) else ()
                 yield from walk(handler.body, alternative_to=alt or where.alternative_to)
@@ -323,6 +355,57 @@ def import_sites(body: list[ast.stmt], rules: ScanRules, where: Where = Where())
         elif isinstance(node, ast.Match):
             for case in node.cases:
                 yield from walk(case.body)
+
+
+def probe_functions(tree: ast.Module) -> frozenset[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """Module-level private functions called only inside a ``try`` whose handler catches
+    ``ImportError`` (SQLAlchemy's ``_import_cy_extensions()``): an import failing in one is
+    handled by every caller. Private (a leading underscore), so no other module calls it; every
+    mention of its name in the module must be such a call, or it may be run from elsewhere."""
+    defs: dict[str, list[ast.FunctionDef | ast.AsyncFunctionDef]] = {}
+    todo: list[ast.stmt] = list(tree.body)
+    while todo:  # the module's own level: through if/try/with, never into a class or function
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            defs.setdefault(node.name, []).append(node)
+        elif isinstance(node, ast.If | ast.With | ast.For | ast.While):
+            todo += node.body + node.orelse if not isinstance(node, ast.With) else node.body
+        elif isinstance(node, ast.Try | ast.TryStar):
+            todo += node.body + node.orelse + node.finalbody
+            todo += [s for h in node.handlers for s in h.body]
+    private = {n for n in defs if n.startswith("_") and not n.startswith("__")}
+    if not private:
+        return frozenset()
+    guarded_calls: set[int] = set()
+    mentions: dict[str, list[ast.Name]] = {}
+    for sub in ast.walk(tree):
+        if isinstance(sub, ast.Try | ast.TryStar) and any(
+            _catches_import_error(h, PROBE_ERRORS) for h in sub.handlers
+        ):
+            for call in _calls_run(sub.body):
+                if isinstance(call.func, ast.Name) and call.func.id in private:
+                    guarded_calls.add(id(call.func))
+        elif isinstance(sub, ast.Name) and sub.id in private:
+            mentions.setdefault(sub.id, []).append(sub)
+    out = []
+    for name in private:
+        used = mentions.get(name, [])
+        if used and all(id(n) in guarded_calls for n in used):
+            out += defs[name]
+    return frozenset(out)
+
+
+def _calls_run(body: list[ast.stmt]) -> Iterator[ast.Call]:
+    """The calls these statements make when they run; not those inside a function, lambda or
+    class they define (a conservative cut: a method may run later, outside the ``try``)."""
+    todo: list[ast.AST] = list(body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            continue
+        if isinstance(node, ast.Call):
+            yield node
+        todo.extend(ast.iter_child_nodes(node))
 
 
 def _imports(body: list[ast.stmt], *, lazy: bool, main: bool) -> Iterator[ast.stmt]:
@@ -373,6 +456,9 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         self.edges: dict[str, set[tuple[str, bool]]] = {}
         # module -> who imports it with no guard and no run-time condition around the import
         self.plain_importers: dict[str, set[str]] = {}
+        # importer -> (imported module, the modules whose import must work first): imports in
+        # the ``else:`` of a ``try`` that guards an ImportError (see needed_modules)
+        self.after_edges: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
         # private helpers of ModuleFinder that typeshed does not describe
         self._hook: Callable[..., object] = getattr(self, "_safe_import_hook")  # noqa: B009
         self._parent: Callable[..., Any] = getattr(self, "determine_parent")  # noqa: B009
@@ -445,8 +531,15 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
             main=name == self.main,
             skip_functions=CLI_FUNCTIONS if in_stdlib else (),
             consts=platform_constants(tree.body),
+            probes=frozenset() if in_stdlib else probe_functions(tree),
         )
         edges = self.edges.setdefault(name, set())
+        if not in_stdlib:
+            for target in _registered_modules(tree):
+                self._hook(target, m, None, level=0)
+                edges.update((t, False) for t in _prefixes(target))
+                for t in _prefixes(target):
+                    self.plain_importers.setdefault(t, set()).add(name)
         for site in import_sites(tree.body, rules):
             node = site.node
             where = site.where
@@ -459,6 +552,10 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
             if where.alternative_to and all(self._resolved(n, m) for n in where.alternative_to):
                 continue  # a fallback for an import that works here
             for target in self._targets(node, m):
+                if where.after and not where.guarded:
+                    first = tuple(n for t in where.after for n in self._imported(t, m))
+                    self.after_edges.setdefault(name, set()).add((target, first))
+                    continue
                 edges.add((target, where.guarded))
                 if not where.guarded and not where.conditional:
                     self.plain_importers.setdefault(target, set()).add(name)
@@ -485,6 +582,14 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
             for mod in found
         )
 
+    def _imported(self, node: ast.Import | ast.ImportFrom, m: modulefinder.Module) -> list[str]:
+        """The modules an import statement must load for it to succeed (not its from-list,
+        whose names may be attributes)."""
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        base = self._base(node, m)
+        return [base] if base else []
+
     def _base(self, node: ast.ImportFrom, m: modulefinder.Module) -> str | None:
         """The absolute name of the module a ``from ... import`` reads (None: not resolvable)."""
         if not node.level:
@@ -506,6 +611,25 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         return _prefixes(base) + [f"{base}.{a.name}" for a in node.names if a.name != "*"]
 
 
+def _registered_modules(tree: ast.Module) -> list[str]:
+    """The module names passed to a NAME_REGISTERING_CALLS call anywhere in ``tree``."""
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        if fname in NAME_REGISTERING_CALLS:
+            out += [
+                a.value
+                for a in node.args
+                if isinstance(a, ast.Constant)
+                and isinstance(a.value, str)
+                and all(part.isidentifier() for part in a.value.split("."))
+            ]
+    return sorted(set(out))
+
+
 def _top(node: ast.Import | ast.ImportFrom) -> str:
     if isinstance(node, ast.Import):
         return node.names[0].name.split(".")[0]
@@ -517,9 +641,14 @@ def _prefixes(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def unguarded_reach(roots: list[str], edges: dict[str, set[tuple[str, bool]]]) -> set[str]:
+def unguarded_reach(
+    roots: list[str],
+    edges: dict[str, set[tuple[str, bool]]],
+    extra: dict[str, set[str]] | None = None,
+) -> set[str]:
     """Modules the app imports with no ``except ImportError`` on the way: an extension module
-    outside this set is an optional speedup the importing code can live without."""
+    outside this set is an optional speedup the importing code can live without. ``extra``:
+    more unguarded edges (importer -> imported)."""
     seen: set[str] = set()
     todo = [p for r in roots for p in _prefixes(r)]
     while todo:
@@ -528,7 +657,37 @@ def unguarded_reach(roots: list[str], edges: dict[str, set[tuple[str, bool]]]) -
             continue
         seen.add(name)
         todo.extend(t for t, guarded in edges.get(name, ()) if not guarded)
+        todo.extend((extra or {}).get(name, ()))
     return seen
+
+
+def needed_modules(
+    roots: list[str],
+    edges: dict[str, set[tuple[str, bool]]],
+    after_edges: dict[str, set[tuple[str, tuple[str, ...]]]],
+    found: set[str],
+    compiled: set[str],
+) -> set[str]:
+    """unguarded_reach(), where an import in the ``else:`` of a ``try`` that guards an
+    ImportError counts only when the tried imports work in the executable: each is found and
+    every compiled module it needs is needed too (SQLAlchemy imports its greenlet-based module
+    only in the ``else:`` of ``try: import greenlet``, so greenlet's compiled module left out
+    leaves that branch out too). More needed modules can only make more such branches run:
+    repeat until nothing changes."""
+    active: dict[str, set[str]] = {}
+    while True:
+        needed = unguarded_reach(roots, edges, active)
+        more = False
+        for importer in sorted(needed & after_edges.keys()):
+            for target, first in sorted(after_edges[importer]):
+                if target in active.get(importer, ()):
+                    continue
+                reach = unguarded_reach(list(first), edges, active)
+                if all(f in found for f in first) and compiled & reach <= needed:
+                    active.setdefault(importer, set()).add(target)
+                    more = True
+        if not more:
+            return needed
 
 
 #: C modules the static runtime cannot provide, and what usually imports them.
@@ -661,7 +820,12 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
     frozen = set(_imp._frozen_module_names()) - {"__hello__", "__phello__"}
     builtin = set(sys.builtin_module_names)
     finder, roots = find_modules(req)
-    needed = unguarded_reach(roots, finder.edges)
+    compiled = {
+        n
+        for n, m in finder.modules.items()
+        if str(getattr(m, "__file__", None) or "").endswith((".so", ".pyd"))
+    }
+    needed = needed_modules(roots, finder.edges, finder.after_edges, set(finder.modules), compiled)
 
     entries: dict[str, bytes | Stored] = {}
     used_builtins: set[str] = set()
@@ -871,12 +1035,19 @@ def _submodules(mod: object) -> list[str]:
         for fn in sorted(os.listdir(d)):
             full = os.path.join(d, fn)
             stem, ext = os.path.splitext(fn)
-            if ext == ".py" and stem != "__init__" and stem.isidentifier():
+            if ext == ".py" and stem != "__init__" and _module_stem(stem):
                 out.append(f"{name}.{stem}")
             elif fn.isidentifier() and os.path.isdir(full) and _holds_python(full):
                 sub = types.SimpleNamespace(__name__=f"{name}.{fn}", __path__=[full])
                 out += [f"{name}.{fn}", *_submodules(sub)]
     return sorted(set(out))
+
+
+def _module_stem(stem: str) -> bool:
+    """Whether a file name stem is a module ``import_module()`` can load: an identifier, or
+    ASCII letters, digits and underscores starting with a digit (Django's ``0001_initial``
+    migrations, imported by name, never by an import statement)."""
+    return stem.isidentifier() or (stem.isascii() and stem.replace("_", "a").isalnum())
 
 
 def _expand_includes(

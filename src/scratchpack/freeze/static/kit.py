@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,12 @@ from scratchpack._ctx import log, step
 from scratchpack._fs import owned_tempdir, sweep_stale
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
+from scratchpack.freeze.static import docsig
 from scratchpack.freeze.static.sources import PACKAGES, fetch_sources
 from scratchpack.freeze.static.toolchain import TARGET, ZIG_PIN, Toolchain, ensure_toolchain
 
 #: Bumped whenever the recipe below changes the kit's bytes.
-RECIPE_VERSION = "4"
+RECIPE_VERSION = "5"
 PYTHON_VERSION = "3.11"
 
 #: Where configure believes things live; only strings inside the binary, never read at run time
@@ -225,13 +227,42 @@ CTYPES_DL_CFLAGS = (
 #: Replaces configure's default OPT (-g -O3 ...): the size flags in CFLAGS decide optimisation.
 CPYTHON_OPT = "-DNDEBUG -fwrapv"
 
+#: With doc strings: docsig.py first cuts every C docstring to its signature
+#: (``len($module, obj, /)\n--\n\n``), which ``inspect.signature`` reads for builtins (Django
+#: calls it on ``hashlib.md5``).
 CPYTHON_OPTIONS = (
     "--disable-shared",
     "--disable-test-modules",
     "--with-ensurepip=no",
     "--without-readline",
-    "--without-doc-strings",
+    "--with-doc-strings",
 )
+
+#: Stdlib modules CPython freezes (deep-freezes into the interpreter's data) that the kit does
+#: not: a static executable starts without site (the
+#: launcher sets site_import = 0) and without runpy (the entry point is linked in), and never
+#: needs Windows paths to start. An app that imports one gets its .pyc in the zip like any
+#: other stdlib module, instead of every executable carrying ~150 KB of them.
+UNFROZEN = ("ntpath", "site", "_sitebuiltins", "importlib.util", "importlib.machinery", "runpy")
+
+#: Runs CPython's Tools/scripts/freeze_modules.py (which regenerates Makefile.pre.in's frozen
+#: module rules and Python/frozen.c) with UNFROZEN taken out of its list.
+_FREEZE_LIST = """
+import sys
+sys.path.insert(0, "Tools/scripts")
+import freeze_modules as f
+drop = set(sys.argv[1:])
+f.FROZEN = [
+    (section, kept)
+    for section, specs in f.FROZEN
+    for kept in [[s for s in specs if s.split(":")[0].strip() not in drop]]
+    if kept
+]
+left = {s.split(":")[0].strip() for _section, specs in f.FROZEN for s in specs}
+assert not drop & left, drop & left
+sys.argv[1:] = []
+f.main()
+"""
 
 #: Stdlib parts that never belong in a static container executable (GUI, IDE, tests, installers).
 STDLIB_SKIP = frozenset(
@@ -313,14 +344,18 @@ def kit_key() -> str:
         "ncurses": (NCURSES_OPTIONS, NCURSES_FALLBACKS, NCURSES_MAKE),
         "archives": MODULE_ARCHIVES,
         "ctypes_dl": (CTYPES_DL_CFLAGS, _ctypes_dl_source()),
+        "docsig": _package_text("docsig.py"),
+        "unfrozen": (UNFROZEN, _FREEZE_LIST),
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def _ctypes_dl_source() -> str:
-    return (
-        importlib.resources.files("scratchpack.freeze.static").joinpath("ctypes_dl.c").read_text()
-    )
+    return _package_text("ctypes_dl.c")
+
+
+def _package_text(name: str) -> str:
+    return importlib.resources.files("scratchpack.freeze.static").joinpath(name).read_text()
 
 
 def _load(root: Path, key: str, toolchain: Toolchain) -> Kit | None:
@@ -391,13 +426,30 @@ def _builtin_names(config_c: Path) -> list[str]:
     return sorted(set(re.findall(r'^\s*\{"([A-Za-z0-9_]+)",', config_c.read_text(), re.M)))
 
 
+#: Run by the fresh kit interpreter: builtins keep their signatures and lose their prose, and
+#: the UNFROZEN modules are not frozen.
+_PROBE = (
+    "assert len.__text_signature__ == '($module, obj, /)' and len.__doc__ is None, len.__doc__; "
+    f"import _imp; assert not any(map(_imp.is_frozen, {UNFROZEN!r})), 'frozen'; "
+    "assert _imp.is_frozen('posixpath')"
+)
+
+
 def _python_version(stage: Path, *, runner: Runner) -> str:
-    """The fresh kit interpreter's version. A one-expression ``-c`` rather than a script from
-    ``_scripts``: the kit's stdlib lacks the build-time sysconfig data the probe reads."""
+    """The fresh kit interpreter's version, once it has shown that the recipe's source changes
+    (docsig.py, UNFROZEN) took effect. A
+    ``-c`` rather than a script from ``_scripts``: the kit's stdlib lacks the build-time
+    sysconfig data the probe reads."""
     exe = stage / "bin" / f"python{PYTHON_VERSION}"
-    proc = runner([str(exe), "-I", "-S", "-c", "import platform; print(platform.python_version())"])
+    code = f"{_PROBE}; import platform; print(platform.python_version())"
+    proc = runner([str(exe), "-I", "-S", "-c", code])
     if proc.returncode != 0:
-        raise FreezeError("the freshly built static python does not run", output=proc.stdout)
+        raise FreezeError(
+            "the freshly built static python does not run, or the recipe's changes to its "
+            "sources (C docstrings cut to signatures, modules unfrozen) did not take effect",
+            output=proc.stdout,
+            hint="this is a bug in scratchpack's runtime recipe; please report it",
+        )
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -501,6 +553,23 @@ def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner:
     _build_libraries(srcs, deps, env, jobs, runner=runner)
 
     py = srcs["python3.11"]
+    with step("cutting CPython's C docstrings to their signatures"):
+        docs = docsig.rewrite_tree(py)
+        if docs.signatures == 0:
+            raise FreezeError(
+                "no C docstring signature was found in the CPython sources",
+                tool="docsig.py",
+                hint="this is a bug in scratchpack's runtime recipe; please report it",
+            )
+    with step("taking the modules a static executable does not start with off the frozen list"):
+        _sh(
+            runner,
+            [sys.executable, "-I", "-c", _FREEZE_LIST, *UNFROZEN],
+            cwd=py,
+            env=env,
+            what="regenerating the frozen module list",
+            tool="Tools/scripts/freeze_modules.py",
+        )
     with step("configuring CPython"):
         _sh(
             runner,
