@@ -6,9 +6,12 @@ reads one JSON request file (argv[1]), writes one JSON report to stdout.
 
 Request: entry (module), run_main, search_path, stdlib, app_paths (non-stdlib roots),
 excludes, includes, distributions (dist-info names to keep), output (zip path), compression
-("stored"/"deflated"), optimize.
+("stored"/"deflated"), optimize; optional native_roots and native_suffix (where musllinux
+wheels are unpacked, their extension modules' suffix).
 Report: builtins (C modules to link), modules, packages (top-level non-stdlib modules), files,
-extensions (compiled modules the app needs: refused), left_out (optional ones, with who copes),
+extensions (compiled modules the app needs: refused), native (compiled modules from
+native_roots, the musllinux wheels' files, put into the zip with their bundled libraries:
+module and member), left_out (optional ones, with who copes),
 sources_for_extensions (compiled modules replaced by the .py beside them), missing_c (stdlib C
 modules the kit lacks); or error.
 """
@@ -24,6 +27,7 @@ import json
 import marshal
 import modulefinder
 import os
+import re
 import sys
 import types
 import zipfile
@@ -564,12 +568,31 @@ def _under(path: str, roots: list[str]) -> str | None:
 def main() -> int:
     with open(sys.argv[1], encoding="utf-8") as f:
         req = json.load(f)
+    if req.get("native_suffix"):
+        _find_extensions_named(req["native_suffix"])
     try:
         report = bundle(req)
     except BundleError as err:
         report = {"error": str(err)}
     print(json.dumps(report))
     return 2 if "error" in report else 0
+
+
+def _find_extensions_named(suffix: str) -> None:
+    """Make PathFinder (and so modulefinder) see extension modules with this suffix too: the
+    musllinux wheels' names, which this interpreter, built for another triple, would not."""
+    machinery = importlib.machinery
+    loaders = [
+        (machinery.ExtensionFileLoader, [suffix, *machinery.EXTENSION_SUFFIXES]),
+        (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES),
+        (machinery.SourcelessFileLoader, machinery.BYTECODE_SUFFIXES),
+    ]
+    hook = machinery.FileFinder.path_hook(*loaders)
+    sys.path_hooks[:] = [
+        hook if getattr(h, "__name__", "") == "path_hook_for_FileFinder" else h
+        for h in sys.path_hooks
+    ]
+    sys.path_importer_cache.clear()
 
 
 class BundleError(Exception):
@@ -605,7 +628,17 @@ def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
                     with contextlib.suppress(ImportError):
                         finder.import_hook(sub)
     done: set[str] = set()
+    scanned: set[str] = set()
     while True:  # hidden edges and codecs until nothing new: the added modules may need more
+        for name, mod in sorted(finder.modules.items()):
+            path = getattr(mod, "__file__", None) or ""
+            if name in scanned or _under(path, req.get("native_roots", [])) is None:
+                continue
+            scanned.add(name)
+            for extra in c_imports(path, req["app_paths"]):
+                if not _matches(extra, excludes):
+                    with contextlib.suppress(ImportError):
+                        finder.import_hook(extra)
         todo = [m for m in HIDDEN_EDGES if m in finder.modules and m not in done]
         todo += [m for m in ("sysconfig",) if m in finder.modules and m not in done]
         before = len(finder.modules)
@@ -627,6 +660,39 @@ def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
         if not todo and len(finder.modules) == before:
             break
     return finder, roots
+
+
+#: Names a compiled module's string literals may hold that are no import it makes: tools and
+#: demos of the stdlib, never imported from C by an extension.
+_NOT_FROM_C = frozenset(
+    {
+        *("test", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "ensurepip"),
+        *("pydoc", "pydoc_data", "this", "antigravity", "doctest", "unittest", "pdb", "venv"),
+        *("distutils", "__hello__", "__phello__", "__main__", "site", "builtins"),
+    }
+)
+_C_STRING = re.compile(rb"(?<![\w.])([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\x00")
+
+
+def c_imports(path: str, app_paths: list[str]) -> list[str]:
+    """Modules a compiled extension may import from C (``PyImport_ImportModule("uuid")``, which
+    no bytecode shows): its NUL-terminated strings that name a stdlib module or a module
+    installed beside the app. Bundled, never made mandatory; a wrong guess costs bytes only."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out = set()
+    for m in _C_STRING.finditer(data):
+        name = m.group(1).decode()
+        top = name.partition(".")[0]
+        if len(top) < 3 or top in _NOT_FROM_C:
+            continue
+        installed = any(
+            os.path.isdir(os.path.join(r, top)) or os.path.isfile(os.path.join(r, top + ".py"))
+            for r in app_paths
+        )
+        if top in sys.stdlib_module_names or installed:
+            out.add(name)
+    return sorted(out)
 
 
 def optional_extension(name: str, finder: StdlibAwareFinder, needed: set[str]) -> str | None:
@@ -665,6 +731,7 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
     entries: dict[str, bytes] = {}
     used_builtins: set[str] = set()
     extensions: list[dict[str, str]] = []
+    native: list[dict[str, str]] = []
     left_out: list[dict[str, str]] = []
     app_files: list[str] = []
     for name, mod in sorted(finder.modules.items()):
@@ -681,6 +748,13 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
             continue
         if path.endswith((".so", ".pyd")):
             ext = {"module": name, "file": path}
+            native_root = _under(path, req.get("native_roots", []))
+            if native_root is not None:  # a musllinux wheel's: the executable loads it
+                member = os.path.relpath(path, native_root)
+                entries[member] = _read(path)
+                native.append({"module": name, "member": member})
+                _add_libraries(entries, native_root, path)
+                continue
             fallback = optional_extension(name, finder, needed)
             if fallback is None:
                 extensions.append(ext)
@@ -722,12 +796,36 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
         "packages": sorted({_top_name(p, app_paths) for p in app_files}),
         "files": len(entries),
         "extensions": extensions,
+        "native": native,
         "left_out": left_out,
         "sources_for_extensions": [
             {"module": m, "file": f} for m, f in sorted(finder.source_for_extension.items())
         ],
         "missing_c": missing_c,
     }
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _add_libraries(entries: dict[str, bytes], root: str, extension: str) -> None:
+    """The shared libraries the extension's wheel bundles (auditwheel's ``<dist>.libs/``), from
+    the RECORD of the distribution that installed the extension into ``root``."""
+    rel = os.path.relpath(extension, root)
+    for info in sorted(os.listdir(root)):
+        record = os.path.join(root, info, "RECORD")
+        if not info.endswith(".dist-info") or not os.path.isfile(record):
+            continue
+        with open(record, encoding="utf-8") as f:
+            files = [line.split(",", 1)[0] for line in f]
+        if rel not in files:
+            continue
+        for member in files:
+            top, _, base = member.partition("/")
+            if top.endswith(".libs") and ".so" in base and "/" not in base:
+                entries[member] = _read(os.path.join(root, member))
 
 
 def _add_package_data(
