@@ -92,6 +92,10 @@ HIDDEN_EDGES = {
     # included, but none made mandatory. gunicorn: the logger class and the worker classes
     # (gunicorn.glogging.Logger, gunicorn.workers.sync.SyncWorker) are strings in its config.
     "gunicorn": ("gunicorn.*",),
+    # uvicorn: its loop, protocol and lifespan implementations are strings in its Config
+    "uvicorn": ("uvicorn.*",),
+    # anyio imports its event-loop back end by name (the trio one only when trio is installed)
+    "anyio._core._eventloop": ("anyio._backends._asyncio", "anyio._backends._trio"),
 }
 
 #: Stdlib sources the runtime never executes: importlib/__init__ puts the frozen modules in
