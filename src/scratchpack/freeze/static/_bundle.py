@@ -94,6 +94,8 @@ HIDDEN_EDGES = {
     "gunicorn": ("gunicorn.*",),
     # uvicorn: its loop, protocol and lifespan implementations are strings in its Config
     "uvicorn": ("uvicorn.*",),
+    # pydantic's public names are lazy attributes: its __getattr__ imports their modules by name
+    "pydantic": ("pydantic.*",),
     # anyio imports its event-loop back end by name (the trio one only when trio is installed)
     "anyio._core._eventloop": ("anyio._backends._asyncio", "anyio._backends._trio"),
 }

@@ -11,7 +11,9 @@ Stdlib ``struct`` only: the loader needs a handful of tables, not a general ELF 
 
 from __future__ import annotations
 
+import itertools
 import posixpath
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ STT_TLS = 6
 STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 1, 2, 10
 STV_DEFAULT, STV_PROTECTED = 0, 3
 VERSYM_HIDDEN = 0x8000
+PAGE = 4096  # x86-64: elfload.c sets rights per page
 
 #: The relocation types elfload.c applies (R_X86_64_*).
 HANDLED_RELOCATIONS = {
@@ -72,6 +75,9 @@ EXECUTABLE_SONAMES = frozenset(
 #: Names elfload.c answers itself for loaded objects rather than the executable's own:
 #: TLS for their modules, and their program headers for the unwinders they carry.
 LOADER_SYMBOLS = frozenset({"__tls_get_addr", "dl_iterate_phdr"})
+
+
+_SYMBOL = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$]*")
 
 
 class ElfError(FreezeError):
@@ -144,16 +150,22 @@ def read_object(data: bytes, name: str) -> SharedObject:
     phentsize, phnum, shentsize, shnum = r.unpack("<HHHH", 54)
     dynamic = None
     tls = False
+    pages: list[tuple[int, int, int]] = []
     for i in range(phnum):
         p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz, _memsz, _align = r.unpack(
             "<IIQQQQQQ", phoff + i * phentsize
         )
         if p_type == PT_LOAD:
             r.loads.append((p_vaddr, p_offset, p_filesz))
+            pages.append((p_vaddr // PAGE, (p_vaddr + max(_memsz, 1) - 1) // PAGE, _flags))
         elif p_type == PT_DYNAMIC:
             dynamic = (p_offset, p_filesz)
         elif p_type == PT_TLS:
             tls = True
+    pages.sort()
+    for (_a, last, flags), (first, _b, flags2) in itertools.pairwise(pages):
+        if first <= last and flags != flags2:
+            raise _refuse(name, "two loadable segments with different rights share a page")
     if not r.loads or dynamic is None:
         raise _refuse(name, "no loadable segments or no dynamic section")
     tags: dict[int, list[int]] = {}
@@ -314,6 +326,11 @@ def symbol_table_c(imports: Mapping[str, bool]) -> str:
     static link, its address is NULL, as a dynamic loader gives a weak undefined symbol.
     """
     names = sorted(imports, key=lambda s: s.encode())
+    for sym in names:
+        if not _SYMBOL.fullmatch(sym):
+            raise ElfError(
+                f"a bundled object imports a symbol name the loader cannot table: {sym!r}"
+            )
     decls = []
     rows = []
     for i, sym in enumerate(names):
