@@ -96,6 +96,8 @@ HIDDEN_EDGES = {
     "uvicorn": ("uvicorn.*",),
     # pydantic's public names are lazy attributes: its __getattr__ imports their modules by name
     "pydantic": ("pydantic.*",),
+    # SQLAlchemy's preloaded modules are imported by name (util/preloaded.py import_prefix)
+    "sqlalchemy.util.preloaded": ("sqlalchemy.*",),
     # anyio imports its event-loop back end by name (the trio one only when trio is installed)
     "anyio._core._eventloop": ("anyio._backends._asyncio", "anyio._backends._trio"),
 }
