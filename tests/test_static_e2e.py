@@ -685,9 +685,10 @@ def test_glibc_only_extension_app_fails_clearly_and_writes_nothing(
 def test_musllinux_extensions_load_from_the_executable_in_empty_read_only_root(
     static_cache: Path, exe_dir: Path, tmp_path: Path
 ) -> None:
-    """C (msgpack, PyYAML's libyaml binding, markupsafe), C++ with its bundled libstdc++ and
-    libgcc_s (kiwisolver: a C++ exception thrown and caught inside it, DT_RELR) and Rust
-    (orjson; pydantic-core with its libgcc_s and TLS, in 50 fresh threads), each one used and
+    """C (msgpack, PyYAML's libyaml binding, markupsafe, aiohttp's parser), C++ with its bundled
+    libstdc++ and libgcc_s (kiwisolver: a C++ exception thrown and caught inside it, DT_RELR)
+    and Rust (orjson; pydantic-core with its libgcc_s and TLS, in 50 fresh threads;
+    cryptography's Fernet and X.509 on the OpenSSL it links in), each one used and
     each one an ExtensionFileLoader module whose __file__ is inside the executable. As uid 1000
     in an empty read-only root: no /tmp, no /proc, nothing extracted."""
     out = exe_dir / "app-native"
@@ -702,7 +703,8 @@ def test_musllinux_extensions_load_from_the_executable_in_empty_read_only_root(
     exe = rootfs.make_scratch_rootfs(root, out)
     ran = rootfs.run(root, [str(exe)], read_only=True)
     assert ran.returncode == 0, ran.stdout
-    names = ("kiwisolver", "markupsafe", "msgpack", "orjson", "pydantic", "yaml")
+    names = ("aiohttp", "cryptography", "kiwisolver", "markupsafe", "msgpack", "orjson")
+    names += ("pydantic", "yaml")
     assert json.loads(ran.stdout.decode().splitlines()[-1]) == dict.fromkeys(names, True)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import fnmatch
+import functools
 import importlib.machinery
 import importlib.util
 import json
@@ -694,13 +695,20 @@ def c_imports(path: str, app_paths: list[str]) -> list[str]:
         top = name.partition(".")[0]
         if len(top) < 3 or top in _NOT_FROM_C:
             continue
-        installed = any(
-            os.path.isdir(os.path.join(r, top)) or os.path.isfile(os.path.join(r, top + ".py"))
-            for r in app_paths
-        )
+        installed = any(_installed(r, top) for r in app_paths)
         if top in sys.stdlib_module_names or installed:
             out.add(name)
     return sorted(out)
+
+
+@functools.cache
+def _installed(root: str, top: str) -> bool:
+    """A top-level package, module or extension module (``_cffi_backend.<suffix>.so``)."""
+    if os.path.isdir(os.path.join(root, top)) or os.path.isfile(os.path.join(root, top + ".py")):
+        return True
+    with contextlib.suppress(OSError):
+        return any(f.startswith(top + ".") and f.endswith(".so") for f in os.listdir(root))
+    return False
 
 
 def optional_extension(name: str, finder: StdlibAwareFinder, needed: set[str]) -> str | None:
