@@ -4,6 +4,7 @@ Real wheels from PyPI loaded by the real executable: test_static_e2e.py."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
 import subprocess
 import sysconfig
@@ -173,3 +174,14 @@ def test_c_imports_are_stdlib_or_installed_names_among_the_c_strings(tmp_path: P
         "uuid",
         "xml.etree",
     ]
+
+
+def test_library_components_name_each_bundled_library_with_its_wheel_and_hash(
+    tmp_path: Path,
+) -> None:
+    site = _site(tmp_path, "")
+    (comp,) = native.library_components(site, ["fast.libs/libgcc_s-1a2b.so.1"])
+    assert comp.name == "libgcc_s-1a2b.so.1"
+    assert comp.version == "1.0"  # its wheel's (fast-1.0.dist-info)
+    assert comp.purl == "pkg:generic/libgcc_s-1a2b@1.0?file_name=libgcc_s-1a2b.so.1"
+    assert comp.sha256 == hashlib.sha256(b"\x7fELF gcc").hexdigest()

@@ -96,7 +96,8 @@ def _app_from_meta(
 ) -> FrozenApp:
     dists = meta["distributions"]
     recorded = meta["project"]
-    assert isinstance(dists, list) and isinstance(recorded, dict)
+    extra = meta.get("components", [])  # absent from entries written before it existed
+    assert isinstance(dists, list) and isinstance(recorded, dict) and isinstance(extra, list)
     return FrozenApp(
         path=path,
         sha256=str(meta["sha256"]),
@@ -106,7 +107,7 @@ def _app_from_meta(
         python_version=str(meta["python_version"]),
         cached=cached,
         runtime=freezer.route,
-        components=freezer.components(),
+        components=freezer.components() + tuple(Component(**c) for c in extra),
     )
 
 
@@ -196,7 +197,8 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
                 source_date_epoch=epoch,
             )
             built = freezer.build(job, runner=runner)
-        dists = tuple(sorted((*dists, *built.distributions), key=lambda d: _norm(d.name)))
+        merged = {_norm(d.name): d for d in (*dists, *built.distributions)}  # the build's win
+        dists = tuple(sorted(merged.values(), key=lambda d: _norm(d.name)))
         if not project.version:
             own = next((d for d in dists if _norm(d.name) == _norm(project.name)), None)
             project = dataclasses.replace(project, version=own.version if own else "0")
@@ -207,6 +209,7 @@ def freeze(spec: FreezeSpec, *, runner: Runner = run_subprocess) -> FrozenApp:
             "size": result.stat().st_size,
             "project": {"name": project.name, "version": project.version},
             "distributions": [dataclasses.asdict(d) for d in dists],
+            "components": [dataclasses.asdict(c) for c in built.components],
             "python_version": built.python_version,
             "runtime": freezer.route,
             "key": key_doc,

@@ -40,8 +40,11 @@ class Built:
 
     path: Path
     python_version: str
-    # build-venv distributions inside it beyond the requirement closure (e.g. tzdata)
+    # build-venv distributions inside it beyond the requirement closure (e.g. tzdata), or
+    # closure ones it bundled from another build (the static route's musllinux wheels)
     distributions: tuple[Distribution, ...] = ()
+    # what this build embeds beyond the route's fixed components (wheels' bundled libraries)
+    components: tuple[Component, ...] = ()
 
 
 class Freezer(Protocol):

@@ -9,6 +9,7 @@ executable itself: nothing is extracted, one process, no /tmp or /proc needed.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import importlib.resources
 import json
@@ -40,9 +41,12 @@ from scratchpack.freeze.static.link import link_executable
 from scratchpack.freeze.static.native import (
     EXTENSION_SUFFIX,
     NativeLink,
+    Wheel,
+    canonical,
     check_objects,
     compiled_distributions,
     fetch_wheels,
+    library_components,
     library_members,
     native_link,
     unpack,
@@ -73,6 +77,9 @@ class StaticBuild:
     python_version: str
     #: top-level non-stdlib modules in the zip (tzdata when the app can reach zoneinfo)
     packages: tuple[str, ...] = ()
+    #: the musllinux wheels the app's compiled distributions came from, and their libraries
+    wheels: tuple[Wheel, ...] = ()
+    libraries: tuple[Component, ...] = ()
 
 
 def freezer_digest() -> str:
@@ -139,7 +146,7 @@ def build_static(
     kit = ensure_kit(cache_dir, runner=runner)
     site_dirs = site_packages(benv, runner=runner)
     bundle_zip = workdir / "modules.zip"
-    musl_site, no_wheel = _musllinux_site(
+    musl_site, wheels, no_wheel = _musllinux_site(
         benv, distributions, site_dirs, workdir=workdir, cache_dir=cache_dir, runner=runner
     )
     roots = [str(musl_site)] if musl_site else []
@@ -168,7 +175,9 @@ def build_static(
         raise ProjectError(str(report["error"]))
     if report["extensions"]:
         raise _c_extension_error(report["extensions"], site_dirs, no_wheel)
-    native = _native_link(report, musl_site) if musl_site and report.get("native") else None
+    native, libraries = (
+        _native_link(report, musl_site) if musl_site and report.get("native") else (None, ())
+    )
     _warn_about(report)
     out_dir = workdir / "static"
     out_dir.mkdir()
@@ -184,7 +193,11 @@ def build_static(
         f.write(z.read())
     exe.chmod(0o755)
     return StaticBuild(
-        path=exe, python_version=kit.python_version, packages=tuple(report.get("packages", ()))
+        path=exe,
+        python_version=kit.python_version,
+        packages=tuple(report.get("packages", ())),
+        wheels=tuple(wheels),
+        libraries=libraries,
     )
 
 
@@ -196,9 +209,10 @@ def _musllinux_site(
     workdir: Path,
     cache_dir: Path,
     runner: Runner,
-) -> tuple[Path | None, dict[str, str]]:
+) -> tuple[Path | None, list[Wheel], dict[str, str]]:
     """The musllinux wheels of the app's distributions that install compiled files, unpacked
-    into one directory searched before the build venv; and those with no such wheel (why)."""
+    into one directory searched before the build venv (None: no wheel), the wheels, and the
+    distributions with no such wheel (why)."""
     compiled = compiled_distributions(site_dirs)
     versions = {d.name.lower().replace("_", "-"): d for d in distributions}
     wanted = {
@@ -207,25 +221,27 @@ def _musllinux_site(
         if (d := versions.get(name.lower().replace("_", "-"))) is not None
     }
     if not wanted:
-        return None, {}
+        return None, [], {}
     wheels, missing = fetch_wheels(benv, wanted, cache_dir / "wheels" / "musllinux", runner=runner)
     if not wheels:
-        return None, missing
+        return None, [], missing
     site = workdir / "musllinux-site"
     unpack(wheels, site)
     for wheel in wheels:
         debug(f"musllinux wheel {wheel.path.name} sha256={wheel.sha256}")
-    return site, missing
+    return site, wheels, missing
 
 
-def _native_link(report: dict, musl_site: Path) -> NativeLink:  # type: ignore[type-arg]
-    """Check every bundled ELF object and make the loader's link inputs."""
+def _native_link(report: dict, musl_site: Path) -> tuple[NativeLink, tuple[Component, ...]]:  # type: ignore[type-arg]
+    """Check every bundled ELF object and make the loader's link inputs; the libraries."""
     modules = {n["module"]: n["member"] for n in report["native"]}
-    members = [*modules.values(), *library_members(musl_site, modules.values())]
+    libraries = library_members(musl_site, modules.values())
+    members = [*modules.values(), *libraries]
     with step(f"checking {len(members)} bundled ELF objects for the in-process loader"):
         load_plan = check_objects(musl_site, members)
     loader = importlib.resources.files("scratchpack.freeze.static").joinpath("elfload.c")
-    return native_link(load_plan, modules, loader.read_text())
+    link = native_link(load_plan, modules, loader.read_text())
+    return link, library_components(musl_site, libraries)
 
 
 def _warn_about(report: dict) -> None:  # type: ignore[type-arg]
@@ -328,7 +344,19 @@ class StaticFreezer:
         tz = TZDATA_PIN.partition("==")[0]
         extra = [tz] if tz in built.packages and tz not in known else []
         bundled = describe_distributions(job.env, extra, runner=runner) if extra else ()
-        return Built(built.path, built.python_version, distributions=bundled)
+        # the compiled distributions came from their musllinux wheels: the SBOM names the files
+        wheels = {canonical(w.name): w for w in built.wheels}
+        from_wheels = tuple(
+            dataclasses.replace(d, wheel=w.path.name, sha256=w.sha256)
+            for d in job.distributions
+            if (w := wheels.get(canonical(d.name))) is not None
+        )
+        return Built(
+            built.path,
+            built.python_version,
+            distributions=(*bundled, *from_wheels),
+            components=built.libraries,
+        )
 
     def components(self) -> tuple[Component, ...]:
         """The Debian sources linked in (their versions name the security patches) and musl."""

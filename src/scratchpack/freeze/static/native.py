@@ -22,6 +22,7 @@ from pathlib import Path
 from scratchpack._ctx import step
 from scratchpack._types import Runner
 from scratchpack.freeze.env import BuildEnv
+from scratchpack.freeze.spec import Component
 from scratchpack.freeze.static.elf import LoadPlan, SharedObject, plan, read_object
 
 #: The target of the static kit (x86-64 musl, CPython 3.11): pip's platform and ABI filters.
@@ -39,7 +40,7 @@ EXTENSION_SUFFIX = ".cpython-311-x86_64-linux-musl.so"
 _COMPILED = re.compile(r"\.so(\.[0-9.]+)?$|\.abi3\.so$")
 
 
-def _canon(name: str) -> str:
+def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -75,7 +76,7 @@ def _cached(cache: Path, name: str, version: str) -> Path | None:
         parts = whl.name[:-4].split("-")
         if (
             len(parts) >= 5
-            and _canon(parts[0]) == _canon(name)
+            and canonical(parts[0]) == canonical(name)
             and parts[1] == version
             and "musllinux" in parts[-1]
         ):
@@ -153,6 +154,11 @@ def check_objects(root: Path, members: Iterable[str]) -> LoadPlan:
     return plan(objects)
 
 
+def _record_files(record: Path) -> list[str]:
+    """The paths a dist-info RECORD lists."""
+    return [row[0] for row in csv.reader(record.read_text().splitlines()) if row]
+
+
 def library_members(root: Path, extensions: Iterable[str]) -> list[str]:
     """The ``<dist>.libs/`` members _bundle.py added beside these extension members."""
     out: set[str] = set()
@@ -161,12 +167,36 @@ def library_members(root: Path, extensions: Iterable[str]) -> list[str]:
             record = info / "RECORD"
             if not record.is_file():
                 continue
-            files = [r[0] for r in csv.reader(record.open(newline="")) if r]
+            files = _record_files(record)
             if ext in files:
                 out.update(
                     f for f in files if f.split("/")[0].endswith(".libs") and f.count("/") == 1
                 )
     return sorted(x for x in out if ".so" in x)
+
+
+def library_components(root: Path, members: Iterable[str]) -> tuple[Component, ...]:
+    """SBOM entries for the wheels' bundled libraries: file name, its wheel's version, hash."""
+    owners: dict[str, str] = {}
+    for info in sorted(root.glob("*.dist-info")):
+        record = info / "RECORD"
+        if record.is_file():
+            version = info.name.removesuffix(".dist-info").rsplit("-", 1)[-1]
+            owners.update((f, version) for f in _record_files(record))
+    out = []
+    for member in sorted(members):
+        base = member.rsplit("/", 1)[-1]
+        version = owners.get(member, "")
+        digest = hashlib.sha256((root / member).read_bytes()).hexdigest()
+        out.append(
+            Component(
+                base,
+                version,
+                f"pkg:generic/{base.split('.so', 1)[0]}@{version}?file_name={base}",
+                sha256=digest,
+            )
+        )
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
