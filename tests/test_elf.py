@@ -196,3 +196,14 @@ def test_symbol_table_c_is_sorted_and_weak_where_every_importer_is_weak() -> Non
 def test_symbol_table_c_refuses_a_name_it_cannot_spell() -> None:
     with pytest.raises(elf.ElfError, match="symbol name"):
         elf.symbol_table_c({'bad"name': False})
+
+
+def test_refuses_segments_of_different_rights_sharing_a_page() -> None:
+    data = bytearray(make_so())
+    # a second PT_LOAD (read-write) starting inside the first one's last page (read-execute)
+    struct.pack_into("<H", data, 56, 3)  # e_phnum: the PT_DYNAMIC entry moves to index 2
+    data[176:232] = data[120:176]
+    struct.pack_into("<IIQQQQQQ", data, 120, 1, 6, 0, 0x800, 0x800, 0x10, 0x10, 0x1000)
+    struct.pack_into("<Q", data, 64 + 40, 0x400)  # the first segment's memsz ends at 0x400
+    with pytest.raises(elf.ElfError, match="different rights share a page"):
+        elf.read_object(bytes(data), "pkg/_x.so")
