@@ -185,3 +185,77 @@ def test_library_components_name_each_bundled_library_with_its_wheel_and_hash(
     assert comp.version == "1.0"  # its wheel's (fast-1.0.dist-info)
     assert comp.purl == "pkg:generic/libgcc_s-1a2b@1.0?file_name=libgcc_s-1a2b.so.1"
     assert comp.sha256 == hashlib.sha256(b"\x7fELF gcc").hexdigest()
+
+
+CONFIG_C = """\
+extern PyObject* PyInit_posix(void);
+
+struct _inittab _PyImport_Inittab[] = {
+    {"posix", PyInit_posix},
+    /* Sentinel */
+    {0, 0}
+};
+"""
+
+
+class FakeZig:
+    """Stands for zcc: compiles succeed; the link fails as ld.lld does on a missing symbol."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, args: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        self.calls.append(args)
+        if "-c" in args:
+            Path(args[args.index("-o") + 1]).write_bytes(b"")
+            return subprocess.CompletedProcess(args, 0, "", "")
+        out = "ld.lld: error: undefined symbol: PyFoo_Missing\n>>> referenced by elfsyms.c\n"
+        return subprocess.CompletedProcess(args, 1, out, "")
+
+
+def test_link_adds_loader_table_builtin_and_finder_and_names_a_missing_symbol(
+    tmp_path: Path,
+) -> None:
+    from scratchpack.errors import FreezeError
+    from scratchpack.freeze.static import elf, link
+    from scratchpack.freeze.static.kit import Kit
+    from scratchpack.freeze.static.toolchain import Toolchain
+
+    root = tmp_path / "kit"
+    (root / "share").mkdir(parents=True)
+    (root / "share" / "config.c").write_text(CONFIG_C)
+    kit = Kit(root, "k", "3.11.2", ("posix",), 0.0, Toolchain(tmp_path, tmp_path, tmp_path))
+    load_plan = elf.LoadPlan(
+        objects={}, needed={"a/_x.so": ("a.libs/liby.so.1",)}, imports={"PyFoo_Missing": False}
+    )
+    native_part = native.native_link(load_plan, {"a._x": "a/_x.so"}, "/* loader */")
+    work = tmp_path / "link"
+    work.mkdir()
+    zig = FakeZig()
+    try:
+        link.link_executable(
+            kit, set(), "app", tmp_path / "app", work, runner=zig, native=native_part
+        )
+    except FreezeError as err:
+        assert "PyFoo_Missing" in err.message
+    else:
+        raise AssertionError("a missing symbol must fail the link")
+    compiled = {Path(c[c.index("-c") + 1]).name for c in zig.calls if "-c" in c}
+    assert {"elfload.c", "elfsyms.c"} <= compiled
+    config = (work / "config.c").read_text()
+    assert '{"_scratchpack_ext", PyInit__scratchpack_ext},' in config
+    assert config.index("extern PyObject* PyInit__scratchpack_ext(void);") < config.index(
+        "struct _inittab"
+    )
+    boot = link.bootstrap_code("app:main", native_part.bootstrap)
+    assert boot.index("_scratchpack_native()") < boot.index("from app import")
+    assert "{'a._x': 'a/_x.so'}" in native_part.bootstrap
+    assert "{'a/_x.so': ['a.libs/liby.so.1']}" in native_part.bootstrap
+
+
+def test_an_app_without_extensions_links_as_before() -> None:
+    from scratchpack.freeze.static import link
+
+    assert link.config_c(CONFIG_C, {"posix"}) == link.config_c(CONFIG_C, {"posix"}, None)
+    assert link.config_c(CONFIG_C, {"posix"}) == CONFIG_C
+    assert link.bootstrap_code("app:main") == link.bootstrap_code("app:main", "")
