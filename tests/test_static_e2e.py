@@ -689,7 +689,8 @@ def test_musllinux_extensions_load_from_the_executable_in_empty_read_only_root(
     libstdc++ and libgcc_s (kiwisolver: a C++ exception thrown and caught inside it, DT_RELR)
     and Rust (orjson; pydantic-core with its libgcc_s and TLS, in 50 fresh threads, and a Rust
     panic unwinding through it, caught at its FFI boundary;
-    cryptography's Fernet and X.509 on the OpenSSL it links in), each one used and
+    cryptography's Fernet and X.509 on the OpenSSL it links in) and numpy on its bundled
+    OpenBLAS and libgfortran, each one used and
     each one an ExtensionFileLoader module whose __file__ is inside the executable. As uid 1000
     in an empty read-only root: no /tmp, no /proc, nothing extracted."""
     out = exe_dir / "app-native"
@@ -705,7 +706,7 @@ def test_musllinux_extensions_load_from_the_executable_in_empty_read_only_root(
     ran = rootfs.run(root, [str(exe)], read_only=True)
     assert ran.returncode == 0, ran.stdout
     names = ("aiohttp", "cryptography", "kiwisolver", "markupsafe", "msgpack", "orjson")
-    names += ("pydantic", "rust_panic", "yaml")
+    names += ("numpy", "pydantic", "rust_panic", "yaml")
     assert json.loads(ran.stdout.decode().splitlines()[-1]) == dict.fromkeys(names, True)
 
 
