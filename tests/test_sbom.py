@@ -63,3 +63,20 @@ def test_spdx_with_exception_expression_passes_through():
     _, doc = _doc(comps)
     p = next(p for p in doc["packages"] if p["name"] == "pyinstaller")
     assert p["licenseDeclared"] == "GPL-2.0-or-later WITH Bootloader-exception"
+
+
+def test_a_wheel_or_library_hash_becomes_an_spdx_checksum():
+    digest = "ab" * 32
+    comps = [
+        sbom.Component(
+            "orjson",
+            "3.10.12",
+            "pkg:pypi/orjson@3.10.12?file_name=orjson-3.10.12-cp311-cp311-musllinux_1_2_x86_64.whl",
+            sha256=digest,
+        ),
+        sbom.Component("cpython", "3.11.2", "pkg:generic/cpython@3.11.2"),
+    ]
+    _, doc = _doc(comps)
+    by_name = {p["name"]: p for p in doc["packages"]}
+    assert by_name["orjson"]["checksums"] == [{"algorithm": "SHA256", "checksumValue": digest}]
+    assert "checksums" not in by_name["cpython"]

@@ -88,7 +88,8 @@ def _add_runtime_flag(p: argparse.ArgumentParser) -> None:
         default=None,
         help="pyinstaller: PyInstaller+staticx, any app including C extensions; static: a "
         "fully static CPython 3.11 with the app inside, one process, nothing extracted, "
-        "~10x faster start (pure-Python apps; the runtime is compiled once, a few minutes). "
+        "~10x faster start (compiled extensions from musllinux wheels, loaded in-process; the "
+        "runtime is compiled once, a few minutes). "
         "Default: [tool.scratchpack] runtime, else pyinstaller",
     )
 

@@ -303,15 +303,17 @@ def sbom_bytes(app: FrozenApp, *, epoch: int, subject: str) -> bytes:
         sbom.Component(
             d.name,
             d.version,
-            f"pkg:pypi/{d.name.lower().replace('_', '-')}@{d.version}",
+            f"pkg:pypi/{d.name.lower().replace('_', '-')}@{d.version}"
+            + (f"?file_name={d.wheel}" if d.wheel else ""),
             license=d.license,
             download_location=d.source_url,
+            sha256=d.sha256,
         )
         for d in app.distributions
         if d.name.lower() != app.project.name.lower()
     ]
     components.extend(  # what the freezer route embeds: a bootloader, a libc, C libraries
-        sbom.Component(c.name, c.version, c.purl, c.license, c.download_location)
+        sbom.Component(c.name, c.version, c.purl, c.license, c.download_location, sha256=c.sha256)
         for c in app.components
     )
     components.append(

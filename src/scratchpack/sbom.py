@@ -38,6 +38,7 @@ class Component:
     license: str = ""
     download_location: str = ""
     purpose: str = "LIBRARY"
+    sha256: str = ""
 
 
 def _spdx_id(prefix: str, name: str) -> str:
@@ -54,7 +55,9 @@ def _license(text: str) -> str:
 
 
 def _package(spdx_id: str, c: Component) -> dict[str, object]:
+    checksums = [{"algorithm": "SHA256", "checksumValue": c.sha256}] if c.sha256 else []
     return {
+        **({"checksums": checksums} if checksums else {}),
         "SPDXID": spdx_id,
         "name": c.name,
         "versionInfo": c.version,

@@ -102,7 +102,7 @@ def _app_from_meta(
 ) -> FrozenApp:
     dists = meta["distributions"]
     recorded = meta["project"]
-    extra = meta.get("components", [])  # the host's C libraries, per build
+    extra = meta.get("components", [])  # per build: host C libraries, wheels' libraries
     assert isinstance(dists, list) and isinstance(recorded, dict) and isinstance(extra, list)
     return FrozenApp(
         path=path,
@@ -280,7 +280,8 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
                 source_date_epoch=epoch,
             )
             built = freezer.build(job, runner=runner)
-        dists = tuple(sorted((*dists, *built.distributions), key=lambda d: _norm(d.name)))
+        merged = {_norm(d.name): d for d in (*dists, *built.distributions)}  # the build's win
+        dists = tuple(sorted(merged.values(), key=lambda d: _norm(d.name)))
         if not project.version:
             own = next((d for d in dists if _norm(d.name) == _norm(project.name)), None)
             project = dataclasses.replace(project, version=own.version if own else "0")
@@ -291,8 +292,8 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
             "size": result.stat().st_size,
             "project": {"name": project.name, "version": project.version},
             "distributions": [dataclasses.asdict(d) for d in dists],
-            "python_version": built.python_version,
             "components": [dataclasses.asdict(c) for c in built.components],
+            "python_version": built.python_version,
             "runtime": freezer.route,
             "key": key_doc,
         }

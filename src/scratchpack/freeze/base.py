@@ -40,9 +40,11 @@ class Built:
 
     path: Path
     python_version: str
-    # build-venv distributions inside it beyond the requirement closure (e.g. tzdata)
+    # build-venv distributions inside it beyond the requirement closure (e.g. tzdata), or
+    # closure ones it bundled from another build (the static route's musllinux wheels)
     distributions: tuple[Distribution, ...] = ()
-    # what this build embedded beyond the route's fixed parts (the host's C libraries)
+    # what this build embeds beyond the route's fixed components (the default route: the host's C
+    # libraries; the static route: the libraries musllinux wheels bundle)
     components: tuple[Component, ...] = ()
 
 

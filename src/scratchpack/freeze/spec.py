@@ -83,6 +83,9 @@ class Distribution:
     version: str
     license: str = ""
     source_url: str = ""
+    #: the wheel file the route put in itself (the static route's musllinux builds), and its hash
+    wheel: str = ""
+    sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,7 @@ class Component:
     purl: str
     license: str = ""
     download_location: str = ""
+    sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True)

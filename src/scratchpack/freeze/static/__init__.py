@@ -9,6 +9,7 @@ executable itself: nothing is extracted, one process, no /tmp or /proc needed.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import importlib.resources
 import json
@@ -17,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from scratchpack._ctx import step, warn
+from scratchpack._ctx import debug, step, warn
 from scratchpack._types import Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError, ProjectError
@@ -38,6 +39,19 @@ from scratchpack.freeze.spec import (
 )
 from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_key
 from scratchpack.freeze.static.link import link_executable
+from scratchpack.freeze.static.native import (
+    EXTENSION_SUFFIX,
+    NativeLink,
+    Wheel,
+    canonical,
+    check_objects,
+    compiled_distributions,
+    fetch_wheels,
+    library_components,
+    library_members,
+    native_link,
+    unpack,
+)
 from scratchpack.freeze.static.sources import PACKAGES
 from scratchpack.freeze.static.toolchain import MUSL_VERSION, ZIG_PIN
 
@@ -64,13 +78,17 @@ class StaticBuild:
     python_version: str
     #: top-level non-stdlib modules in the zip (tzdata when the app can reach zoneinfo)
     packages: tuple[str, ...] = ()
+    #: the musllinux wheels the app's compiled distributions came from, and their libraries
+    wheels: tuple[Wheel, ...] = ()
+    libraries: tuple[Component, ...] = ()
 
 
 def freezer_digest() -> str:
     """Hash of the files that decide what the static freezer emits, for the output cache key."""
     h = hashlib.sha256(kit_key().encode())
     package = importlib.resources.files("scratchpack.freeze.static")
-    for name in ("_bundle.py", "launcher.c", "link.py", "__init__.py"):
+    native = ("native.py", "elf.py", "elfload.c")
+    for name in ("_bundle.py", "launcher.c", "link.py", "__init__.py", *native):
         h.update(name.encode() + b"\0" + package.joinpath(name).read_bytes())
     return h.hexdigest()[:24]
 
@@ -91,18 +109,22 @@ def _owners(site_dirs: list[str]) -> dict[str, str]:
     return owners
 
 
-def _c_extension_error(extensions: list[dict[str, str]], site_dirs: list[str]) -> FreezeError:
+def _c_extension_error(
+    extensions: list[dict[str, str]], site_dirs: list[str], no_wheel: dict[str, str]
+) -> FreezeError:
     owners = _owners(site_dirs)
     lines = []
     for ext in extensions:
         dist = owners.get(os.path.normpath(ext["file"]), "")
+        why = no_wheel.get(dist)
         lines.append(
             f"  {ext['module']} ({os.path.basename(ext['file'])}"
             + (f", from the {dist} distribution)" if dist else ")")
+            + (f": no musllinux wheel of {dist} for CPython 3.11 x86-64 ({why})" if why else "")
         )
     return FreezeError(
-        "the static runtime cannot load C extension modules, and the app imports "
-        f"{len(extensions)}:\n" + "\n".join(lines),
+        "the static runtime loads only extension modules built for musl (musllinux wheels); "
+        f"these {len(extensions)} are glibc builds the app imports:\n" + "\n".join(lines),
         hint="build with the pyinstaller runtime instead, or use a pure-Python alternative "
         "of those packages",
         remedy="static-c-extension",
@@ -125,12 +147,16 @@ def build_static(
     kit = ensure_kit(cache_dir, runner=runner)
     site_dirs = site_packages(benv, runner=runner)
     bundle_zip = workdir / "modules.zip"
+    musl_site, wheels, no_wheel = _musllinux_site(
+        benv, distributions, site_dirs, workdir=workdir, cache_dir=cache_dir, runner=runner
+    )
+    roots = [str(musl_site)] if musl_site else []
     request = {
         "entry": entrypoint.partition(":")[0],
         "run_main": ":"
         not in entrypoint,  # a plain module runs as __main__ (a package: its __main__)
-        "search_path": [str(kit.stdlib), *site_dirs],
-        "app_paths": site_dirs,
+        "search_path": [str(kit.stdlib), *roots, *site_dirs],
+        "app_paths": [*roots, *site_dirs],
         "stdlib": str(kit.stdlib),
         "excludes": list(excludes),
         "includes": list(includes),
@@ -139,6 +165,9 @@ def build_static(
         "compression": ZIP_COMPRESSION,
         "optimize": 0,
     }
+    if musl_site:  # the bootstrap's finder for them needs importlib.machinery
+        request |= {"native_roots": roots, "native_suffix": EXTENSION_SUFFIX}
+        request["includes"] = [*includes, "importlib.machinery"]
     request_file = workdir / "bundle-request.json"
     request_file.write_text(json.dumps(request))
     with step("finding and compiling the app's modules"):
@@ -146,7 +175,10 @@ def build_static(
     if report.get("error"):
         raise ProjectError(str(report["error"]))
     if report["extensions"]:
-        raise _c_extension_error(report["extensions"], site_dirs)
+        raise _c_extension_error(report["extensions"], site_dirs, no_wheel)
+    native, libraries = (
+        _native_link(report, musl_site) if musl_site and report.get("native") else (None, ())
+    )
     _warn_about(report)
     out_dir = workdir / "static"
     out_dir.mkdir()
@@ -155,13 +187,62 @@ def build_static(
         builtins = set(report["builtins"])
         if ZIP_COMPRESSION == "deflated":
             builtins.add("zlib")  # zipimport inflates with it
-        link_executable(kit, builtins, entrypoint, exe, workdir / "link", runner=runner)
+        link_executable(
+            kit, builtins, entrypoint, exe, workdir / "link", runner=runner, native=native
+        )
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
         shutil.copyfileobj(z, f, 1 << 20)
     exe.chmod(0o755)
     return StaticBuild(
-        path=exe, python_version=kit.python_version, packages=tuple(report.get("packages", ()))
+        path=exe,
+        python_version=kit.python_version,
+        packages=tuple(report.get("packages", ())),
+        wheels=tuple(wheels),
+        libraries=libraries,
     )
+
+
+def _musllinux_site(
+    benv: BuildEnv,
+    distributions: tuple[Distribution, ...],
+    site_dirs: list[str],
+    *,
+    workdir: Path,
+    cache_dir: Path,
+    runner: Runner,
+) -> tuple[Path | None, list[Wheel], dict[str, str]]:
+    """The musllinux wheels of the app's distributions that install compiled files, unpacked
+    into one directory searched before the build venv (None: no wheel), the wheels, and the
+    distributions with no such wheel (why)."""
+    compiled = compiled_distributions(site_dirs)
+    versions = {d.name.lower().replace("_", "-"): d for d in distributions}
+    wanted = {
+        d.name: d.version
+        for name in compiled
+        if (d := versions.get(name.lower().replace("_", "-"))) is not None
+    }
+    if not wanted:
+        return None, [], {}
+    wheels, missing = fetch_wheels(benv, wanted, cache_dir / "wheels" / "musllinux", runner=runner)
+    if not wheels:
+        return None, [], missing
+    site = workdir / "musllinux-site"
+    unpack(wheels, site)
+    for wheel in wheels:
+        debug(f"musllinux wheel {wheel.path.name} sha256={wheel.sha256}")
+    return site, wheels, missing
+
+
+def _native_link(report: dict, musl_site: Path) -> tuple[NativeLink, tuple[Component, ...]]:  # type: ignore[type-arg]
+    """Check every bundled ELF object and make the loader's link inputs; the libraries."""
+    modules = {n["module"]: n["member"] for n in report["native"]}
+    libraries = library_members(musl_site, modules.values())
+    members = [*modules.values(), *libraries]
+    with step(f"checking {len(members)} bundled ELF objects for the in-process loader"):
+        load_plan = check_objects(musl_site, members)
+    loader = importlib.resources.files("scratchpack.freeze.static").joinpath("elfload.c")
+    link = native_link(load_plan, modules, loader.read_text())
+    return link, library_components(musl_site, libraries)
 
 
 def _warn_about(report: dict) -> None:  # type: ignore[type-arg]
@@ -264,7 +345,19 @@ class StaticFreezer:
         tz = TZDATA_PIN.partition("==")[0]
         extra = [tz] if tz in built.packages and tz not in known else []
         bundled = describe_distributions(job.env, extra, runner=runner) if extra else ()
-        return Built(built.path, built.python_version, distributions=bundled)
+        # the compiled distributions came from their musllinux wheels: the SBOM names the files
+        wheels = {canonical(w.name): w for w in built.wheels}
+        from_wheels = tuple(
+            dataclasses.replace(d, wheel=w.path.name, sha256=w.sha256)
+            for d in job.distributions
+            if (w := wheels.get(canonical(d.name))) is not None
+        )
+        return Built(
+            built.path,
+            built.python_version,
+            distributions=(*bundled, *from_wheels),
+            components=built.libraries,
+        )
 
     def components(self) -> tuple[Component, ...]:
         """The Debian sources linked in (their versions name the security patches) and musl."""

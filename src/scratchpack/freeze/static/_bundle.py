@@ -6,9 +6,12 @@ reads one JSON request file (argv[1]), writes one JSON report to stdout.
 
 Request: entry (module), run_main, search_path, stdlib, app_paths (non-stdlib roots),
 excludes, includes, distributions (dist-info names to keep), output (zip path), compression
-("stored"/"deflated"), optimize.
+("stored"/"deflated"), optimize; optional native_roots and native_suffix (where musllinux
+wheels are unpacked, their extension modules' suffix).
 Report: builtins (C modules to link), modules, packages (top-level non-stdlib modules), files,
-extensions (compiled modules the app needs: refused), left_out (optional ones, with who copes),
+extensions (compiled modules the app needs: refused), native (compiled modules from
+native_roots, the musllinux wheels' files, put into the zip with their bundled libraries:
+module and member), left_out (optional ones, with who copes),
 sources_for_extensions (compiled modules replaced by the .py beside them), missing_c (stdlib C
 modules the kit lacks); or error.
 """
@@ -18,12 +21,14 @@ from __future__ import annotations
 import ast
 import contextlib
 import fnmatch
+import functools
 import importlib.machinery
 import importlib.util
 import json
 import marshal
 import modulefinder
 import os
+import re
 import shutil
 import sys
 import types
@@ -102,6 +107,12 @@ HIDDEN_EDGES = {
         "django.template.loader_tags",
         "django.templatetags.*",
     ),
+    # uvicorn: its loop, protocol and lifespan implementations are strings in its Config
+    "uvicorn": ("uvicorn.*",),
+    # pydantic's public names are lazy attributes: its __getattr__ imports their modules by name
+    "pydantic": ("pydantic.*",),
+    # anyio imports its event-loop back end by name (the trio one only when trio is installed)
+    "anyio._core._eventloop": ("anyio._backends._asyncio", "anyio._backends._trio"),
 }
 
 #: Calls whose string arguments name modules a third-party package imports later by name: the
@@ -724,12 +735,31 @@ def _under(path: str, roots: list[str]) -> str | None:
 def main() -> int:
     with open(sys.argv[1], encoding="utf-8") as f:
         req = json.load(f)
+    if req.get("native_suffix"):
+        _find_extensions_named(req["native_suffix"])
     try:
         report = bundle(req)
     except BundleError as err:
         report = {"error": str(err)}
     print(json.dumps(report))
     return 2 if "error" in report else 0
+
+
+def _find_extensions_named(suffix: str) -> None:
+    """Make PathFinder (and so modulefinder) see extension modules with this suffix too: the
+    musllinux wheels' names, which this interpreter, built for another triple, would not."""
+    machinery = importlib.machinery
+    loaders = [
+        (machinery.ExtensionFileLoader, [suffix, *machinery.EXTENSION_SUFFIXES]),
+        (machinery.SourceFileLoader, machinery.SOURCE_SUFFIXES),
+        (machinery.SourcelessFileLoader, machinery.BYTECODE_SUFFIXES),
+    ]
+    hook = machinery.FileFinder.path_hook(*loaders)
+    sys.path_hooks[:] = [
+        hook if getattr(h, "__name__", "") == "path_hook_for_FileFinder" else h
+        for h in sys.path_hooks
+    ]
+    sys.path_importer_cache.clear()
 
 
 class BundleError(Exception):
@@ -765,7 +795,17 @@ def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
                     with contextlib.suppress(ImportError):
                         finder.import_hook(sub)
     done: set[str] = set()
+    scanned: set[str] = set()
     while True:  # hidden edges and codecs until nothing new: the added modules may need more
+        for name, mod in sorted(finder.modules.items()):
+            path = getattr(mod, "__file__", None) or ""
+            if name in scanned or _under(path, req.get("native_roots", [])) is None:
+                continue
+            scanned.add(name)
+            for extra in c_imports(path, req["app_paths"]):
+                if not _matches(extra, excludes):
+                    with contextlib.suppress(ImportError):
+                        finder.import_hook(extra)
         todo = [m for m in HIDDEN_EDGES if m in finder.modules and m not in done]
         todo += [m for m in ("sysconfig",) if m in finder.modules and m not in done]
         before = len(finder.modules)
@@ -787,6 +827,46 @@ def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
         if not todo and len(finder.modules) == before:
             break
     return finder, roots
+
+
+#: Names a compiled module's string literals may hold that are no import it makes: tools and
+#: demos of the stdlib, never imported from C by an extension.
+_NOT_FROM_C = frozenset(
+    {
+        *("test", "idlelib", "tkinter", "turtle", "turtledemo", "lib2to3", "ensurepip"),
+        *("pydoc", "pydoc_data", "this", "antigravity", "doctest", "unittest", "pdb", "venv"),
+        *("distutils", "__hello__", "__phello__", "__main__", "site", "builtins"),
+    }
+)
+_C_STRING = re.compile(rb"(?<![\w.])([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\x00")
+
+
+def c_imports(path: str, app_paths: list[str]) -> list[str]:
+    """Modules a compiled extension may import from C (``PyImport_ImportModule("uuid")``, which
+    no bytecode shows): its NUL-terminated strings that name a stdlib module or a module
+    installed beside the app. Bundled, never made mandatory; a wrong guess costs bytes only."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out = set()
+    for m in _C_STRING.finditer(data):
+        name = m.group(1).decode()
+        top = name.partition(".")[0]
+        if len(top) < 3 or top in _NOT_FROM_C:
+            continue
+        installed = any(_installed(r, top) for r in app_paths)
+        if top in sys.stdlib_module_names or installed:
+            out.add(name)
+    return sorted(out)
+
+
+@functools.cache
+def _installed(root: str, top: str) -> bool:
+    """A top-level package, module or extension module (``_cffi_backend.<suffix>.so``)."""
+    if os.path.isdir(os.path.join(root, top)) or os.path.isfile(os.path.join(root, top + ".py")):
+        return True
+    with contextlib.suppress(OSError):
+        return any(f.startswith(top + ".") and f.endswith(".so") for f in os.listdir(root))
+    return False
 
 
 def optional_extension(name: str, finder: StdlibAwareFinder, needed: set[str]) -> str | None:
@@ -830,6 +910,7 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
     entries: dict[str, bytes | Stored] = {}
     used_builtins: set[str] = set()
     extensions: list[dict[str, str]] = []
+    native: list[dict[str, str]] = []
     left_out: list[dict[str, str]] = []
     app_files: list[str] = []
     for name, mod in sorted(finder.modules.items()):
@@ -846,6 +927,13 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
             continue
         if path.endswith((".so", ".pyd")):
             ext = {"module": name, "file": path}
+            native_root = _under(path, req.get("native_roots", []))
+            if native_root is not None:  # a musllinux wheel's: the executable loads it
+                member = os.path.relpath(path, native_root)
+                entries[member] = _read(path)
+                native.append({"module": name, "member": member})
+                _add_libraries(entries, native_root, path)
+                continue
             fallback = optional_extension(name, finder, needed)
             if fallback is None:
                 extensions.append(ext)
@@ -887,12 +975,36 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
         "packages": sorted({_top_name(p, app_paths) for p in app_files}),
         "files": len(entries),
         "extensions": extensions,
+        "native": native,
         "left_out": left_out,
         "sources_for_extensions": [
             {"module": m, "file": f} for m, f in sorted(finder.source_for_extension.items())
         ],
         "missing_c": missing_c,
     }
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _add_libraries(entries: dict[str, bytes | Stored], root: str, extension: str) -> None:
+    """The shared libraries the extension's wheel bundles (auditwheel's ``<dist>.libs/``), from
+    the RECORD of the distribution that installed the extension into ``root``."""
+    rel = os.path.relpath(extension, root)
+    for info in sorted(os.listdir(root)):
+        record = os.path.join(root, info, "RECORD")
+        if not info.endswith(".dist-info") or not os.path.isfile(record):
+            continue
+        with open(record, encoding="utf-8") as f:
+            files = [line.split(",", 1)[0] for line in f]
+        if rel not in files:
+            continue
+        for member in files:
+            top, _, base = member.partition("/")
+            if top.endswith(".libs") and ".so" in base and "/" not in base:
+                entries[member] = _read(os.path.join(root, member))
 
 
 def _add_package_data(

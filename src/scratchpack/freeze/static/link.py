@@ -10,10 +10,14 @@ from __future__ import annotations
 import importlib.resources
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
 from scratchpack.freeze.static.kit import APP_CFLAGS, APP_LDFLAGS, MODULE_ARCHIVES, Kit
+
+if TYPE_CHECKING:
+    from scratchpack.freeze.static.native import NativeLink
 
 #: Built-ins CPython itself needs to start (Modules/Setup.bootstrap and Python/), always linked.
 CORE_BUILTINS = frozenset(
@@ -101,10 +105,15 @@ _ENTRY = re.compile(r'^\s*\{"([A-Za-z0-9_]+)", (PyInit_\w+)\},\s*$')
 _EXTERN = re.compile(r"^extern PyObject\* PyInit_(\w+)\(void\);\s*$")
 
 
-def config_c(template: str, keep: set[str]) -> str:
-    """The kit's config.c with every inittab entry (and its extern) not in ``keep`` removed."""
+def config_c(template: str, keep: set[str], extra: dict[str, str] | None = None) -> str:
+    """The kit's config.c with every inittab entry (and its extern) not in ``keep`` removed,
+    and the ``extra`` built-ins (module -> init function) added before the sentinel."""
     out = []
     for line in template.splitlines(keepends=True):
+        if extra and line.strip() == "/* Sentinel */":
+            out += [f'    {{"{m}", {f}}},\n' for m, f in sorted(extra.items())]
+        if extra and line.startswith("struct _inittab _PyImport_Inittab[]"):
+            out += [f"extern PyObject* {f}(void);\n" for _m, f in sorted(extra.items())]
         m = _ENTRY.match(line)
         if m and m.group(1) not in keep:
             continue
@@ -227,7 +236,7 @@ def archives(keep: set[str]) -> list[str]:
     return [*out, "libz.a"]
 
 
-def bootstrap_code(entrypoint: str) -> str:
+def bootstrap_code(entrypoint: str, prelude: str = "") -> str:
     """The Python the launcher runs: the entry point as a console script would call it.
 
     As PID 1 (a container without --init) SIGTERM's default action is ignored by the kernel, so
@@ -258,7 +267,7 @@ def bootstrap_code(entrypoint: str) -> str:
         note=EXIT_NOTE,
         missing=MISSING_NOTE,
     )
-    return "\n".join(lines) + "\n" + _SELFDIR + run
+    return "\n".join(lines) + "\n" + _SELFDIR + prelude + run
 
 
 def _c_string(text: str) -> str:
@@ -276,19 +285,27 @@ def link_executable(
     workdir: Path,
     *,
     runner: Runner,
+    native: NativeLink | None = None,
 ) -> None:
-    """Compile the launcher and link ``out`` with the wanted built-ins the kit has."""
+    """Compile the launcher and link ``out`` with the wanted built-ins the kit has (and, for
+    bundled extension modules, ``native``'s loader, symbol table, built-in and finder)."""
     keep = (builtins | CORE_BUILTINS) & set(kit.builtins)
-    (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep))
-    (workdir / "bootstrap.c").write_text(_c_string(bootstrap_code(entrypoint)))
+    extra = dict(native.inittab) if native else None
+    (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep, extra))
+    prelude = native.bootstrap if native else ""
+    (workdir / "bootstrap.c").write_text(_c_string(bootstrap_code(entrypoint, prelude)))
     sources = importlib.resources.files("scratchpack.freeze.static")
     for name in ("launcher.c", "selfdir.c"):
         (workdir / name).write_text(sources.joinpath(name).read_text())
+    for name, text in native.sources.items() if native else ():
+        (workdir / name).write_text(text)
     env = kit.toolchain.environ()
     env["SCRATCHPACK_PREFIX_MAP"] = f"{workdir}=/app"
     cflags = [*APP_CFLAGS, f"-I{kit.include}"]
     objects = []
-    for name in ("launcher", "selfdir", "config", "bootstrap"):
+    units = ["launcher", "selfdir", "config", "bootstrap"]
+    units += [name.removesuffix(".c") for name in (native.sources if native else ())]
+    for name in units:
         obj = workdir / f"{name}.o"
         proc = runner(
             ["zcc", *cflags, "-c", str(workdir / f"{name}.c"), "-o", str(obj)],
@@ -309,6 +326,14 @@ def link_executable(
         cwd=workdir,
         env=env,
     )
+    missing = sorted(set(re.findall(r"undefined symbol: (\S+)", proc.stdout))) if native else []
+    if proc.returncode != 0 and missing:
+        raise FreezeError(
+            "the bundled extension modules import symbols this static executable does not "
+            f"have: {', '.join(missing)}",
+            hint="these compiled extensions need the pyinstaller runtime",
+            remedy="static-c-extension",
+        )
     if proc.returncode != 0 or not out.is_file():
         raise FreezeError(
             "linking the static executable failed",
