@@ -69,7 +69,7 @@ def freezer_digest() -> str:
     """Hash of the files that decide what the static freezer emits, for the output cache key."""
     h = hashlib.sha256(kit_key().encode())
     package = importlib.resources.files("scratchpack.freeze.static")
-    for name in ("_bundle.py", "launcher.c", "link.py", "__init__.py"):
+    for name in ("_bundle.py", "launcher.c", "zipdir.c", "link.py", "__init__.py"):
         h.update(name.encode() + b"\0" + package.joinpath(name).read_bytes())
     return h.hexdigest()[:24]
 

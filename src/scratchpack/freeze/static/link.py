@@ -282,13 +282,13 @@ def link_executable(
     (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep))
     (workdir / "bootstrap.c").write_text(_c_string(bootstrap_code(entrypoint)))
     sources = importlib.resources.files("scratchpack.freeze.static")
-    for name in ("launcher.c", "selfdir.c"):
+    for name in ("launcher.c", "selfdir.c", "zipdir.c"):
         (workdir / name).write_text(sources.joinpath(name).read_text())
     env = kit.toolchain.environ()
     env["SCRATCHPACK_PREFIX_MAP"] = f"{workdir}=/app"
     cflags = [*APP_CFLAGS, f"-I{kit.include}"]
     objects = []
-    for name in ("launcher", "selfdir", "config", "bootstrap"):
+    for name in ("launcher", "selfdir", "zipdir", "config", "bootstrap"):
         obj = workdir / f"{name}.o"
         proc = runner(
             ["zcc", *cflags, "-c", str(workdir / f"{name}.c"), "-o", str(obj)],
