@@ -21,7 +21,8 @@ Per app and route, one pass on snapshots of the projects:
   the project installed with pip, `.pyc` compiled and warmed by one run) on the host. Variants
   of one app take turns run by run; medians of --runs. The ratio static/venv compares the two
   host figures of the same pass (the target of issue 10 is <= 0.6 on the servers);
-- RSS: servers, the process tree 1 s after the first 200 (idle); CLIs, the peak (wait4).
+- RSS: servers, the process tree 1 s after the first 200 (idle); CLIs, the peak
+  (/usr/bin/time's %M: the largest process of the run).
 
 (app, route) pairs the suite EXPECTs refused are built and shown as refused; a build or start
 that fails is shown with its cause instead of figures. Markdown on stdout, progress on stderr;
@@ -51,6 +52,7 @@ sys.path.insert(0, str(REPO))
 
 import webhello_bench as wb  # noqa: E402
 
+from scratchpack.config import read_project  # noqa: E402
 from scratchpack.freeze.static import kit_key  # noqa: E402
 from tests.test_realapps import (  # noqa: E402
     EXPECTED,
@@ -67,6 +69,7 @@ from testsupport import rootfs  # noqa: E402
 from testsupport.net import free_port  # noqa: E402
 
 SCRATCHPACK = [sys.executable, "-m", "scratchpack"]
+Popen = subprocess.Popen[bytes]
 #: The static route and the baseline venv both run CPython 3.11 from Debian's python3.
 VENV_PYTHON = "/usr/bin/python3"
 START_TIMEOUT = 60.0
@@ -137,11 +140,9 @@ def make_venv(project: Path, venv: Path) -> Path:
 
 
 def venv_argv(py: Path, app: str) -> list[str]:
-    """The entry point as its console script would run it (a plain module: python -m)."""
-    with (REALAPPS / app / "pyproject.toml").open("rb") as f:
-        import tomllib
-
-        entry = tomllib.load(f)["tool"]["scratchpack"]["entrypoint"]
+    """The entry point as scratchpack resolves it, run as its console script would run it (a
+    plain module: python -m)."""
+    entry = read_project(REALAPPS / app).entrypoint
     module, _, attr = entry.partition(":")
     if not attr:
         return [str(py), "-m", module]
@@ -156,7 +157,7 @@ class Variant:
     """One way of starting one app; figures collected run by run."""
 
     label: str
-    spawn: Callable[[dict[str, str], tuple[str, ...]], subprocess.Popen[bytes]]
+    spawn: Callable[[dict[str, str], tuple[str, ...], list[str]], subprocess.Popen[bytes]]
     in_root: bool
     starts_ms: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
@@ -181,7 +182,7 @@ def start_server(v: Variant, spec: Server, env: dict[str, str], args: tuple[str,
     port = free_port()
     env = {**env, "PORT": str(port)}
     t0 = time.perf_counter()
-    proc = v.spawn(env, args)
+    proc = v.spawn(env, args, [])
     try:
         while wb.http_get_status(port, spec.path, timeout=1) != 200:
             if proc.poll() is not None or time.perf_counter() - t0 > START_TIMEOUT:
@@ -202,30 +203,31 @@ def start_server(v: Variant, spec: Server, env: dict[str, str], args: tuple[str,
 
 
 def run_cli(v: Variant, spec: Cli, env: dict[str, str], args: tuple[str, ...]) -> None:
-    """Spawn, wait for the exit (wait4: the tree's peak RSS); the exit status must match."""
-    t0 = time.perf_counter()
-    proc = v.spawn(env, args)
-    assert proc.stdout is not None
-    out = b""
-    try:
-        out = proc.stdout.read()  # the pipe closes when the app (and its children) exit
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        elapsed = (time.perf_counter() - t0) * 1000
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    finally:
-        stop(v, proc)
-        proc.stdout.close()
+    """Spawn under /usr/bin/time (its %M is the peak RSS of what it runs: a child forked from
+    this script would inherit this script's peak), wait for the exit; the status must match."""
+    with tempfile.NamedTemporaryFile("r") as rss:
+        t0 = time.perf_counter()
+        proc = v.spawn(env, args, ["/usr/bin/time", "-f", "%M", "-o", rss.name])
+        try:
+            out, _ = proc.communicate(timeout=START_TIMEOUT)
+            elapsed = (time.perf_counter() - t0) * 1000
+        finally:
+            stop(v, proc)
+        peak_kib = rss.read().split()
     if proc.returncode != spec.exit_code:
         v.failure = f"exit {proc.returncode}: {out.decode(errors='replace')[-300:]}"
         return
     v.starts_ms.append(elapsed)
-    v.rss_mib.append(usage.ru_maxrss / 1024)
+    if peak_kib and peak_kib[-1].isdigit():
+        v.rss_mib.append(int(peak_kib[-1]) / 1024)
 
 
 def host_spawn(argv: list[str], cwd: Path) -> Callable[..., subprocess.Popen[bytes]]:
-    def spawn(env: dict[str, str], args: tuple[str, ...]) -> subprocess.Popen[bytes]:
+    def spawn(
+        env: dict[str, str], args: tuple[str, ...], pre: list[str]
+    ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [*argv, *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            [*pre, *argv, *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env={"PATH": os.environ.get("PATH", ""), **env},
             start_new_session=True,
         )  # fmt: skip
@@ -234,9 +236,16 @@ def host_spawn(argv: list[str], cwd: Path) -> Callable[..., subprocess.Popen[byt
 
 
 def root_spawn(route: str, root: Path, exe_in_root: Path) -> Callable[..., subprocess.Popen[bytes]]:
-    def spawn(env: dict[str, str], args: tuple[str, ...]) -> subprocess.Popen[bytes]:
+    def spawn(
+        env: dict[str, str], args: tuple[str, ...], pre: list[str]
+    ) -> subprocess.Popen[bytes]:
         return rootfs.start(
-            root, [str(exe_in_root), *args], env=env, read_only=route == "static", shm=True
+            root,
+            [str(exe_in_root), *args],
+            env=env,
+            read_only=route == "static",
+            shm=True,
+            prefix=pre,
         )
 
     return spawn
@@ -381,7 +390,13 @@ def ms(x: object) -> str:
     return f"{x:.1f}" if isinstance(x, float) else "-"
 
 
-def render(results: list[AppFigures], args: argparse.Namespace, header: str) -> str:
+def why(failure: object) -> str:
+    """The last line of a failure's output, fit for a table cell."""
+    lines = [line.strip() for line in str(failure).splitlines() if line.strip()]
+    return "fails: " + (lines[-1] if lines else "?").replace("|", "/")[:90]
+
+
+def render(results: list[AppFigures], header: str) -> str:
     lines = [header, ""]
     lines += [
         "| app | route | build cold / warm (s) | size raw / gzip (MB) | start, empty root (ms) "
@@ -395,7 +410,7 @@ def render(results: list[AppFigures], args: argparse.Namespace, header: str) -> 
             f"| {r.app} ({kind}) | plain venv | - | - | - | {ms(venv['start_ms'])} | 1.00 "
             f"| {ms(venv['rss_mib'])} |"
             if not venv["failure"]
-            else f"| {r.app} | plain venv | - | - | - | fails: {venv['failure'][:80]} | - | - |"
+            else f"| {r.app} | plain venv | - | - | - | {why(venv['failure'])} | - | - |"
         )
         for route, rf in r.routes.items():
             build_s = f"{ms(rf.cold_s)} / {ms(rf.warm_s)}"
@@ -406,8 +421,7 @@ def render(results: list[AppFigures], args: argparse.Namespace, header: str) -> 
             root, host = r.starts[f"{route}, empty root"], r.starts[f"{route}, host"]
             cells = []
             for s in (root, host):
-                failed = f"fails: {s['failure'][:60]}"
-                cells.append(ms(s["start_ms"]) if not s["failure"] else failed)
+                cells.append(ms(s["start_ms"]) if not s["failure"] else why(s["failure"]))
             ratio = (
                 f"{host['start_ms'] / venv['start_ms']:.2f}"  # type: ignore[operator]
                 if isinstance(host["start_ms"], float) and isinstance(venv["start_ms"], float)
@@ -435,7 +449,17 @@ def main() -> int:
     ap.add_argument("--skip-cold", action="store_true", help="one shared cache per route")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
+    ap.add_argument("--render", type=Path, help="print the table of an earlier --json file")
     args = ap.parse_args()
+    if args.render:
+        data = json.loads(args.render.read_text())
+        figs = [
+            AppFigures(d["app"], d["kind"],
+                       {k: RouteFigures(**v) for k, v in d["routes"].items()}, d["starts"])
+            for d in data
+        ]  # fmt: skip
+        print(render(figs, f"(from {args.render})"))
+        return 0
     args.apps = [a for a in args.apps.split(",") if a]
     args.routes = [r for r in args.routes.split(",") if r]
     args.shared_caches = {}
@@ -452,7 +476,11 @@ def main() -> int:
             runtime = work / "runtime"
             note(f"seeding the static runtime kit {kit_key()} from {args.seed}")
             seed_runtime(args.seed, runtime)
-        results = [bench_app(app, args, work, runtime) for app in args.apps]
+        results = []
+        for app in args.apps:
+            results.append(bench_app(app, args, work, runtime))
+            if args.json:  # after each app: a failure later keeps what was measured
+                args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -460,9 +488,7 @@ def main() -> int:
         f"{started}, load average {load} at the start; {args.runs} starts per variant (median); "
         f"`{' '.join(['.venv/bin/python', 'bench/realapps.py', *sys.argv[1:]])}`"
     )
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
-    print(render(results, args, header))
+    print(render(results, header))
     return 0
 
 
