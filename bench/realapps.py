@@ -346,9 +346,12 @@ def measure(v: Variant, spec: Server | Cli, env: dict[str, str], args: tuple[str
 
 
 def refusal_or_failure(app: str, route: str, stderr: str) -> str:
+    """ "refused" where the suite expects it, else the build's error line (not its hint)."""
     if EXPECTED[app][route] == REFUSED and stderr.startswith("error: "):
         return "refused"
-    return "build failed: " + stderr.strip().splitlines()[-1][:200] if stderr.strip() else "?"
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return "build failed: " + ((errors or lines or ["?"])[0])[:160].replace("|", "/")
 
 
 @contextlib.contextmanager
