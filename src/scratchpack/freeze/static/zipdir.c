@@ -180,28 +180,30 @@ static PyObject *read_directory(PyObject *original, PyObject *archive) {
     return PyObject_CallOneArg(original, archive);
 }
 
-static PyMethodDef read_directory_def = {
-    "_read_directory", (PyCFunction)read_directory, METH_O,
-    "zipimport._read_directory in C (scratchpack): the same table, read in one pass."};
+/* const: read-only data, so the executable's data segment (and file size) does not grow;
+ * CPython only reads a PyMethodDef. */
+static const PyMethodDef read_directory_def = {
+    "_read_directory", (PyCFunction)read_directory, METH_O, NULL};
 
-/* zipimporter.get_filename for modules of the executable's own zip: the path of the first
+/* zipimporter.get_filename (indented by one space: bytes in every executable) for modules of
+ * the executable's own zip: the path of the first
  * entry _get_module_code() would try, when that is a .pyc with no .py beside it (so no source
  * timestamp can reject it). Anything else goes to the original, which loads the code. */
 static const char GET_FILENAME[] =
     "def _scratchpack_get_filename(original):\n"
-    "    import sys\n"
-    "    def get_filename(self, fullname):\n"
-    "        if self.archive == sys.executable:\n"
-    "            path = _get_module_path(self, fullname)\n"
-    "            for suffix, isbytecode, ispackage in _zip_searchorder:\n"
-    "                entry = self._files.get(path + suffix)\n"
-    "                if entry is not None:\n"
-    "                    if isbytecode and (path + suffix)[:-1] not in self._files:\n"
-    "                        return entry[0]\n"
-    "                    break\n"
-    "        return original(self, fullname)\n"
-    "    get_filename.__doc__, get_filename.__qualname__ = original.__doc__, original.__qualname__\n"
-    "    return get_filename\n"
+    " import sys\n"
+    " def get_filename(self, fullname):\n"
+    "  if self.archive == sys.executable:\n"
+    "   path = _get_module_path(self, fullname)\n"
+    "   for suffix, isbytecode, ispackage in _zip_searchorder:\n"
+    "    entry = self._files.get(path + suffix)\n"
+    "    if entry is not None:\n"
+    "     if isbytecode and (path + suffix)[:-1] not in self._files:\n"
+    "      return entry[0]\n"
+    "     break\n"
+    "  return original(self, fullname)\n"
+    " get_filename.__doc__, get_filename.__qualname__ = original.__doc__, original.__qualname__\n"
+    " return get_filename\n"
     "zipimporter.get_filename = _scratchpack_get_filename(zipimporter.get_filename)\n"
     "del _scratchpack_get_filename\n";
 
@@ -210,7 +212,7 @@ void scratchpack_zipdir_install(void) {
     PyObject *zipimport = PyImport_ImportModule("zipimport");
     PyObject *original =
         zipimport != NULL ? PyObject_GetAttrString(zipimport, "_read_directory") : NULL;
-    PyObject *fast = original != NULL ? PyCFunction_New(&read_directory_def, original) : NULL;
+    PyObject *fast = original != NULL ? PyCFunction_New((PyMethodDef *)&read_directory_def, original) : NULL;
     if (fast == NULL || PyObject_SetAttrString(zipimport, "_read_directory", fast) != 0) {
         PyErr_Clear();
     }
