@@ -88,7 +88,15 @@ def freezer_digest() -> str:
     h = hashlib.sha256(kit_key().encode())
     package = importlib.resources.files("scratchpack.freeze.static")
     native = ("native.py", "elf.py", "elfload.c")
-    for name in ("_bundle.py", "launcher.c", "link.py", "__init__.py", *native):
+    for name in (
+        "_bundle.py",
+        "launcher.c",
+        "selfdir.c",
+        "zipdir.c",
+        "link.py",
+        "__init__.py",
+        *native,
+    ):
         h.update(name.encode() + b"\0" + package.joinpath(name).read_bytes())
     return h.hexdigest()[:24]
 

@@ -21,6 +21,9 @@ extern const char scratchpack_bootstrap[];
 void scratchpack_selfdir_init(const char *exe);
 extern int scratchpack_selfdir_dirs;
 
+/* zipdir.c: zipimport's table of contents read in C, installed before the first zip import. */
+void scratchpack_zipdir_install(void);
+
 /* The executable's absolute path: argv[0] if it has a slash, else a $PATH search, else /proc. */
 static int find_self(const char *argv0, char *out) {
     if (strchr(argv0, '/') != NULL) {
@@ -172,11 +175,19 @@ int main(int argc, char **argv) {
             return stop(&config, status);
         }
     }
+    /* Two phases: zipimport gets its C directory reader before the main phase imports
+     * encodings, the first module read from the zip. */
+    config._init_main = 0;
     status = Py_InitializeFromConfig(&config);
     if (PyStatus_Exception(status)) {
         return stop(&config, status);
     }
     PyConfig_Clear(&config);
+    scratchpack_zipdir_install();
+    status = _Py_InitializeMain();
+    if (PyStatus_Exception(status)) {
+        Py_ExitStatusException(status);
+    }
     /* From here the bootstrap's path hook answers <exe>/<pkg> import paths, so those may be
      * directories to stat() (zipimport's own search needed them not to be). */
     scratchpack_selfdir_dirs = !python_mode;

@@ -295,7 +295,7 @@ def link_executable(
     prelude = native.bootstrap if native else ""
     (workdir / "bootstrap.c").write_text(_c_string(bootstrap_code(entrypoint, prelude)))
     sources = importlib.resources.files("scratchpack.freeze.static")
-    for name in ("launcher.c", "selfdir.c"):
+    for name in ("launcher.c", "selfdir.c", "zipdir.c"):
         (workdir / name).write_text(sources.joinpath(name).read_text())
     for name, text in native.sources.items() if native else ():
         (workdir / name).write_text(text)
@@ -303,7 +303,7 @@ def link_executable(
     env["SCRATCHPACK_PREFIX_MAP"] = f"{workdir}=/app"
     cflags = [*APP_CFLAGS, f"-I{kit.include}"]
     objects = []
-    units = ["launcher", "selfdir", "config", "bootstrap"]
+    units = ["launcher", "selfdir", "zipdir", "config", "bootstrap"]
     units += [name.removesuffix(".c") for name in (native.sources if native else ())]
     for name in units:
         obj = workdir / f"{name}.o"

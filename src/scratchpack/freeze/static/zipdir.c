@@ -1,0 +1,228 @@
+/* scratchpack static runtime: zipimport's table of contents, read in C.
+ *
+ * Why: the app's modules are members of the zip appended to the executable, and zipimport reads
+ * that zip's central directory once per process with _read_directory(), a Python loop that
+ * costs ~15 us per member (several reads, slices and unpacks each): 5 ms for an aiohttp server,
+ * tens of ms for a Django site, all before the first app module is imported. The same table
+ * built here costs well under a microsecond per member.
+ *
+ * Also, CPython 3.11's zipimporter reads and unmarshals every module TWICE: find_spec() asks
+ * get_filename(), which loads the code only to return its path, then exec_module() loads it
+ * again. For the executable's own zip (every .pyc compiled by this interpreter, so none is
+ * rejected) GET_FILENAME below answers from the table instead: ~13% of an aiohttp server's
+ * import time (docs/benchmarks.md).
+ *
+ * How: scratchpack_zipdir_install() runs between the core and the main phase of the
+ * interpreter's initialisation (before the first zip import: the encodings package) and
+ * replaces zipimport._read_directory with read_directory() below. It returns exactly what the
+ * Python function returns (name -> (path, compress, data_size, file_size, file_offset, time,
+ * date, crc)) for a plain zip: end record last (no comment), no zip64, ASCII or UTF-8-flagged
+ * names. For anything else (another zip on sys.path, a damaged one, -v) it calls the original
+ * function, so errors and odd archives behave as CPython's own code makes them behave.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static uint32_t u16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t u32(const unsigned char *p) { return u16(p) | u16(p + 2) << 16; }
+
+/* The central directory and end record of the zip at the end of `fd`'s file, and where the
+ * central directory starts in it; NULL if the file is not a plain zip (the caller falls back). */
+static unsigned char *read_tail(int fd, size_t *len, uint64_t *cd_pos, uint32_t *cd_offset) {
+    struct stat st;
+    unsigned char end[22];
+    if (fstat(fd, &st) != 0 || st.st_size < 22 ||
+        pread(fd, end, sizeof end, st.st_size - 22) != (ssize_t)sizeof end ||
+        memcmp(end, "PK\005\006", 4) != 0) {
+        return NULL;
+    }
+    uint64_t end_pos = (uint64_t)st.st_size - 22;
+    uint32_t cd_size = u32(end + 12);
+    *cd_offset = u32(end + 16);
+    if (end_pos < cd_size || end_pos < *cd_offset || end_pos - cd_size < *cd_offset) {
+        return NULL;
+    }
+    *cd_pos = end_pos - cd_size;
+    *len = cd_size + sizeof end;
+    unsigned char *buf = malloc(*len);
+    if (buf == NULL || pread(fd, buf, *len, (off_t)*cd_pos) != (ssize_t)*len) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* zipimport's _path_join(archive, name) on POSIX: '/'.join(p.rstrip('/') for p in parts if p). */
+static PyObject *join(PyObject *prefix, PyObject *archive_stripped, const char *name, size_t n) {
+    size_t stripped = n;
+    while (stripped > 0 && name[stripped - 1] == '/') {
+        stripped--;
+    }
+    if (n == 0) {
+        Py_INCREF(archive_stripped);
+        return archive_stripped;
+    }
+    PyObject *tail = PyUnicode_DecodeUTF8(name, (Py_ssize_t)stripped, NULL);
+    if (tail == NULL || prefix == NULL) {
+        return tail;
+    }
+    PyObject *path = PyUnicode_Concat(prefix, tail);
+    Py_DECREF(tail);
+    return path;
+}
+
+/* The table, or NULL with no exception set when the archive needs CPython's own reader. */
+static PyObject *table(PyObject *archive) {
+    if (Py_VerboseFlag) { /* the Python reader prints "zipimport: found N names" */
+        return NULL;
+    }
+    PyObject *encoded = PyUnicode_EncodeFSDefault(archive);
+    if (encoded == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
+    Py_DECREF(encoded);
+    if (fd < 0) {
+        return NULL;
+    }
+    size_t len;
+    uint64_t cd_pos;
+    uint32_t cd_offset;
+    unsigned char *buf = read_tail(fd, &len, &cd_pos, &cd_offset);
+    close(fd);
+    if (buf == NULL) {
+        return NULL;
+    }
+    uint64_t arc_offset = cd_pos - cd_offset;
+    PyObject *files = PyDict_New();
+    PyObject *archive_stripped = PyObject_CallMethod(archive, "rstrip", "s", "/");
+    PyObject *prefix = NULL;
+    int ok = files != NULL && archive_stripped != NULL;
+    if (ok && PyUnicode_GET_LENGTH(archive) > 0) {
+        prefix = PyUnicode_FromFormat("%U/", archive_stripped);
+        ok = prefix != NULL;
+    }
+    size_t pos = 0;
+    while (ok) {
+        if (len - pos < 4) {
+            ok = 0; /* the Python reader raises EOFError: let it */
+            break;
+        }
+        const unsigned char *h = buf + pos;
+        if (memcmp(h, "PK\001\002", 4) != 0) {
+            break; /* the end record: done, as in the Python reader */
+        }
+        if (len - pos < 46) {
+            ok = 0;
+            break;
+        }
+        uint32_t flags = u16(h + 8), name_size = u16(h + 28);
+        uint32_t rest = u16(h + 30) + u16(h + 32), file_offset = u32(h + 42);
+        uint32_t data_size = u32(h + 20), file_size = u32(h + 24);
+        if (file_offset > cd_offset || len - pos - 46 < (size_t)name_size + rest ||
+            data_size == 0xFFFFFFFFu || file_size == 0xFFFFFFFFu || file_offset == 0xFFFFFFFFu) {
+            ok = 0;
+            break;
+        }
+        const char *name = (const char *)h + 46;
+        if (!(flags & 0x800)) { /* not UTF-8: ASCII here, cp437 is the Python reader's job */
+            for (uint32_t i = 0; i < name_size; i++) {
+                if ((unsigned char)name[i] >= 0x80) {
+                    ok = 0;
+                    break;
+                }
+            }
+            if (!ok) {
+                break;
+            }
+        }
+        PyObject *key = PyUnicode_DecodeUTF8(name, name_size, NULL);
+        PyObject *path = key != NULL ? join(prefix, archive_stripped, name, name_size) : NULL;
+        PyObject *entry = path != NULL
+            ? Py_BuildValue("(NIIIKIII)", path, u16(h + 10), data_size, file_size,
+                            (unsigned long long)(file_offset + arc_offset), u16(h + 12),
+                            u16(h + 14), u32(h + 16))
+            : NULL;
+        if (entry == NULL || PyDict_SetItem(files, key, entry) != 0) {
+            Py_XDECREF(key);
+            Py_XDECREF(entry);
+            PyErr_Clear(); /* a name that is not valid UTF-8: the Python reader's error */
+            ok = 0;
+            break;
+        }
+        Py_DECREF(key);
+        Py_DECREF(entry);
+        pos += 46 + (size_t)name_size + rest;
+    }
+    free(buf);
+    Py_XDECREF(prefix);
+    Py_XDECREF(archive_stripped);
+    if (!ok) {
+        Py_XDECREF(files);
+        PyErr_Clear();
+        return NULL;
+    }
+    return files;
+}
+
+/* zipimport._read_directory's replacement; `original` is the function it replaces. */
+static PyObject *read_directory(PyObject *original, PyObject *archive) {
+    PyObject *files = PyUnicode_Check(archive) ? table(archive) : NULL;
+    if (files != NULL) {
+        return files;
+    }
+    return PyObject_CallOneArg(original, archive);
+}
+
+/* const: read-only data, so the executable's data segment (and file size) does not grow;
+ * CPython only reads a PyMethodDef. */
+static const PyMethodDef read_directory_def = {
+    "_read_directory", (PyCFunction)read_directory, METH_O, NULL};
+
+/* zipimporter.get_filename (indented by one space: bytes in every executable) for modules of
+ * the executable's own zip: the path of the first
+ * entry _get_module_code() would try, when that is a .pyc with no .py beside it (so no source
+ * timestamp can reject it). Anything else goes to the original, which loads the code. */
+static const char GET_FILENAME[] =
+    "def _scratchpack_get_filename(original):\n"
+    " import sys\n"
+    " def get_filename(self, fullname):\n"
+    "  if self.archive == sys.executable:\n"
+    "   path = _get_module_path(self, fullname)\n"
+    "   for suffix, isbytecode, ispackage in _zip_searchorder:\n"
+    "    entry = self._files.get(path + suffix)\n"
+    "    if entry is not None:\n"
+    "     if isbytecode and (path + suffix)[:-1] not in self._files:\n"
+    "      return entry[0]\n"
+    "     break\n"
+    "  return original(self, fullname)\n"
+    " get_filename.__doc__, get_filename.__qualname__ = original.__doc__, original.__qualname__\n"
+    " return get_filename\n"
+    "zipimporter.get_filename = _scratchpack_get_filename(zipimporter.get_filename)\n"
+    "del _scratchpack_get_filename\n";
+
+/* Called between the core and main initialisation phases; a failure leaves zipimport as is. */
+void scratchpack_zipdir_install(void) {
+    PyObject *zipimport = PyImport_ImportModule("zipimport");
+    PyObject *original =
+        zipimport != NULL ? PyObject_GetAttrString(zipimport, "_read_directory") : NULL;
+    PyObject *fast = original != NULL ? PyCFunction_New((PyMethodDef *)&read_directory_def, original) : NULL;
+    if (fast == NULL || PyObject_SetAttrString(zipimport, "_read_directory", fast) != 0) {
+        PyErr_Clear();
+    }
+    PyObject *ns = zipimport != NULL ? PyModule_GetDict(zipimport) : NULL; /* borrowed */
+    PyObject *done = ns != NULL ? PyRun_String(GET_FILENAME, Py_file_input, ns, ns) : NULL;
+    if (done == NULL) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(done);
+    Py_XDECREF(fast);
+    Py_XDECREF(original);
+    Py_XDECREF(zipimport);
+}
