@@ -8,7 +8,6 @@ executable itself: nothing is extracted, one process, no /tmp or /proc needed.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import importlib.resources
@@ -47,6 +46,7 @@ from scratchpack.freeze.static.native import (
     check_objects,
     compiled_distributions,
     fetch_wheels,
+    installed_files,
     library_components,
     library_members,
     native_link,
@@ -103,18 +103,10 @@ def freezer_digest() -> str:
 
 def _owners(site_dirs: list[str]) -> dict[str, str]:
     """Installed file (absolute path) -> distribution name, from every dist-info RECORD."""
-    owners: dict[str, str] = {}
-    for site in site_dirs:
-        for info in sorted(Path(site).glob("*.dist-info")):
-            record = info / "RECORD"
-            if not record.is_file():
-                continue
-            name = info.name.removesuffix(".dist-info").rsplit("-", 1)[0]
-            with record.open(newline="") as f:
-                for row in csv.reader(f):
-                    if row:
-                        owners[os.path.normpath(os.path.join(site, row[0]))] = name
-    return owners
+    return {
+        os.path.normpath(os.path.join(site, file)): name
+        for site, name, file in installed_files(site_dirs)
+    }
 
 
 def _c_extension_error(

@@ -15,7 +15,7 @@ import json
 import re
 import shutil
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,9 +55,8 @@ class Wheel:
     path: Path
 
 
-def compiled_distributions(site_dirs: Sequence[str]) -> dict[str, str]:
-    """Distribution name -> one compiled file it installed (from each dist-info RECORD)."""
-    out: dict[str, str] = {}
+def installed_files(site_dirs: Sequence[str]) -> Iterator[tuple[str, str, str]]:
+    """(site dir, distribution name, file as its RECORD names it) for every installed file."""
     for site in site_dirs:
         for info in sorted(Path(site).glob("*.dist-info")):
             record = info / "RECORD"
@@ -66,8 +65,16 @@ def compiled_distributions(site_dirs: Sequence[str]) -> dict[str, str]:
             name = info.name.removesuffix(".dist-info").rsplit("-", 1)[0]
             with record.open(newline="") as f:
                 for row in csv.reader(f):
-                    if row and _COMPILED.search(row[0]):
-                        out.setdefault(name, row[0])
+                    if row:
+                        yield site, name, row[0]
+
+
+def compiled_distributions(site_dirs: Sequence[str]) -> dict[str, str]:
+    """Distribution name -> one compiled file it installed (from each dist-info RECORD)."""
+    out: dict[str, str] = {}
+    for _site, name, file in installed_files(site_dirs):
+        if _COMPILED.search(file):
+            out.setdefault(name, file)
     return out
 
 
