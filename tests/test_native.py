@@ -162,6 +162,24 @@ def test_bundle_keeps_an_optional_speedup_that_loads(tmp_path: Path) -> None:
     assert report["native"] == [{"module": "fast._core", "member": f"fast/_core{EXT}"}]
 
 
+def test_bundle_loads_a_musllinux_mypyc_module_instead_of_the_source_beside_it(
+    tmp_path: Path,
+) -> None:
+    """mypyc's wheels ship ``md.py`` beside the compiled shim ``md.so``, which imports the
+    shared ``<hash>__mypyc`` module by name from C: both compiled modules go in, not the .py."""
+    site = _site(tmp_path, "from fast import md\n")
+    (site / "fast" / "md.py").write_text("X = 1\n")
+    (site / "fast" / f"md{EXT}").write_bytes(b"\x7fELF\x0081d2c5__mypyc\x00")
+    (site / f"81d2c5__mypyc{EXT}").write_bytes(b"\x7fELF mypyc")
+    report, zf = _bundle_native(tmp_path, site)
+    assert report["sources_for_extensions"] == []
+    assert report["native"] == [
+        {"module": "81d2c5__mypyc", "member": f"81d2c5__mypyc{EXT}"},
+        {"module": "fast.md", "member": f"fast/md{EXT}"},
+    ]
+    assert "fast/md.pyc" not in zf.namelist()
+
+
 def test_c_imports_are_stdlib_or_installed_names_among_the_c_strings(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()

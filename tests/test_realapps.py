@@ -118,6 +118,7 @@ RUNS: dict[str, Server | Cli] = {
             r"certifi 2024.08.30: \d+ CA certificates, where\(\) readable: True",
             "status 200",
             "hello over TLS to /realapps",
+            "charset_normalizer.md compiled: True",
         ),
         env={"REQUESTS_CA_BUNDLE": "/ca.pem"},
     ),

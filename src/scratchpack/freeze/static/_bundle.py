@@ -11,8 +11,8 @@ wheels are unpacked, their extension modules' suffix).
 Report: builtins (C modules to link), modules, packages (top-level non-stdlib modules), files,
 extensions (compiled modules the app needs: refused), native (compiled modules from
 native_roots, the musllinux wheels' files, put into the zip with their bundled libraries:
-module and member), left_out (optional ones, with who copes),
-sources_for_extensions (compiled modules replaced by the .py beside them), missing_c (stdlib C
+module and member), left_out (optional ones, with who copes), sources_for_extensions
+(compiled modules outside native_roots replaced by the .py beside them), missing_c (stdlib C
 modules the kit lacks); or error.
 """
 
@@ -451,12 +451,16 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
     development tool (DEV_TOOLS): those are how it keeps pydoc, doctest, unittest... off the
     start path, and following them bundles half of it.
     Also supports implicit namespace packages, and takes the pure-Python source of a compiled
-    module when it ships beside it (mypyc, Cython pure-Python mode).
+    module when it ships beside it (mypyc, Cython pure-Python mode) unless the compiled module
+    is a musllinux wheel's (under ``native_roots``), which the executable loads.
     """
 
-    def __init__(self, stdlib: str, main: str, **kwargs: object) -> None:
+    def __init__(
+        self, stdlib: str, main: str, native_roots: tuple[str, ...] = (), **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.stdlib = stdlib.rstrip("/") + "/"
+        self.native_roots = list(native_roots)
         self.main = main
         # short str literals of the app's and its dependencies' code: codec names may be in them
         self.app_strings: set[str] = set()
@@ -478,7 +482,7 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         self, name: str, path: Any, parent: Any = None
     ) -> tuple[Any, Any, tuple[str, str, int]]:
         """modulefinder's, plus: frozen modules with no source, namespace packages, and the
-        ``.py`` beside a compiled module instead of the ``.so``."""
+        ``.py`` beside a compiled module instead of a ``.so`` the executable cannot load."""
         fullname = f"{parent.__name__}.{name}" if parent is not None else name
         if fullname in self.excludes:
             raise ImportError(name)
@@ -500,7 +504,7 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         if spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
             origin = str(spec.origin)
             source = os.path.join(os.path.dirname(origin), name + ".py")
-            if os.path.isfile(source):
+            if os.path.isfile(source) and _under(origin, self.native_roots) is None:
                 self.source_for_extension[fullname] = origin
                 kind = modulefinder._PY_SOURCE  # type: ignore[attr-defined]
                 return (open(source, "rb"), source, (".py", "rb", kind))
@@ -771,7 +775,11 @@ def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
     (entry point, include-modules, hidden edges, codecs), the roots of the import graph."""
     excludes: list[str] = req["excludes"]
     finder = StdlibAwareFinder(
-        req["stdlib"], req["entry"], path=req["search_path"], excludes=excludes
+        req["stdlib"],
+        req["entry"],
+        native_roots=tuple(req.get("native_roots", ())),
+        path=req["search_path"],
+        excludes=excludes,
     )
     roots = [req["entry"]]
     finder.import_hook(req["entry"])
@@ -838,7 +846,9 @@ _NOT_FROM_C = frozenset(
         *("distutils", "__hello__", "__phello__", "__main__", "site", "builtins"),
     }
 )
-_C_STRING = re.compile(rb"(?<![\w.])([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\x00")
+#: A leading digit too: mypyc's shared runtime module is ``<hex hash>__mypyc``, which each of
+#: its shims (charset_normalizer's ``md``) imports by name.
+_C_STRING = re.compile(rb"(?<![\w.])([a-z0-9_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\x00")
 
 
 def c_imports(path: str, app_paths: list[str]) -> list[str]:

@@ -2,8 +2,10 @@
 REQUESTS_CA_BUNDLE, as requests reads it; certifi's own bundle must be readable too."""
 
 import sys
+import types
 
 import certifi
+import charset_normalizer.md
 import requests
 
 
@@ -17,6 +19,13 @@ def main() -> int:
     resp = requests.get(sys.argv[1], timeout=10)
     print(f"status {resp.status_code}")
     print(resp.text, end="")
+    # charset_normalizer's binary wheels compile md.py with mypyc (the .py ships beside the
+    # .so): compiled, its classes' methods are C method descriptors, not Python functions
+    md = charset_normalizer.md
+    compiled = md.__file__.endswith(".so") and not isinstance(
+        md.MessDetectorPlugin.reset, types.FunctionType
+    )
+    print(f"charset_normalizer.md compiled: {compiled}")
     return 0 if resp.ok else 1
 
 
