@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import http.server
+import json
 import os
 import re
 import shutil
@@ -82,13 +83,28 @@ REFUSAL_NAMES: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
+class Load:
+    """Concurrent JSON POSTs to ``path``: ``threads`` client threads, ``per_thread`` requests
+    each, all sent at once; each thread also sends one invalid body half-way, which must be
+    answered 422 with the validation error ``error_type`` at ``error_loc``."""
+
+    path: str
+    threads: int
+    per_thread: int
+    error_type: str
+    error_loc: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Server:
-    """GET ``path`` once the port answers; the body must contain ``body``; then SIGTERM."""
+    """GET ``path`` once the port answers; the body must contain ``body``; then ``load``, if
+    any (see run_load); then SIGTERM."""
 
     path: str
     body: str
     exit_code: Mapping[str, int] = field(default_factory=dict)  # route -> code; default 0
     env: Mapping[str, str] = field(default_factory=dict)
+    load: Load | None = None
 
 
 @dataclass(frozen=True)
@@ -127,10 +143,12 @@ RUNS: dict[str, Server | Cli] = {
     # uvicorn re-raises the SIGTERM it handled (plain Python: killed by SIGTERM); the staticx
     # loader reports a child killed by a signal as "Child exited for unknown reason", exit 2;
     # the static executable, PID 1 here, exits 143 (128 + SIGTERM) as the bootstrap makes it
+    # /orders is a sync endpoint: anyio worker threads run pydantic-core concurrently
     "fastapi_uvicorn": Server(
         "/",
         '{"message":"hello from fastapi","length":18}',
         exit_code={"pyinstaller": 2, "static": 143},
+        load=Load("/orders", 8, 25, "greater_than", ("body", "quantity")),
     ),
     "orjson_cli": Cli(
         lines=(
@@ -244,6 +262,45 @@ def http_get(port: int, path: str) -> tuple[int, str] | None:
         conn.close()
 
 
+def post_json(conn: http.client.HTTPConnection, path: str, body: object) -> tuple[int, object]:
+    conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    return resp.status, json.loads(resp.read())
+
+
+def run_load(port: int, load: Load) -> list[str]:
+    """Send ``load``'s requests from its threads at once; what went wrong, one line each."""
+    problems: list[str] = []
+    start = threading.Barrier(load.threads)
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            start.wait()
+            for i in range(load.per_thread):
+                order = {"item": f"t{k}-{i}", "quantity": i + 1}
+                got = post_json(conn, load.path, order)
+                if got != (200, {**order, "worker": True}):
+                    problems.append(f"{order}: {got}")
+                if i == load.per_thread // 2:
+                    status, body = post_json(conn, load.path, {"item": "x", "quantity": 0})
+                    errors = body.get("detail", []) if isinstance(body, dict) else []
+                    seen = [(e.get("type"), tuple(e.get("loc", ()))) for e in errors]
+                    if (status, seen) != (422, [(load.error_type, load.error_loc)]):
+                        problems.append(f"invalid order: {status} {body}")
+        except (OSError, ValueError, threading.BrokenBarrierError) as err:
+            problems.append(f"client {k}: {err!r}")
+        finally:
+            conn.close()
+
+    clients = [threading.Thread(target=client, args=(k,)) for k in range(load.threads)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(300)
+    return problems + [f"{t.name} still running" for t in clients if t.is_alive()]
+
+
 def image_args(app: str) -> tuple[str, ...]:
     """[tool.scratchpack] args: the image's Cmd, which `scratchpack exe` does not bake in."""
     with (REALAPPS / app / "pyproject.toml").open("rb") as f:
@@ -264,12 +321,14 @@ def run_server(route: str, exe: Path, root: Path, spec: Server, args: tuple[str,
             lambda: proc.poll() is not None or http_get(port, spec.path) is not None, 90, 0.2
         )
         got = http_get(port, spec.path)
+        problems = run_load(port, spec.load) if spec.load and got is not None else []
         code = rootfs.stop(proc, signal.SIGTERM, timeout=20) if proc.poll() is None else None
         assert proc.stdout is not None
         out = proc.stdout.read().decode(errors="replace")
     assert got is not None, f"never answered on port {port}; exit {proc.returncode}:\n{out}"
     status, body = got
     assert (status, spec.body in body) == (200, True), f"GET {spec.path}: {status} {body!r}\n{out}"
+    assert not problems, f"{len(problems)} wrong answers under load:\n" + "\n".join(problems[:20])
     want = spec.exit_code.get(route, 0)
     assert code == want, f"exit {code} after SIGTERM, want {want}:\n{out}"
 
