@@ -1040,11 +1040,6 @@ def _add_package_data(
                         continue
                     # by path: copied into the zip in chunks, never held in memory
                     entries.setdefault(os.path.relpath(full, root), Stored(full))
-    if escapes:
-        raise BundleError(
-            "package data symlinks lead outside the install tree, and their targets would be "
-            "copied into the executable:\n" + "\n".join(f"  {e}" for e in escapes)
-        )
         for dist in dists:
             for meta in ("METADATA", "entry_points.txt", "top_level.txt"):
                 for info in _dist_infos(root, dist):
@@ -1052,6 +1047,11 @@ def _add_package_data(
                     if os.path.isfile(full):
                         with open(full, "rb") as f:
                             entries[f"{info}/{meta}"] = f.read()
+    if escapes:
+        raise BundleError(
+            "package data symlinks lead outside the install tree, and their targets would be "
+            "copied into the executable:\n" + "\n".join(f"  {e}" for e in escapes)
+        )
 
 
 def _top_name(path: str, app_paths: list[str]) -> str:
