@@ -27,7 +27,12 @@ from scratchpack.freeze._scripts import script_path
 from scratchpack.freeze.base import Build, Built, Freezer
 from scratchpack.freeze.env import PythonInfo
 from scratchpack.freeze.onefile import TOOL_PINS, PyInstallerFreezer
-from scratchpack.freeze.pyinstaller import NOT_DATA, locale_digest, recipe_digest
+from scratchpack.freeze.pyinstaller import (
+    NOT_DATA,
+    load_segments_aligned,
+    locale_digest,
+    recipe_digest,
+)
 from scratchpack.freeze.static import StaticFreezer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -480,3 +485,54 @@ def test_a_distributions_packages_come_from_its_record(
     assert {"_pytest", "pytest"} <= set(found)
     assert all(name.isidentifier() and name != "__pycache__" for name in found)
     assert packages("no-such-distribution") == []
+
+
+def _elf64(loads: Sequence[tuple[int, int, int]]) -> bytes:
+    """A little-endian ELF64 header and its PT_LOAD program headers, (offset, vaddr, align)."""
+    import struct
+
+    head = bytearray(64)
+    head[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", head, 0x20, 64)  # e_phoff
+    struct.pack_into("<HH", head, 0x36, 56, len(loads))  # e_phentsize, e_phnum
+    table = b"".join(
+        struct.pack("<IIQQQQQQ", 1, 4, offset, vaddr, vaddr, 0x10, 0x10, align)
+        for offset, vaddr, align in loads
+    )
+    return bytes(head) + table
+
+
+def test_load_segments_alignment_is_read_from_the_program_headers() -> None:
+    """The layout strip makes of numpy's OpenBLAS (offset 0x13ab3d0 at 0x13e5000) is refused;
+    the one it had (0x1386540 at 0x1387540: congruent mod 4 KiB) is fine."""
+    assert load_segments_aligned(_elf64([(0, 0, 0x1000), (0x1386540, 0x1387540, 0x1000)]))
+    assert not load_segments_aligned(_elf64([(0, 0, 0x1000), (0x13AB3D0, 0x13E5000, 0x1000)]))
+    assert load_segments_aligned(_elf64([(0x13AB3D0, 0x13E5000, 1)]))  # no alignment asked
+    assert not load_segments_aligned(_elf64([(0, 0, 0x1000)] * 2)[:-8])  # table cut short
+    assert load_segments_aligned(b"#!/bin/sh\n")  # not ELF: nothing to check
+
+
+def test_spec_strips_binaries_itself_and_keeps_what_strip_would_break(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools = FakeTools()
+    _freeze(tmp_path, tools)
+    (text,) = tools.specs
+    assert "strip=False" in text and "strip=True" not in text  # PyInstaller's strip is off
+    assert "a.binaries[:] = _stripped(_without_runpath(a.binaries))" in text
+    helpers = _spec_helpers(text, monkeypatch)
+    helpers["STRIPPED"] = str(tmp_path / "stripped")
+    stripped = helpers["_stripped"]
+    assert callable(stripped)
+    binary = tmp_path / "libdemo.so"
+    binary.write_bytes(Path(sys.executable).resolve().read_bytes())
+    toc = [("lib/libdemo.so", str(binary), "BINARY"), ("data.txt", "/elsewhere/data.txt", "DATA")]
+    out = stripped(toc)
+    assert out[0][1] == str(tmp_path / "stripped" / "lib" / "libdemo.so")
+    assert out[1] == toc[1]
+    assert Path(out[0][1]).stat().st_size <= binary.stat().st_size
+    (tmp_path / ".libdemo.so.hmac").write_text("0")  # a FIPS checksum: left as it is
+    assert stripped(toc) == toc
+    (tmp_path / ".libdemo.so.hmac").unlink()
+    helpers["load_segments_aligned"] = lambda data: False  # what strip gives numpy's OpenBLAS
+    assert stripped(toc) == toc
