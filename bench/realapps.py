@@ -37,7 +37,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -164,19 +163,6 @@ class Variant:
     failure: str = ""
 
 
-def stop(v: Variant, proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        if v.in_root:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                rootfs.stop(proc, timeout=10)
-        else:
-            wb.stop(proc)
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
 def start_server(v: Variant, spec: Server, env: dict[str, str], args: tuple[str, ...]) -> None:
     """Spawn, GET spec.path every 2 ms until 200, idle 1 s, RSS of the tree; stop."""
     port = free_port()
@@ -186,7 +172,7 @@ def start_server(v: Variant, spec: Server, env: dict[str, str], args: tuple[str,
     try:
         while wb.http_get_status(port, spec.path, timeout=1) != 200:
             if proc.poll() is not None or time.perf_counter() - t0 > START_TIMEOUT:
-                stop(v, proc)
+                wb.stop_started(proc, in_root=v.in_root)
                 out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
                 v.failure = f"no 200 (exit {proc.returncode}): {out[-300:]}"
                 return
@@ -197,7 +183,7 @@ def start_server(v: Variant, spec: Server, env: dict[str, str], args: tuple[str,
         if app is not None:
             v.rss_mib.append(wb.tree_rss_kib(app) / 1024)
     finally:
-        stop(v, proc)
+        wb.stop_started(proc, in_root=v.in_root)
         if proc.stdout is not None:
             proc.stdout.close()
 
@@ -212,7 +198,7 @@ def run_cli(v: Variant, spec: Cli, env: dict[str, str], args: tuple[str, ...]) -
             out, _ = proc.communicate(timeout=START_TIMEOUT)
             elapsed = (time.perf_counter() - t0) * 1000
         finally:
-            stop(v, proc)
+            wb.stop_started(proc, in_root=v.in_root)
         peak_kib = rss.read().split()
     if proc.returncode != spec.exit_code:
         v.failure = f"exit {proc.returncode}: {out.decode(errors='replace')[-300:]}"

@@ -293,15 +293,7 @@ class StartVariant:
 
 
 def stop_variant(v: StartVariant, proc: subprocess.Popen[bytes]) -> None:
-    if v.in_rootfs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            rootfs.stop(proc)
-    else:
-        wb.stop(proc)
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    wb.stop_started(proc, in_root=v.in_rootfs, timeout=15)
     if proc.stdout:
         proc.stdout.close()
     if v.scratch is not None:

@@ -40,6 +40,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from testsupport import rootfs
+
 PASSWD = b"root:x:0:0:root:/root:/bin/sh\nappuser:x:1000:1000::/home/appuser:/sbin/nologin\n"
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
@@ -218,6 +220,23 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def stop_started(proc: subprocess.Popen[bytes], *, in_root: bool, timeout: float = 10) -> None:
+    """Stop a process a bench started in its own session, whatever it became: in an empty root
+    (testsupport.rootfs.start) the app, the namespace's PID 1, gets SIGTERM as `docker stop`
+    gives it; on the host its process group gets SIGTERM (stop above). Either way the group is
+    SIGKILLed if anything of it still runs, so no bench leaves a server behind."""
+    if proc.poll() is None:
+        if in_root:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                rootfs.stop(proc, timeout=timeout)
+        else:
+            stop(proc)
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 _NUM = r"([\d.]+)"
