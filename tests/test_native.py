@@ -11,8 +11,10 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+from scratchpack.cli import REMEDIES
 from scratchpack.freeze.env import BuildEnv
-from scratchpack.freeze.static import _bundle, native
+from scratchpack.freeze.spec import Distribution
+from scratchpack.freeze.static import _bundle, _c_extension_error, _musllinux_site, native
 
 STDLIB = sysconfig.get_paths()["stdlib"]
 EXT = importlib.machinery.EXTENSION_SUFFIXES[0]
@@ -105,6 +107,40 @@ def test_fetch_reports_pips_reason_when_there_is_no_musllinux_wheel(tmp_path: Pa
     )
     assert wheels == []
     assert missing == {"old": "ERROR: No matching distribution found for old==1.0"}
+
+
+def test_a_glibc_only_distribution_is_refused_naming_it_and_the_missing_wheel(
+    tmp_path: Path,
+) -> None:
+    """A distribution whose only build is compiled for glibc (psutil 5.9.4: manylinux wheels,
+    no pure-Python code): no musllinux site is made, and the refusal names the module, its
+    file, the distribution, the wheel pip could not find and pip's reason; its remedy key
+    tells the CLI to offer the default route."""
+    site = tmp_path / "site"
+    (site / "psutil").mkdir(parents=True)
+    so = site / "psutil" / "_psutil_linux.abi3.so"
+    so.write_bytes(b"\x7fELF glibc")
+    (site / "psutil-5.9.4.dist-info").mkdir()
+    (site / "psutil-5.9.4.dist-info" / "RECORD").write_text(
+        "psutil/__init__.py,,\npsutil/_psutil_linux.abi3.so,,\n"
+    )
+    reason = "ERROR: No matching distribution found for psutil==5.9.4"
+    pip = FakePip((1, f"Looking in indexes: https://pypi.org/simple\n{reason}\n"))
+    musl_site, wheels, no_wheel = _musllinux_site(
+        BuildEnv(tmp_path / "venv"), (Distribution("psutil", "5.9.4"),), [str(site)],
+        workdir=tmp_path / "work", cache_dir=tmp_path / "cache", runner=pip,
+    )  # fmt: skip
+    assert (musl_site, wheels, no_wheel) == (None, [], {"psutil": reason})
+    assert pip.calls[0][-1] == "psutil==5.9.4"
+    err = _c_extension_error(
+        [{"module": "psutil._psutil_linux", "file": str(so)}], [str(site)], no_wheel
+    )
+    assert (
+        "  psutil._psutil_linux (_psutil_linux.abi3.so, from the psutil distribution): no "
+        f"musllinux wheel of psutil for CPython 3.11 x86-64 ({reason})"
+    ) in str(err)
+    assert err.remedy == "static-c-extension"
+    assert "--runtime pyinstaller" in REMEDIES[err.remedy]
 
 
 def _site(tmp_path: Path, init: str) -> Path:
