@@ -2,7 +2,8 @@
 """The real-apps suite (tests/realapps/) on both routes and from a plain venv: build, size, start.
 
     .venv/bin/python bench/realapps.py [--apps a,b] [--runs 5] [--seed CACHE] [--skip-cold]
-        [--routes pyinstaller,static] [--json FILE]
+        [--routes pyinstaller,static] [--json FILE] [--rps-apps a,b] [--wrk-runs 3]
+        [--wrk-duration 5] [--connections 64] [--threads 2]
 
 Per app and route, one pass on snapshots of the projects:
 
@@ -22,7 +23,14 @@ Per app and route, one pass on snapshots of the projects:
   of one app take turns run by run; medians of --runs. The ratio static/venv compares the two
   host figures of the same pass (the target of issue 10 is <= 0.6 on the servers);
 - RSS: servers, the process tree 1 s after the first 200 (idle); CLIs, the peak
-  (/usr/bin/time's %M: the largest process of the run).
+  (/usr/bin/time's %M: the largest process of the run);
+- req/s (servers named by --rps-apps, fastapi_uvicorn by default): GET on the suite's path
+  with wrk, as bench/static_bench.py measures webhello: every host variant (plain venv, each
+  route's executable) serves at once, pinned to core 0 (`taskset -c 0`), wrk on core 1; one
+  warm-up run each, then --wrk-runs rounds in which the variants take turns (the order rotates
+  round by round); medians, and the non-2xx responses and socket errors of all runs. Below the
+  table, issue 12's targets for these apps (static start <= 0.5x the default route's and <= the
+  plain venv's, host figures; static gzip size <= the default route's), each met or not.
 
 (app, route) pairs the suite EXPECTs refused are built and shown as refused; a build or start
 that fails is shown with its cause instead of figures. Markdown on stdout, progress on stderr;
@@ -45,6 +53,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -156,7 +165,7 @@ class Variant:
     """One way of starting one app; figures collected run by run."""
 
     label: str
-    spawn: Callable[[dict[str, str], tuple[str, ...], list[str]], subprocess.Popen[bytes]]
+    spawn: Callable[..., subprocess.Popen[bytes]]  # (env, args, prefix[, log])
     in_root: bool
     starts_ms: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
@@ -210,12 +219,14 @@ def run_cli(v: Variant, spec: Cli, env: dict[str, str], args: tuple[str, ...]) -
 
 def host_spawn(argv: list[str], cwd: Path) -> Callable[..., subprocess.Popen[bytes]]:
     def spawn(
-        env: dict[str, str], args: tuple[str, ...], pre: list[str]
+        env: dict[str, str], args: tuple[str, ...], pre: list[str], log: IO[bytes] | None = None
     ) -> subprocess.Popen[bytes]:
+        """Output piped, or into ``log`` for a server under load (a pipe nobody reads fills
+        up with access-log lines and stalls the server)."""
         return subprocess.Popen(
-            [*pre, *argv, *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env={"PATH": os.environ.get("PATH", ""), **env},
-            start_new_session=True,
+            [*pre, *argv, *args], cwd=cwd, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if log is None else log, stderr=subprocess.STDOUT,
+            env={"PATH": os.environ.get("PATH", ""), **env}, start_new_session=True,
         )  # fmt: skip
 
     return spawn
@@ -255,6 +266,57 @@ class AppFigures:
     kind: str
     routes: dict[str, RouteFigures] = field(default_factory=dict)
     starts: dict[str, dict[str, object]] = field(default_factory=dict)
+    rps: dict[str, dict[str, object]] = field(default_factory=dict)  # host variant -> figures
+
+
+def throughput(
+    variants: list[Variant],
+    spec: Server,
+    env_for: Callable[[Variant], dict[str, str]],
+    extra: tuple[str, ...],
+    logs: Path,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, object]]:
+    """req/s of GET spec.path on each host variant: all serve at once on core 0, wrk on core
+    1 takes them in turn, the order rotating round by round (see the module docstring)."""
+    kw = {"threads": args.threads, "connections": args.connections}
+    runs: dict[str, list[float]] = {v.label: [] for v in variants}
+    errors = dict.fromkeys(runs, 0)
+    failures = dict.fromkeys(runs, "")
+    urls: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        for v in variants:
+            port = free_port()
+            log = stack.enter_context((logs / f"rps-{v.label.split(',')[0]}.log").open("wb"))
+            env = {**env_for(v), "PORT": str(port)}
+            proc = v.spawn(env, extra, ["taskset", "-c", wb.SERVER_CPU], log)
+            stack.callback(wb.stop_started, proc, in_root=False)
+            t0 = time.perf_counter()
+            while wb.http_get_status(port, spec.path, timeout=1) != 200:
+                if proc.poll() is not None or time.perf_counter() - t0 > START_TIMEOUT:
+                    failures[v.label] = f"no 200 (exit {proc.poll()}), see {log.name}"
+                    break
+                time.sleep(0.02)
+            else:
+                urls[v.label] = f"http://127.0.0.1:{port}{spec.path}"
+        for url in urls.values():
+            wb.run_wrk(wb.wrk_argv(url, duration=wb.WARMUP_SECONDS, **kw))
+        labels = list(urls)
+        for i in range(args.wrk_runs):
+            k = i % len(labels) if labels else 0
+            for label in [*labels[k:], *labels[:k]]:
+                run = wb.run_wrk(wb.wrk_argv(urls[label], duration=args.wrk_duration, **kw))
+                runs[label].append(run.rps)
+                errors[label] += run.non2xx + run.socket_errors
+            note(
+                f"req/s round {i + 1}/{args.wrk_runs}: "
+                + ", ".join(f"{label} {runs[label][-1]:,.0f}" for label in labels)
+            )
+    return {
+        label: {"rps": median(runs[label]), "runs": runs[label], "errors": errors[label],
+                "failure": failures[label]}
+        for label in runs
+    }  # fmt: skip
 
 
 def bench_app(app: str, args: argparse.Namespace, work: Path, runtime: Path | None) -> AppFigures:
@@ -313,6 +375,11 @@ def bench_app(app: str, args: argparse.Namespace, work: Path, runtime: Path | No
             for v in [*variants[k:], *variants[:k]]:
                 if not v.failure:
                     measure(v, spec, env_for(v), extra_args)
+    if app in args.rps_apps and isinstance(spec, Server):
+        note(f"{app}: req/s")
+        with app_env(app, spec, work) as (env_for, extra_args):
+            hosts = [v for v in variants if not v.in_root]
+            figs.rps = throughput(hosts, spec, env_for, extra_args, host, args)
     for v in variants:
         figs.starts[v.label] = {
             "start_ms": median(v.starts_ms),
@@ -420,7 +487,66 @@ def render(results: list[AppFigures], header: str) -> str:
                 f"| {r.app} | {route} | {build_s} | {size} | {cells[0]} | {cells[1]} | {ratio} "
                 f"| {ms(root['rss_mib'])} |"
             )
+    for r in results:
+        if r.rps:
+            lines += ["", *render_rps(r)]
     return "\n".join(lines)
+
+
+def render_rps(r: AppFigures) -> list[str]:
+    """The req/s table of one app, then issue 12's targets for it, each met or not."""
+    spec = RUNS[r.app]
+    path = spec.path if isinstance(spec, Server) else "?"
+    venv = r.rps.get("venv, host", {}).get("rps")
+    lines = [
+        f"{r.app}, req/s of GET {path} (host; server on core {wb.SERVER_CPU}, wrk on core "
+        f"{wb.CLIENT_CPU}; rounds interleaved; median):",
+        "",
+        "| variant | req/s | runs | vs venv | non-2xx + socket errors |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for label, fig in r.rps.items():
+        rps, runs = fig["rps"], fig["runs"]
+        if fig["failure"] or not isinstance(rps, float):
+            lines.append(f"| {label} | {why(fig['failure'])} | | | |")
+            continue
+        ratio = f"{rps / venv:.2f}" if isinstance(venv, float) else "-"
+        each = ", ".join(f"{x:,.0f}" for x in runs)  # type: ignore[attr-defined]
+        lines.append(f"| {label} | {rps:,.0f} | {each} | {ratio} | {fig['errors']} |")
+    lines += ["", *targets(r)]
+    return lines
+
+
+def targets(r: AppFigures) -> list[str]:
+    """Issue 12's targets from this pass's figures (host starts, gzip sizes)."""
+
+    def start(label: str) -> float | None:
+        value = r.starts.get(label, {}).get("start_ms")
+        return value if isinstance(value, float) else None
+
+    static, default, venv = start("static, host"), start("pyinstaller, host"), start("venv, host")
+    gz = {route: rf.gz for route, rf in r.routes.items()}
+    out = [f"Targets (issue 12), {r.app}:"]
+    if static is not None and default is not None:
+        met = "met" if static <= 0.5 * default else "NOT met"
+        out.append(
+            f"- static start <= 0.5x the default route's: {static:.1f} ms vs {default:.1f} ms "
+            f"({static / default:.2f}x): {met}"
+        )
+    if static is not None and venv is not None:
+        met = "met" if static <= venv else "NOT met"
+        out.append(
+            f"- static start <= the plain venv's: {static:.1f} ms vs {venv:.1f} ms "
+            f"({static / venv:.2f}x): {met}"
+        )
+    if gz.get("static") is not None and gz.get("pyinstaller") is not None:
+        s_gz, d_gz = gz["static"], gz["pyinstaller"]
+        met = "met" if s_gz <= d_gz else "NOT met"  # type: ignore[operator]
+        out.append(
+            f"- static gzip size <= the default route's: {s_gz / 1e6:.2f} MB vs "  # type: ignore[operator]
+            f"{d_gz / 1e6:.2f} MB ({s_gz / d_gz:.2f}x): {met}"  # type: ignore[operator]
+        )
+    return out
 
 
 def main() -> int:
@@ -439,12 +565,18 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--keep", type=Path, help="work here and keep it (default: a temp dir)")
     ap.add_argument("--render", type=Path, help="print the table of an earlier --json file")
+    ap.add_argument("--rps-apps", default="fastapi_uvicorn", help="servers whose req/s to measure")
+    ap.add_argument("--wrk-runs", type=int, default=3, help="interleaved wrk rounds (median)")
+    ap.add_argument("--wrk-duration", type=int, default=5, help="seconds per wrk run")
+    ap.add_argument("--connections", type=int, default=64, help="wrk -c")
+    ap.add_argument("--threads", type=int, default=2, help="wrk -t")
     args = ap.parse_args()
     if args.render:
         data = json.loads(args.render.read_text())
         figs = [
             AppFigures(d["app"], d["kind"],
-                       {k: RouteFigures(**v) for k, v in d["routes"].items()}, d["starts"])
+                       {k: RouteFigures(**v) for k, v in d["routes"].items()}, d["starts"],
+                       d.get("rps", {}))
             for d in data
         ]  # fmt: skip
         print(render(figs, f"(from {args.render})"))
@@ -452,6 +584,9 @@ def main() -> int:
     args.apps = [a for a in args.apps.split(",") if a]
     args.routes = [r for r in args.routes.split(",") if r]
     args.shared_caches = {}
+    args.rps_apps = [a for a in args.rps_apps.split(",") if a]
+    if args.rps_apps and shutil.which("wrk") is None:
+        ap.error("--rps-apps needs wrk on PATH (or --rps-apps '')")
     unknown = set(args.apps) - set(RUNS)
     if unknown:
         ap.error(f"unknown apps: {sorted(unknown)}")
