@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scratchpack._ctx import debug, step, warn
-from scratchpack._types import Runner
+from scratchpack._types import Platform, Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze.base import Build, Built
@@ -40,6 +40,7 @@ from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_k
 from scratchpack.freeze.static.link import link_executable
 from scratchpack.freeze.static.native import (
     EXTENSION_SUFFIX,
+    NATIVE_TARGETS,
     NativeLink,
     Wheel,
     canonical,
@@ -53,7 +54,14 @@ from scratchpack.freeze.static.native import (
     unpack,
 )
 from scratchpack.freeze.static.sources import PACKAGES
-from scratchpack.freeze.static.toolchain import MUSL_VERSION, ZIG_PIN
+from scratchpack.freeze.static.toolchain import (
+    MUSL_VERSION,
+    TARGETS,
+    ZIG_PIN,
+    Target,
+    host_target,
+    target_for,
+)
 
 __all__ = [
     "PYTHON_VERSION",
@@ -86,6 +94,8 @@ class StaticBuild:
 def freezer_digest() -> str:
     """Hash of the files that decide what the static freezer emits, for the output cache key."""
     h = hashlib.sha256(kit_key().encode())
+    for target in TARGETS.values():  # a cross kit's key also covers its cross settings
+        h.update(kit_key(target).encode())
     package = importlib.resources.files("scratchpack.freeze.static")
     native = ("native.py", "elf.py", "elfload.c")
     for name in (
@@ -110,9 +120,26 @@ def _owners(site_dirs: list[str]) -> dict[str, str]:
 
 
 def _c_extension_error(
-    extensions: list[dict[str, str]], site_dirs: list[str], no_wheel: dict[str, str]
+    extensions: list[dict[str, str]],
+    site_dirs: list[str],
+    no_wheel: dict[str, str],
+    target: Target | None = None,
 ) -> FreezeError:
     owners = _owners(site_dirs)
+    if target is not None and target.triple not in NATIVE_TARGETS:
+        names = [
+            f"  {ext['module']} (from the {owners.get(os.path.normpath(ext['file']), '?')} "
+            "distribution)"
+            for ext in extensions
+        ]
+        return FreezeError(
+            f"the static runtime for {target.platform} cannot load compiled extension modules "
+            f"yet (its in-process loader handles {', '.join(sorted(NATIVE_TARGETS))} objects "
+            f"only); the app imports these {len(extensions)}:\n" + "\n".join(names),
+            hint="build for this machine's platform, or use a pure-Python alternative of "
+            "those packages",
+            remedy="static-c-extension-platform",
+        )
     lines = []
     for ext in extensions:
         dist = owners.get(os.path.normpath(ext["file"]), "")
@@ -142,13 +169,20 @@ def build_static(
     workdir: Path,
     cache_dir: Path,
     runner: Runner,
+    target: Target | None = None,
 ) -> StaticBuild:
-    """Build ``workdir/static/<name>``: the kit's interpreter, the app's built-ins and modules."""
-    kit = ensure_kit(cache_dir, runner=runner)
+    """Build ``workdir/static/<name>``: the kit's interpreter, the app's built-ins and modules,
+    for ``target`` (default: this machine)."""
+    target = target or host_target()
+    kit = ensure_kit(cache_dir, runner=runner, target=target)
     site_dirs = site_packages(benv, runner=runner)
     bundle_zip = workdir / "modules.zip"
-    musl_site, wheels, no_wheel = _musllinux_site(
-        benv, distributions, site_dirs, workdir=workdir, cache_dir=cache_dir, runner=runner
+    musl_site, wheels, no_wheel = (
+        _musllinux_site(
+            benv, distributions, site_dirs, workdir=workdir, cache_dir=cache_dir, runner=runner
+        )
+        if target.triple in NATIVE_TARGETS
+        else (None, [], {})
     )
     roots = [str(musl_site)] if musl_site else []
     request = {
@@ -165,6 +199,8 @@ def build_static(
         "compression": ZIP_COMPRESSION,
         "optimize": 0,
     }
+    if target != host_target():  # analysed by the host's kit: say whose sysconfig data to name
+        request["multiarch"] = target.multiarch
     if musl_site:  # the bootstrap's finder for them needs importlib.machinery
         request |= {"native_roots": roots, "native_suffix": EXTENSION_SUFFIX}
         request["includes"] = [*includes, "importlib.machinery"]
@@ -175,7 +211,7 @@ def build_static(
     if report.get("error"):
         raise ProjectError(str(report["error"]))
     if report["extensions"]:
-        raise _c_extension_error(report["extensions"], site_dirs, no_wheel)
+        raise _c_extension_error(report["extensions"], site_dirs, no_wheel, target)
     native, libraries = (
         _native_link(report, musl_site) if musl_site and report.get("native") else (None, ())
     )
@@ -271,7 +307,8 @@ def _run_bundle(kit: Kit, request_file: Path, workdir: Path, *, runner: Runner) 
     copy = workdir / "_bundle.py"
     copy.write_text(script.read_text())
     (workdir / "link").mkdir(exist_ok=True)
-    proc = runner([str(kit.python), "-I", "-S", str(copy), str(request_file)], cwd=workdir)
+    python = kit.build_python or kit.python
+    proc = runner([str(python), "-I", "-S", str(copy), str(request_file)], cwd=workdir)
     try:
         report = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -320,6 +357,10 @@ class StaticFreezer:
                 remedy="static-python",
             )
 
+    def check_platform(self, platform: Platform) -> None:
+        """The static route cross-builds for every platform it has a target for."""
+        target_for(platform)
+
     def cache_key(self, project: ProjectConfig, *, compression: Compression) -> dict[str, object]:
         """The kit and this package's code decide the bytes; staticx compression does not."""
         return {"tools": freezer_digest()}
@@ -339,6 +380,7 @@ class StaticFreezer:
             workdir=job.workdir,
             cache_dir=job.cache_dir,
             runner=runner,
+            target=target_for(job.platform),
         )
         # what the zip holds beyond the requirement closure: tzdata, from the build venv
         known = {d.name.lower().replace("_", "-") for d in job.distributions}

@@ -25,6 +25,10 @@ from scratchpack.freeze.env import BuildEnv
 from scratchpack.freeze.spec import Component
 from scratchpack.freeze.static.elf import LoadPlan, SharedObject, plan, read_object
 
+#: The kit targets whose extension modules elfload.c and elf.py handle (x86-64 relocations and
+#: TLS); for the others a compiled module the app imports is refused with its package named.
+NATIVE_TARGETS = frozenset({"x86_64-linux-musl"})
+
 #: The target of the static kit (x86-64 musl, CPython 3.11): pip's platform and ABI filters.
 PLATFORMS = ("musllinux_1_1_x86_64", "musllinux_1_2_x86_64")
 PIP_TARGET = (
