@@ -39,13 +39,13 @@ from scratchpack.freeze.spec import (
 from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_key
 from scratchpack.freeze.static.link import link_executable
 from scratchpack.freeze.static.native import (
-    EXTENSION_SUFFIX,
     NATIVE_TARGETS,
     NativeLink,
     Wheel,
     canonical,
     check_objects,
     compiled_distributions,
+    extension_suffix,
     fetch_wheels,
     installed_files,
     library_components,
@@ -140,6 +140,7 @@ def _c_extension_error(
             "those packages",
             remedy="static-c-extension-platform",
         )
+    arch = target.platform if target is not None else "linux/amd64"
     lines = []
     for ext in extensions:
         dist = owners.get(os.path.normpath(ext["file"]), "")
@@ -147,7 +148,7 @@ def _c_extension_error(
         lines.append(
             f"  {ext['module']} ({os.path.basename(ext['file'])}"
             + (f", from the {dist} distribution)" if dist else ")")
-            + (f": no musllinux wheel of {dist} for CPython 3.11 x86-64 ({why})" if why else "")
+            + (f": no musllinux wheel of {dist} for CPython 3.11 {arch} ({why})" if why else "")
         )
     return FreezeError(
         "the static runtime loads only extension modules built for musl (musllinux wheels); "
@@ -179,7 +180,13 @@ def build_static(
     bundle_zip = workdir / "modules.zip"
     musl_site, wheels, no_wheel = (
         _musllinux_site(
-            benv, distributions, site_dirs, workdir=workdir, cache_dir=cache_dir, runner=runner
+            benv,
+            distributions,
+            site_dirs,
+            target,
+            workdir=workdir,
+            cache_dir=cache_dir,
+            runner=runner,
         )
         if target.triple in NATIVE_TARGETS
         else (None, [], {})
@@ -202,7 +209,7 @@ def build_static(
     if target != host_target():  # analysed by the host's kit: say whose sysconfig data to name
         request["multiarch"] = target.multiarch
     if musl_site:  # the bootstrap's finder for them needs importlib.machinery
-        request |= {"native_roots": roots, "native_suffix": EXTENSION_SUFFIX}
+        request |= {"native_roots": roots, "native_suffix": extension_suffix(target.machine)}
         request["includes"] = [*includes, "importlib.machinery"]
     request_file = workdir / "bundle-request.json"
     request_file.write_text(json.dumps(request))
@@ -213,7 +220,9 @@ def build_static(
     if report["extensions"]:
         raise _c_extension_error(report["extensions"], site_dirs, no_wheel, target)
     native, libraries = (
-        _native_link(report, musl_site) if musl_site and report.get("native") else (None, ())
+        _native_link(report, musl_site, target)
+        if musl_site and report.get("native")
+        else (None, ())
     )
     _warn_about(report)
     out_dir = workdir / "static"
@@ -242,6 +251,7 @@ def _musllinux_site(
     benv: BuildEnv,
     distributions: tuple[Distribution, ...],
     site_dirs: list[str],
+    target: Target,
     *,
     workdir: Path,
     cache_dir: Path,
@@ -259,7 +269,13 @@ def _musllinux_site(
     }
     if not wanted:
         return None, [], {}
-    wheels, missing = fetch_wheels(benv, wanted, cache_dir / "wheels" / "musllinux", runner=runner)
+    wheels, missing = fetch_wheels(
+        benv,
+        wanted,
+        cache_dir / "wheels" / "musllinux",
+        runner=runner,
+        platforms=target.musllinux,
+    )
     if not wheels:
         return None, [], missing
     site = workdir / "musllinux-site"
@@ -269,13 +285,17 @@ def _musllinux_site(
     return site, wheels, missing
 
 
-def _native_link(report: dict, musl_site: Path) -> tuple[NativeLink, tuple[Component, ...]]:  # type: ignore[type-arg]
+def _native_link(
+    report: dict,  # type: ignore[type-arg]
+    musl_site: Path,
+    target: Target,
+) -> tuple[NativeLink, tuple[Component, ...]]:
     """Check every bundled ELF object and make the loader's link inputs; the libraries."""
     modules = {n["module"]: n["member"] for n in report["native"]}
     libraries = library_members(musl_site, modules.values())
     members = [*modules.values(), *libraries]
     with step(f"checking {len(members)} bundled ELF objects for the in-process loader"):
-        load_plan = check_objects(musl_site, members)
+        load_plan = check_objects(musl_site, members, target.elf_machine)
     loader = importlib.resources.files("scratchpack.freeze.static").joinpath("elfload.c")
     link = native_link(load_plan, modules, loader.read_text())
     return link, library_components(musl_site, libraries)

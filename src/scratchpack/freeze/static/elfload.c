@@ -8,7 +8,9 @@
  *     no /proc, no dlopen, no second process;
  *   - PT_LOAD segments go into one anonymous read-write mapping; after relocation each segment
  *     gets its own protection (never writable and executable at once), RELRO becomes read-only;
- *   - relocations: RELATIVE, 64, GLOB_DAT, JUMP_SLOT, DTPMOD64, DTPOFF64 and packed DT_RELR;
+ *   - relocations: RELATIVE, 64, GLOB_DAT, JUMP_SLOT, DTPMOD64, DTPOFF64 and packed DT_RELR
+ *     (x86-64; on aarch64 their R_AARCH64_ counterparts, TLSDESC excluded), with the
+ *     instruction cache made coherent for the code written (aarch64 does not snoop it);
  *   - symbols: the object and its DT_NEEDED bundled libraries first (breadth first, as an
  *     RTLD_LOCAL dlopen scope; DT_GNU_HASH lookups), then the table the build generated of the
  *     executable's symbols those objects import (scratchpack_symbols, sorted by name);
@@ -35,6 +37,29 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+/* The relocation types applied, by the names the x86-64 psABI and elf.py use. */
+#if defined(__x86_64__)
+#define R_NONE R_X86_64_NONE
+#define R_ABS64 R_X86_64_64
+#define R_GLOB_DAT R_X86_64_GLOB_DAT
+#define R_JUMP_SLOT R_X86_64_JUMP_SLOT
+#define R_RELATIVE R_X86_64_RELATIVE
+#define R_DTPMOD64 R_X86_64_DTPMOD64
+#define R_DTPOFF64 R_X86_64_DTPOFF64
+#define GOT_ADDEND 0 /* GLOB_DAT, JUMP_SLOT: S */
+#elif defined(__aarch64__)
+#define R_NONE R_AARCH64_NONE
+#define R_ABS64 R_AARCH64_ABS64
+#define R_GLOB_DAT R_AARCH64_GLOB_DAT
+#define R_JUMP_SLOT R_AARCH64_JUMP_SLOT
+#define R_RELATIVE R_AARCH64_RELATIVE
+#define R_DTPMOD64 R_AARCH64_TLS_DTPMOD64
+#define R_DTPOFF64 R_AARCH64_TLS_DTPREL64
+#define GOT_ADDEND 1 /* GLOB_DAT, JUMP_SLOT: S + A */
+#else
+#error "scratchpack's loader handles x86-64 and aarch64 objects only"
+#endif
 
 struct scratchpack_symbol {
     const char *name;
@@ -239,11 +264,11 @@ static int relocate_rela(struct object *o, const Elf64_Rela *rel, size_t count) 
         uintptr_t value = 0;
         const struct object *owner = o;
         const Elf64_Sym *sym = index ? &o->symtab[index] : NULL;
-        if (type == R_X86_64_RELATIVE) {
+        if (type == R_RELATIVE) {
             *where = o->bias + (uint64_t)rel[i].r_addend;
             continue;
         }
-        if (type == R_X86_64_NONE) {
+        if (type == R_NONE) {
             continue;
         }
         if (sym != NULL) {
@@ -260,21 +285,21 @@ static int relocate_rela(struct object *o, const Elf64_Rela *rel, size_t count) 
             }
         }
         switch (type) {
-        case R_X86_64_64:
+        case R_ABS64:
             *where = value + (uint64_t)rel[i].r_addend;
             break;
-        case R_X86_64_GLOB_DAT:
-        case R_X86_64_JUMP_SLOT:
-            *where = value;
+        case R_GLOB_DAT:
+        case R_JUMP_SLOT:
+            *where = value + (GOT_ADDEND ? (uint64_t)rel[i].r_addend : 0);
             break;
-        case R_X86_64_DTPMOD64:
+        case R_DTPMOD64:
             if (owner == NULL || owner->tls_module == 0) {
                 return fail("%s: TLS module reference to %s, which has no PT_TLS", o->path,
                             sym ? o->strtab + sym->st_name : "itself");
             }
             *where = owner->tls_module;
             break;
-        case R_X86_64_DTPOFF64:
+        case R_DTPOFF64:
             *where = (sym != NULL ? value : 0) + (uint64_t)rel[i].r_addend;
             break;
         default: {
@@ -455,6 +480,13 @@ static int load_object(const char *exe, const char *member, struct object **deps
     if ((rela != NULL && relocate_rela(o, rela, relasz / sizeof *rela) != 0) ||
         (jmprel != NULL && relocate_rela(o, jmprel, pltrelsz / sizeof *jmprel) != 0)) {
         return -1;
+    }
+    /* The code was written through the data cache: make the instruction cache see it. */
+    for (int i = 0; i < o->phnum; i++) {
+        if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+            char *start = (char *)(o->bias + ph[i].p_vaddr);
+            __builtin___clear_cache(start, start + ph[i].p_memsz);
+        }
     }
     /* W^X: everything inaccessible, then each segment its own rights, RELRO read-only. */
     mprotect(o->base, o->span, PROT_NONE);

@@ -821,6 +821,9 @@ def _build_libraries(
         configure = ["./configure", *host, "--disable-tcl", "--disable-readline"]
         configure += ["--disable-editline"]
         run(sq, *configure, what="configuring SQLite", tool="SQLite configure", cflags=size)
+        if cross:  # Debian's Makefile links lemon for the target: use its build-machine rule
+            run(sq, "make", "lemon-for-build", what="compiling SQLite's lemon for this machine")
+            shutil.copy2(sq / "lemon-for-build", sq / "lemon")
         # the single-file amalgamation (generated with tclsh), compiled with our own flags
         run(sq, "make", "sqlite3.c", what="generating sqlite3.c")
         cc = ["zcc", *SIZE_CFLAGS, *SQLITE_CFLAGS, "-I.", "-c", "sqlite3.c", "-o", "sqlite3.o"]
