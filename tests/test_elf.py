@@ -102,10 +102,10 @@ def test_reads_imports_exports_and_relocation_counts() -> None:
 
 def test_reads_aarch64_objects_with_their_own_relocation_numbers() -> None:
     """R_AARCH64_ABS64/GLOB_DAT/JUMP_SLOT/RELATIVE/TLS_DTPMOD64/TLS_DTPREL64 count under the
-    kinds elfload.c applies; TLSDESC (no resolver in the loader) and TPREL64 are refused."""
+    kinds elfload.c applies, TLSDESC too (its resolver); TPREL64 (initial-exec) is refused."""
     data = make_so(
         symbols=[("PyInit_fast", True, STB_GLOBAL, STT_FUNC), ("PyErr_Occurred", False, 1, 2)],
-        relocs=[(1027, 0), (1025, 2), (1026, 2), (257, 2), (1028, 0), (1029, 0)],
+        relocs=[(1027, 0), (1025, 2), (1026, 2), (257, 2), (1028, 0), (1029, 0), (1031, 0)],
         needed=["libc.musl-aarch64.so.1"],
         machine=elf.EM_AARCH64,
     )
@@ -113,9 +113,10 @@ def test_reads_aarch64_objects_with_their_own_relocation_numbers() -> None:
     assert obj.imports == {"PyErr_Occurred": False}
     assert obj.relocations == {
         "RELATIVE": 1, "GLOB_DAT": 1, "JUMP_SLOT": 1, "64": 1, "DTPMOD64": 1, "DTPOFF64": 1,
+        "TLSDESC": 1,
     }  # fmt: skip
     assert elf.plan({"fast/_fast.so": obj}).needed == {"fast/_fast.so": ()}  # musl: the exe
-    for rtype, feature in ((1031, "R_AARCH64_TLSDESC"), (1030, "R_AARCH64_TLS_TPREL64")):
+    for rtype, feature in ((1030, "R_AARCH64_TLS_TPREL64"), (1032, "R_AARCH64_IRELATIVE")):
         bad = make_so(relocs=[(rtype, 0)], machine=elf.EM_AARCH64)
         with pytest.raises(elf.ElfError, match=feature):
             elf.read_object(bad, "pkg/_x.so", elf.EM_AARCH64)

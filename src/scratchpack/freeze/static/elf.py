@@ -65,11 +65,11 @@ HANDLED_AARCH64 = {
     1027: "RELATIVE",
     1028: "DTPMOD64",  # TLS_DTPMOD64
     1029: "DTPOFF64",  # TLS_DTPREL64
+    1031: "TLSDESC",  # dynamic TLS through elfload.c's descriptor resolver
 }
 REFUSED_AARCH64 = {
     1024: "COPY",
     1030: "TLS_TPREL64 (initial-exec TLS)",
-    1031: "TLSDESC (thread-local storage through TLS descriptors, which the loader lacks)",
     1032: "IRELATIVE (GNU indirect function)",
 }
 #: e_machine -> (name in messages, relocation prefix, handled types, refused types' names).

@@ -294,6 +294,10 @@ STDLIB_SKIP = frozenset(
     }
 )
 
+#: Bumped whenever the cross-build steps change a cross kit's bytes (RECIPE_VERSION would move
+#: the host kit's key too).
+CROSS_RECIPE_VERSION = "1"
+
 #: configure's answers for a cross build, which it cannot get by running a program: musl has
 #: /dev/ptmx-style ptys (no AIX /dev/ptc) and a working getaddrinfo.
 CROSS_CONFIG_SITE = (
@@ -383,6 +387,7 @@ def kit_key(target: Target | None = None) -> str:
     }
     if target != host:
         doc["cross"] = {
+            "recipe": CROSS_RECIPE_VERSION,
             "build": host.gnu_triple,
             "build_kit": kit_key(host),
             "config_site": CROSS_CONFIG_SITE,
