@@ -420,8 +420,8 @@ REMEDIES: dict[str, str] = {
     "(e.g. /usr/bin/python3 on Debian 12)",
     "static-c-extension": "build with the default runtime instead (drop --runtime static, or "
     "pass --runtime pyinstaller), or use a pure-Python alternative of those packages",
-    "static-c-extension-platform": "build for this machine (drop --platform), or use a "
-    "pure-Python alternative of those packages",
+    "static-c-extension-platform": "use a pure-Python alternative of those packages, or build "
+    "for this machine (drop --platform; then --runtime pyinstaller also works)",
     "foreign-platform": "add --runtime static: it cross-builds (scratchpack exe --runtime static "
     "--platform linux/arm64)",
     "platform": "pass --platform linux/amd64 or --platform linux/arm64",

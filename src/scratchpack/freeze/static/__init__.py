@@ -39,7 +39,6 @@ from scratchpack.freeze.spec import (
 from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_key
 from scratchpack.freeze.static.link import link_executable
 from scratchpack.freeze.static.native import (
-    NATIVE_TARGETS,
     NativeLink,
     Wheel,
     canonical,
@@ -123,24 +122,9 @@ def _c_extension_error(
     extensions: list[dict[str, str]],
     site_dirs: list[str],
     no_wheel: dict[str, str],
-    target: Target | None = None,
+    target: Target,
 ) -> FreezeError:
     owners = _owners(site_dirs)
-    if target is not None and target.triple not in NATIVE_TARGETS:
-        names = [
-            f"  {ext['module']} (from the {owners.get(os.path.normpath(ext['file']), '?')} "
-            "distribution)"
-            for ext in extensions
-        ]
-        return FreezeError(
-            f"the static runtime for {target.platform} cannot load compiled extension modules "
-            f"yet (its in-process loader handles {', '.join(sorted(NATIVE_TARGETS))} objects "
-            f"only); the app imports these {len(extensions)}:\n" + "\n".join(names),
-            hint="build for this machine's platform, or use a pure-Python alternative of "
-            "those packages",
-            remedy="static-c-extension-platform",
-        )
-    arch = target.platform if target is not None else "linux/amd64"
     lines = []
     for ext in extensions:
         dist = owners.get(os.path.normpath(ext["file"]), "")
@@ -148,14 +132,36 @@ def _c_extension_error(
         lines.append(
             f"  {ext['module']} ({os.path.basename(ext['file'])}"
             + (f", from the {dist} distribution)" if dist else ")")
-            + (f": no musllinux wheel of {dist} for CPython 3.11 {arch} ({why})" if why else "")
+            + (
+                f": no musllinux wheel of {dist} for CPython 3.11 {target.platform} ({why})"
+                if why
+                else ""
+            )
         )
+    return _for_target(
+        FreezeError(
+            "the static runtime loads only extension modules built for musl (musllinux "
+            f"wheels); these {len(extensions)} are glibc builds the app imports:\n"
+            + "\n".join(lines),
+            hint="build with the pyinstaller runtime instead, or use a pure-Python alternative "
+            "of those packages",
+            remedy="static-c-extension",
+        ),
+        target,
+    )
+
+
+def _for_target(err: FreezeError, target: Target) -> FreezeError:
+    """``err`` (a refused extension) as is for this machine; for another, whose executable the
+    pyinstaller runtime cannot build, with the remedy that fits."""
+    if target == host_target():
+        return err
     return FreezeError(
-        "the static runtime loads only extension modules built for musl (musllinux wheels); "
-        f"these {len(extensions)} are glibc builds the app imports:\n" + "\n".join(lines),
-        hint="build with the pyinstaller runtime instead, or use a pure-Python alternative "
-        "of those packages",
-        remedy="static-c-extension",
+        f"{err.message} (building for {target.platform})",
+        tool=err.tool,
+        output=err.output,
+        hint="use a pure-Python alternative of those packages, or build for this machine",
+        remedy="static-c-extension-platform",
     )
 
 
@@ -178,18 +184,8 @@ def build_static(
     kit = ensure_kit(cache_dir, runner=runner, target=target)
     site_dirs = site_packages(benv, runner=runner)
     bundle_zip = workdir / "modules.zip"
-    musl_site, wheels, no_wheel = (
-        _musllinux_site(
-            benv,
-            distributions,
-            site_dirs,
-            target,
-            workdir=workdir,
-            cache_dir=cache_dir,
-            runner=runner,
-        )
-        if target.triple in NATIVE_TARGETS
-        else (None, [], {})
+    musl_site, wheels, no_wheel = _musllinux_site(
+        benv, distributions, site_dirs, target, workdir=workdir, cache_dir=cache_dir, runner=runner
     )
     roots = [str(musl_site)] if musl_site else []
     request = {
@@ -232,9 +228,14 @@ def build_static(
         builtins = set(report["builtins"])
         if ZIP_COMPRESSION == "deflated":
             builtins.add("zlib")  # zipimport inflates with it
-        link_executable(
-            kit, builtins, entrypoint, exe, workdir / "link", runner=runner, native=native
-        )
+        try:
+            link_executable(
+                kit, builtins, entrypoint, exe, workdir / "link", runner=runner, native=native
+            )
+        except FreezeError as err:
+            if err.remedy != "static-c-extension":
+                raise
+            raise _for_target(err, target) from err
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
         shutil.copyfileobj(z, f, 1 << 20)
     exe.chmod(0o755)
@@ -295,7 +296,10 @@ def _native_link(
     libraries = library_members(musl_site, modules.values())
     members = [*modules.values(), *libraries]
     with step(f"checking {len(members)} bundled ELF objects for the in-process loader"):
-        load_plan = check_objects(musl_site, members, target.elf_machine)
+        try:
+            load_plan = check_objects(musl_site, members, target.elf_machine)
+        except FreezeError as err:
+            raise _for_target(err, target) from err
     loader = importlib.resources.files("scratchpack.freeze.static").joinpath("elfload.c")
     link = native_link(load_plan, modules, loader.read_text())
     return link, library_components(musl_site, libraries)

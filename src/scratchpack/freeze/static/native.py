@@ -25,10 +25,6 @@ from scratchpack.freeze.env import BuildEnv
 from scratchpack.freeze.spec import Component
 from scratchpack.freeze.static.elf import EM_X86_64, LoadPlan, SharedObject, plan, read_object
 
-#: The kit targets whose extension modules elfload.c and elf.py handle (their relocations and
-#: TLS); for the others a compiled module the app imports is refused with its package named.
-NATIVE_TARGETS = frozenset({"x86_64-linux-musl", "aarch64-linux-musl"})
-
 #: The x86-64 kit's pip platform filters (Target.musllinux gives every target's).
 PLATFORMS = ("musllinux_1_1_x86_64", "musllinux_1_2_x86_64")
 
