@@ -536,3 +536,24 @@ def test_platforms_parse_as_docker_spells_them() -> None:
     for bad in ("arm64", "linux/", "a/b/c/d"):
         with pytest.raises(ValueError, match="OS/ARCH"):
             Platform.parse(bad)
+
+
+def test_exe_platform_flag_on_the_default_route_is_one_error_naming_the_static_route(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the CLI: a foreign --platform on the default route exits 1 with error + hint
+    before anything is built; a malformed one is a usage error."""
+    from scratchpack import cli
+
+    host = host_platform()
+    foreign = "linux/arm64" if host != ARM64 else "linux/amd64"
+    argv = ["exe", str(APP), "--platform", foreign, "-o", str(tmp_path / "app")]
+    assert cli.main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert f"error: the pyinstaller runtime builds only for this machine ({host})" in err
+    assert "hint: add --runtime static: it cross-builds" in err
+    assert not (tmp_path / "cache" / "envs").exists() and not (tmp_path / "app").exists()
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["exe", str(APP), "--platform", "arm64"])
+    assert usage.value.code == 2
+    assert "--platform: platform 'arm64': expected OS/ARCH" in capsys.readouterr().err
