@@ -36,6 +36,7 @@ from scratchpack.freeze.spec import (
     Compression,
     Distribution,
 )
+from scratchpack.freeze.static.elf import MACHINES
 from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_key
 from scratchpack.freeze.static.link import link_executable
 from scratchpack.freeze.static.native import (
@@ -125,6 +126,7 @@ def _c_extension_error(
     target: Target,
 ) -> FreezeError:
     owners = _owners(site_dirs)
+    arch = MACHINES[target.elf_machine][0]  # x86-64, aarch64
     lines = []
     for ext in extensions:
         dist = owners.get(os.path.normpath(ext["file"]), "")
@@ -132,11 +134,7 @@ def _c_extension_error(
         lines.append(
             f"  {ext['module']} ({os.path.basename(ext['file'])}"
             + (f", from the {dist} distribution)" if dist else ")")
-            + (
-                f": no musllinux wheel of {dist} for CPython 3.11 {target.platform} ({why})"
-                if why
-                else ""
-            )
+            + (f": no musllinux wheel of {dist} for CPython 3.11 {arch} ({why})" if why else "")
         )
     return _for_target(
         FreezeError(
