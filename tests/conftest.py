@@ -105,9 +105,11 @@ RUNTIME_SEED_ENV = "SCRATCHPACK_TEST_RUNTIME_SEED"
 def _seed_runtime(seed: Path, cache: Path) -> None:
     """Copy a built kit and its zig toolchain from another cache (local runs only)."""
     from scratchpack.freeze.static import kit_key
+    from scratchpack.freeze.static.toolchain import TARGETS
 
     src, dest = seed / "runtime", cache / "runtime"
-    parts = [src / kit_key(), *sorted(src.glob("zig-[0-9]*")), src / "zig-cache"]
+    kits = [src / kit_key(t) for t in TARGETS.values()]  # each target's kit, if the seed has it
+    parts = [*kits, *sorted(src.glob("zig-[0-9]*")), src / "zig-cache"]
     for part in parts:
         if part.is_dir():
             shutil.copytree(part, dest / part.name, symlinks=True)

@@ -100,6 +100,30 @@ def test_reads_imports_exports_and_relocation_counts() -> None:
     assert obj.needed == ("libc.so",)
 
 
+def test_reads_aarch64_objects_with_their_own_relocation_numbers() -> None:
+    """R_AARCH64_ABS64/GLOB_DAT/JUMP_SLOT/RELATIVE/TLS_DTPMOD64/TLS_DTPREL64 count under the
+    kinds elfload.c applies, TLSDESC too (its resolver); TPREL64 (initial-exec) is refused."""
+    data = make_so(
+        symbols=[("PyInit_fast", True, STB_GLOBAL, STT_FUNC), ("PyErr_Occurred", False, 1, 2)],
+        relocs=[(1027, 0), (1025, 2), (1026, 2), (257, 2), (1028, 0), (1029, 0), (1031, 0)],
+        needed=["libc.musl-aarch64.so.1"],
+        machine=elf.EM_AARCH64,
+    )
+    obj = elf.read_object(data, "fast/_fast.so", elf.EM_AARCH64)
+    assert obj.imports == {"PyErr_Occurred": False}
+    assert obj.relocations == {
+        "RELATIVE": 1, "GLOB_DAT": 1, "JUMP_SLOT": 1, "64": 1, "DTPMOD64": 1, "DTPOFF64": 1,
+        "TLSDESC": 1,
+    }  # fmt: skip
+    assert elf.plan({"fast/_fast.so": obj}).needed == {"fast/_fast.so": ()}  # musl: the exe
+    for rtype, feature in ((1030, "R_AARCH64_TLS_TPREL64"), (1032, "R_AARCH64_IRELATIVE")):
+        bad = make_so(relocs=[(rtype, 0)], machine=elf.EM_AARCH64)
+        with pytest.raises(elf.ElfError, match=feature):
+            elf.read_object(bad, "pkg/_x.so", elf.EM_AARCH64)
+    with pytest.raises(elf.ElfError, match="machine 62 is not aarch64"):
+        elf.read_object(make_so(), "pkg/_x.so", elf.EM_AARCH64)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "feature"),
     [

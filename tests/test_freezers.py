@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from scratchpack import pipeline
-from scratchpack._types import Runner, StrPath
+from scratchpack._types import Platform, Runner, StrPath, host_platform
 from scratchpack.config import RUNTIMES, read_project
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, freezer_for
@@ -536,3 +536,80 @@ def test_spec_strips_binaries_itself_and_keeps_what_strip_would_break(
     (tmp_path / ".libdemo.so.hmac").unlink()
     helpers["load_segments_aligned"] = lambda data: False  # what strip gives numpy's OpenBLAS
     assert stripped(toc) == toc
+
+
+ARM64 = Platform("linux", "arm64")
+
+
+def test_the_default_route_refuses_another_machine_before_any_tool_runs(tmp_path: Path) -> None:
+    """PyInstaller freezes the host's own Python: a foreign platform is an error that points
+    at the static route, raised before the interpreter probe or any venv."""
+    tools = FakeTools()
+    host = host_platform()
+    foreign = ARM64 if host != ARM64 else Platform("linux", "amd64")
+    with pytest.raises(FreezeError, match=f"only for this machine .{host}., not {foreign}"):
+        _freeze(tmp_path, tools, platform=foreign)
+    assert tools.calls == []
+    from scratchpack import cli
+
+    assert "--runtime static" in cli.REMEDIES["foreign-platform"]
+    assert _freeze(tmp_path, tools, platform=host).runtime == "pyinstaller"
+
+
+def test_the_platform_is_in_the_cache_key_and_reaches_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scratchpack import freeze as freeze_pkg
+
+    seen: list[Platform] = []
+
+    class Recording(FakeStatic):
+        def build(self, job: Build, *, runner: Runner) -> Built:
+            seen.append(job.platform)
+            return super().build(job, runner=runner)
+
+    monkeypatch.setattr(freeze_pkg, "_FREEZERS", {**freeze_pkg._FREEZERS, "static": Recording})
+    host = _freeze(tmp_path, FakeTools(), runtime="static")
+    arm = _freeze(tmp_path, FakeTools(), runtime="static", platform=ARM64)
+    assert seen == [host_platform(), ARM64]
+    assert arm.path.parent != host.path.parent and arm.platform == ARM64
+    assert json.loads((arm.path.parent / "meta.json").read_text())["key"]["platform"] == (
+        "linux/arm64"
+    )
+    again = _freeze(tmp_path, FakeTools(), runtime="static", platform=ARM64)
+    assert again.cached and again.path == arm.path and again.platform == ARM64
+
+
+def test_the_static_route_refuses_a_platform_it_has_no_target_for(tmp_path: Path) -> None:
+    with pytest.raises(FreezeError, match="cannot build for linux/s390x") as err:
+        _freeze(tmp_path, FakeTools(), runtime="static", platform=Platform("linux", "s390x"))
+    assert err.value.remedy == "platform"
+
+
+def test_platforms_parse_as_docker_spells_them() -> None:
+    assert Platform.parse("linux/arm64") == ARM64
+    assert str(Platform.parse("Linux/ARM64/v8")) == "linux/arm64/v8"
+    for bad in ("arm64", "linux/", "a/b/c/d"):
+        with pytest.raises(ValueError, match="OS/ARCH"):
+            Platform.parse(bad)
+
+
+def test_exe_platform_flag_on_the_default_route_is_one_error_naming_the_static_route(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the CLI: a foreign --platform on the default route exits 1 with error + hint
+    before anything is built; a malformed one is a usage error."""
+    from scratchpack import cli
+
+    host = host_platform()
+    foreign = "linux/arm64" if host != ARM64 else "linux/amd64"
+    argv = ["exe", str(APP), "--platform", foreign, "-o", str(tmp_path / "app")]
+    assert cli.main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err
+    assert f"error: the pyinstaller runtime builds only for this machine ({host})" in err
+    assert "hint: add --runtime static: it cross-builds" in err
+    assert not (tmp_path / "cache" / "envs").exists() and not (tmp_path / "app").exists()
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["exe", str(APP), "--platform", "arm64"])
+    assert usage.value.code == 2
+    assert "--platform: platform 'arm64': expected OS/ARCH" in capsys.readouterr().err

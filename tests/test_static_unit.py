@@ -329,3 +329,28 @@ def test_sbom_names_a_licence_for_every_kit_source_but_public_domain_liblzma() -
 def test_modules_the_kit_now_has_raise_no_missing_module_warning() -> None:
     assert set(_bundle.UNAVAILABLE).isdisjoint(MODULE_ARCHIVES)
     assert "readline" in _bundle.UNAVAILABLE  # GPL-3: left out on purpose
+
+
+def test_the_host_kit_key_has_no_cross_part_and_each_target_its_own_key() -> None:
+    """Adding targets must not move the x86-64 kit (every seeded cache is keyed on it): the
+    cross settings enter the key only for a kit of another machine."""
+    from scratchpack._types import Platform
+    from scratchpack.freeze.static import kit
+    from scratchpack.freeze.static.toolchain import TARGETS, host_target, target_for
+
+    assert kit.kit_key() == kit.kit_key(host_target())
+    keys = {kit.kit_key(t) for t in TARGETS.values()}
+    assert len(keys) == len(TARGETS)
+    arm = target_for(Platform("linux", "arm64", "v8"))
+    assert (arm.triple, arm.openssl, arm.musllinux[-1]) == (
+        "aarch64-linux-musl",
+        "linux-aarch64",
+        "musllinux_1_2_aarch64",
+    )
+    before = kit.kit_key(arm)
+    try:
+        kit.CROSS_CONFIG_SITE += (("ac_cv_x", "yes"),)
+        assert kit.kit_key(arm) != before
+        assert kit.kit_key(host_target()) in keys
+    finally:
+        kit.CROSS_CONFIG_SITE = kit.CROSS_CONFIG_SITE[:-1]

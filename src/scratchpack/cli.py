@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="where to write the executable (default: ./dist/<project name>)",
     )
+    exe.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        help="the machine the executable runs on: linux/amd64 or linux/arm64 (default: this "
+        "one's); another machine's needs --runtime static, which cross-builds",
+    )
     _add_common_flags(exe)
 
     build = sub.add_parser(
@@ -303,10 +309,25 @@ def _image_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _platform(text: str | None) -> Any:
+    """``--platform``'s value, or None (this machine)."""
+    from scratchpack.pipeline import Platform
+
+    if text is None:
+        return None
+    try:
+        return Platform.parse(text)
+    except ValueError as err:
+        raise _UsageError(f"--platform: {err}") from None
+
+
 def _cmd_exe(args: argparse.Namespace) -> dict[str, Any]:
+    import dataclasses
+
     from scratchpack import pipeline
 
-    result = pipeline.make_executable(_freeze_spec(args), output=args.output)
+    spec = dataclasses.replace(_freeze_spec(args), platform=_platform(args.platform))
+    result = pipeline.make_executable(spec, output=args.output)
     if not args.json:
         print(result.path)
     return {
@@ -314,6 +335,7 @@ def _cmd_exe(args: argparse.Namespace) -> dict[str, Any]:
         "sha256": result.sha256,
         "size": result.size,
         "cached": result.cached,
+        "platform": str(result.platform) if result.platform else None,
     }
 
 
@@ -398,6 +420,11 @@ REMEDIES: dict[str, str] = {
     "(e.g. /usr/bin/python3 on Debian 12)",
     "static-c-extension": "build with the default runtime instead (drop --runtime static, or "
     "pass --runtime pyinstaller), or use a pure-Python alternative of those packages",
+    "static-c-extension-platform": "use a pure-Python alternative of those packages, or build "
+    "for this machine (drop --platform; then --runtime pyinstaller also works)",
+    "foreign-platform": "add --runtime static: it cross-builds (scratchpack exe --runtime static "
+    "--platform linux/arm64)",
+    "platform": "pass --platform linux/amd64 or --platform linux/arm64",
     "kit-build-failed": "this is a bug or a missing build tool (make, perl); report it with "
     "this output, or use --runtime pyinstaller",
     "exe-output": "choose an output path in an existing, writable directory (-o PATH)",

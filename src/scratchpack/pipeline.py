@@ -51,12 +51,13 @@ if TYPE_CHECKING:
 _GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
-# FreezeSpec is re-exported: the CLI builds one without importing the freezer.
+# FreezeSpec and Platform are re-exported: the CLI builds them without importing the freezer.
 __all__ = [
     "BuildOptions",
     "BuildResult",
     "FreezeSpec",
     "ImageOptions",
+    "Platform",
     "RunBuild",
     "assemble",
     "build",

@@ -139,6 +139,8 @@ def base_command(*, non_root: bool = False) -> tuple[list[str], dict[str, str]]:
 SANDBOX_ENV = "WEBHELLO_SANDBOX"
 SANDBOX_LAUNCHER = Path(static_sandbox.__file__)
 SANDBOX_UID_ENV = "WEBHELLO_SANDBOX_UID"
+#: An executable for another machine (linux/arm64) runs under this emulator in the sandbox.
+SANDBOX_EMULATOR_ENV = "WEBHELLO_SANDBOX_EMULATOR"
 
 
 def sandbox_mode() -> bool:
@@ -179,6 +181,8 @@ def sandbox_argv(
     user = os.getuid() if user is None else user
     group = user if gid is None else gid
     binds = [f"--bind={d}" for d in _sandbox_binds(args)]
+    emulator = os.environ.get(SANDBOX_EMULATOR_ENV, "").strip()
+    binds += [f"--emulator={_tool(emulator)}"] if emulator else []
     return [
         SYSTEM_PYTHON, "-I", str(SANDBOX_LAUNCHER), f"--uid={user}", f"--gid={group}", *binds,
         "--", *argv,

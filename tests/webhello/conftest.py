@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.webhello._server import REPO, Server, custom_command, frozen_executable, run, serve
+from tests.webhello._server import (
+    REPO,
+    SANDBOX_EMULATOR_ENV,
+    Server,
+    custom_command,
+    frozen_executable,
+    run,
+    serve,
+)
 
 # Sat, 01 Jan 2000 00:00:00 GMT: every fixture file gets this mtime, so Last-Modified is exact.
 MTIME = 946684800
@@ -147,7 +155,11 @@ def hostname() -> str:
 
 @pytest.fixture(scope="session")
 def goarch() -> str:
-    machine = platform.machine()
+    """The machine webhello reports: this one, or the one the sandbox's emulator runs it as
+    (WEBHELLO_SANDBOX_EMULATOR=qemu-aarch64-static: aarch64)."""
+    emulator = Path(os.environ.get(SANDBOX_EMULATOR_ENV, "").strip()).name
+    emulated = re.fullmatch(r"qemu-(\w+?)(-static)?", emulator)
+    machine = emulated.group(1) if emulated else platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 

@@ -8,10 +8,15 @@ is unchanged) and the caller's working directory plus any --bind directories (re
 at the same paths: the test's "volumes"). The root is then remounted read-only: no /tmp, no
 /proc, no /dev. The process keeps its PID (no fork), so the suite signals it directly.
 
+An executable for another machine (linux/arm64 on x86-64) runs under a user-mode emulator given
+with --emulator (qemu-aarch64-static: itself a static program, bound read-only at its own path
+like the executable); the program keeps its argv[0], as qemu passes the file name through.
+
 Run by Debian's /usr/bin/python3 with -I (stdlib only; the caller's environment, which is the
 program's, may hold anything):
 
-    python3 -I .../testsupport/static_sandbox.py [--uid N] [--gid N] [--bind DIR]... -- EXE [ARG...]
+    python3 -I .../testsupport/static_sandbox.py [--uid N] [--gid N] [--bind DIR]...
+        [--emulator QEMU] -- EXE [ARG...]
 """
 
 from __future__ import annotations
@@ -81,7 +86,14 @@ def _mountpoint(path: str, *, directory: bool) -> str:
     return target
 
 
-def build_root(exe: str, cwd: str, binds: Sequence[str]) -> None:
+def _bind_file(path: str) -> None:
+    """``path`` read-only at its own place in the new root."""
+    target = _mountpoint(path, directory=False)
+    _mount(path, target, None, MS_BIND)
+    _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def build_root(exe: str, cwd: str, binds: Sequence[str], emulator: str | None = None) -> None:
     """Assemble the new root in a private mount namespace (see the module docstring)."""
     os.makedirs(NEW_ROOT, mode=0o755, exist_ok=True)
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
@@ -97,9 +109,8 @@ def build_root(exe: str, cwd: str, binds: Sequence[str]) -> None:
         if path.startswith(NEW_ROOT + "/") or path in {"/", NEW_ROOT}:
             raise SystemExit(f"static_sandbox: cannot bind {path!r} (the sandbox uses {NEW_ROOT})")
         _mount(path, _mountpoint(path, directory=True), None, MS_BIND | MS_REC)
-    target = _mountpoint(exe, directory=False)  # last: no directory bind may cover it
-    _mount(exe, target, None, MS_BIND)
-    _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for path in (exe, *([emulator] if emulator else [])):  # last: no directory bind covers them
+        _bind_file(path)
     _mount(None, NEW_ROOT, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
@@ -108,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uid", type=int, default=1000)
     parser.add_argument("--gid", type=int)
     parser.add_argument("--bind", action="append", default=[], metavar="DIR")
+    parser.add_argument("--emulator", metavar="QEMU", help="run EXE under this static emulator")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -115,17 +127,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give the executable by its absolute path after --")
     exe, cwd = command[0], os.getcwd()
     binds = [os.path.abspath(b) for b in args.bind if os.path.isdir(b)]
-    build_root(exe, cwd, binds)
+    emulator = os.path.realpath(args.emulator) if args.emulator else None
+    build_root(exe, cwd, binds, emulator)
     os.chroot(NEW_ROOT)
     os.chdir(cwd)
     gid = args.uid if args.gid is None else args.gid
     os.setgroups([])
     os.setgid(gid)
     os.setuid(args.uid)
+    program, argv = (emulator, [emulator, *command]) if emulator else (exe, command)
     try:
-        os.execve(exe, command, dict(os.environ))
+        os.execve(program, argv, dict(os.environ))
     except OSError as err:
-        print(f"static_sandbox: cannot exec {exe}: {err}", file=sys.stderr)
+        print(f"static_sandbox: cannot exec {program}: {err}", file=sys.stderr)
         return 127
     return 0  # not reached
 

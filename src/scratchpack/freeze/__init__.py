@@ -25,7 +25,7 @@ from pathlib import Path
 from scratchpack import config
 from scratchpack._ctx import log, run_subprocess, step, warn
 from scratchpack._fs import atomic_output, is_no_space, owned_tempdir, sweep_stale
-from scratchpack._types import Runner
+from scratchpack._types import Platform, Runner, host_platform
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError
 from scratchpack.freeze import env as _env
@@ -98,7 +98,13 @@ def _exe_name(name: str) -> str:
 
 
 def _app_from_meta(
-    path: Path, meta: Mapping[str, object], project: ProjectConfig, freezer: Freezer, cached: bool
+    path: Path,
+    meta: Mapping[str, object],
+    project: ProjectConfig,
+    freezer: Freezer,
+    *,
+    cached: bool,
+    platform: Platform,
 ) -> FrozenApp:
     dists = meta["distributions"]
     recorded = meta["project"]
@@ -114,10 +120,13 @@ def _app_from_meta(
         cached=cached,
         runtime=freezer.route,
         components=(*freezer.components(), *(Component(**c) for c in extra)),
+        platform=platform,
     )
 
 
-def _load_cached(entry: Path, project: ProjectConfig, freezer: Freezer) -> FrozenApp | None:
+def _load_cached(
+    entry: Path, project: ProjectConfig, freezer: Freezer, platform: Platform
+) -> FrozenApp | None:
     """The cached result if it is complete and its bytes still hash to what was recorded."""
     try:
         meta = json.loads((entry / "meta.json").read_text())
@@ -127,7 +136,7 @@ def _load_cached(entry: Path, project: ProjectConfig, freezer: Freezer) -> Froze
             # the reported sha256 does not describe
             warn(f"cached executable {path} does not match its recorded sha256: rebuilding it")
             return None
-        return _app_from_meta(path, meta, project, freezer, cached=True)
+        return _app_from_meta(path, meta, project, freezer, cached=True, platform=platform)
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
         return None
 
@@ -219,6 +228,8 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
     epoch = _source_date_epoch(spec)
     cache_dir = Path(spec.cache_dir) if spec.cache_dir else default_cache_dir()
     freezer = freezer_for(project.freeze.runtime)
+    platform = spec.platform or host_platform()
+    freezer.check_platform(platform)
     py = _env.probe_python(spec.python, runner=runner)
     freezer.check_python(py)
     key_doc = {
@@ -230,11 +241,12 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
         "entrypoint": project.entrypoint,
         "exclude_modules": project.freeze.exclude_modules,
         "source_date_epoch": epoch,
+        "platform": str(platform),
         **freezer.cache_key(project, compression=spec.compression),
     }
     key = hashlib.sha256(json.dumps(key_doc, sort_keys=True).encode()).hexdigest()[:32]
     entry = cache_dir / "out" / key
-    if spec.use_cache and (hit := _load_cached(entry, project, freezer)) is not None:
+    if spec.use_cache and (hit := _load_cached(entry, project, freezer, platform)) is not None:
         log(f"using cached executable {hit.path}")
         return hit
     try:
@@ -278,6 +290,7 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
                 cache_dir=cache_dir,
                 compression=spec.compression,
                 source_date_epoch=epoch,
+                platform=platform,
             )
             built = freezer.build(job, runner=runner)
         merged = {_norm(d.name): d for d in (*dists, *built.distributions)}  # the build's win
@@ -295,6 +308,7 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
             "components": [dataclasses.asdict(c) for c in built.components],
             "python_version": built.python_version,
             "runtime": freezer.route,
+            "platform": str(platform),
             "key": key_doc,
         }
         # Publish atomically: build the entry beside its final place, then rename it in.
@@ -307,7 +321,7 @@ def _freeze(spec: FreezeSpec, *, runner: Runner) -> FrozenApp:
         with contextlib.suppress(FileNotFoundError):
             os.replace(entry, old)
         os.replace(staged_entry, entry)
-    return _app_from_meta(entry / name, meta, project, freezer, cached=False)
+    return _app_from_meta(entry / name, meta, project, freezer, cached=False, platform=platform)
 
 
 def _norm(name: str) -> str:

@@ -7,11 +7,11 @@ sits behind this protocol, so neither ``freeze()`` nor the pipeline branches on 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from scratchpack._types import Runner
+from scratchpack._types import Platform, Runner, host_platform
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.freeze.env import BuildEnv, PythonInfo, Tools
 from scratchpack.freeze.spec import Component, Compression, Distribution
@@ -32,6 +32,7 @@ class Build:
     cache_dir: Path
     compression: Compression
     source_date_epoch: int
+    platform: Platform = field(default_factory=host_platform)  # the machine it runs on
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,10 @@ class Freezer(Protocol):
 
     def check_python(self, py: PythonInfo) -> None:
         """Refuse an interpreter this route cannot build with, before anything slow runs."""
+        ...
+
+    def check_platform(self, platform: Platform) -> None:
+        """Refuse a target platform this route cannot build for, before anything slow runs."""
         ...
 
     def cache_key(self, project: ProjectConfig, *, compression: Compression) -> dict[str, object]:

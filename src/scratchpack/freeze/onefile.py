@@ -7,7 +7,7 @@ cache key and what it embeds (PyInstaller's bootloader, staticx's loader) for th
 
 from __future__ import annotations
 
-from scratchpack._types import Runner
+from scratchpack._types import Platform, Runner, host_platform
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError
 from scratchpack.freeze.base import Build, Built
@@ -75,6 +75,17 @@ class PyInstallerFreezer:
             hint="use a Python built with --enable-shared (pyenv: "
             "PYTHON_CONFIGURE_OPTS=--enable-shared; Debian: apt-get install libpython3.X)",
         )
+
+    def check_platform(self, platform: Platform) -> None:
+        """PyInstaller freezes the interpreter it runs with: only this machine's platform."""
+        host = host_platform()
+        if platform != host:
+            raise FreezeError(
+                f"the pyinstaller runtime builds only for this machine ({host}), not {platform}: "
+                "it freezes the host's own Python and C libraries",
+                hint="use the static runtime, which cross-builds",
+                remedy="foreign-platform",
+            )
 
     def cache_key(self, project: ProjectConfig, *, compression: Compression) -> dict[str, object]:
         return {

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from scratchpack._types import Platform
 from scratchpack.config import RUNTIMES, ProjectConfig, Runtime
 
 __all__ = [
@@ -58,6 +59,8 @@ class FreezeSpec:
     source_date_epoch: int | None = None
     cache_dir: Path | None = None
     use_cache: bool = True
+    #: The machine the executable runs on; None: this one. Only the static route cross-builds.
+    platform: Platform | None = None
 
     def __post_init__(self) -> None:
         if self.compression not in ("none", "xz"):
@@ -113,4 +116,5 @@ class FrozenApp:
     python_version: str
     cached: bool
     runtime: Runtime = "pyinstaller"  # the route that made it
+    platform: Platform | None = None  # the machine it runs on (None: recorded before platforms)
     components: tuple[Component, ...] = ()  # what the route embeds, for the SBOM

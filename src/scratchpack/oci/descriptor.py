@@ -1,24 +1,17 @@
-"""Descriptor, Platform and Published: the small values that point at blobs and outputs."""
+"""Descriptor, Platform and Published: the small values that point at blobs and outputs.
+
+Platform is defined in ``scratchpack._types``: the freezer targets one and never imports oci/.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from scratchpack._types import Platform
 from scratchpack.oci.digest import Digest
 
-
-@dataclass(frozen=True, slots=True)
-class Platform:
-    os: str = "linux"
-    architecture: str = "amd64"
-    variant: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        out = {"architecture": self.architecture, "os": self.os}
-        if self.variant:
-            out["variant"] = self.variant
-        return out
+__all__ = ["Descriptor", "Platform", "Published"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scratchpack._ctx import debug, step, warn
-from scratchpack._types import Runner
+from scratchpack._types import Platform, Runner
 from scratchpack.config import ProjectConfig, Runtime
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze.base import Build, Built
@@ -36,15 +36,16 @@ from scratchpack.freeze.spec import (
     Compression,
     Distribution,
 )
+from scratchpack.freeze.static.elf import MACHINES
 from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_key
 from scratchpack.freeze.static.link import link_executable
 from scratchpack.freeze.static.native import (
-    EXTENSION_SUFFIX,
     NativeLink,
     Wheel,
     canonical,
     check_objects,
     compiled_distributions,
+    extension_suffix,
     fetch_wheels,
     installed_files,
     library_components,
@@ -53,7 +54,14 @@ from scratchpack.freeze.static.native import (
     unpack,
 )
 from scratchpack.freeze.static.sources import PACKAGES
-from scratchpack.freeze.static.toolchain import MUSL_VERSION, ZIG_PIN
+from scratchpack.freeze.static.toolchain import (
+    MUSL_VERSION,
+    TARGETS,
+    ZIG_PIN,
+    Target,
+    host_target,
+    target_for,
+)
 
 __all__ = [
     "PYTHON_VERSION",
@@ -86,6 +94,8 @@ class StaticBuild:
 def freezer_digest() -> str:
     """Hash of the files that decide what the static freezer emits, for the output cache key."""
     h = hashlib.sha256(kit_key().encode())
+    for target in TARGETS.values():  # a cross kit's key also covers its cross settings
+        h.update(kit_key(target).encode())
     package = importlib.resources.files("scratchpack.freeze.static")
     native = ("native.py", "elf.py", "elfload.c")
     for name in (
@@ -110,9 +120,13 @@ def _owners(site_dirs: list[str]) -> dict[str, str]:
 
 
 def _c_extension_error(
-    extensions: list[dict[str, str]], site_dirs: list[str], no_wheel: dict[str, str]
+    extensions: list[dict[str, str]],
+    site_dirs: list[str],
+    no_wheel: dict[str, str],
+    target: Target,
 ) -> FreezeError:
     owners = _owners(site_dirs)
+    arch = MACHINES[target.elf_machine][0]  # x86-64, aarch64
     lines = []
     for ext in extensions:
         dist = owners.get(os.path.normpath(ext["file"]), "")
@@ -120,14 +134,32 @@ def _c_extension_error(
         lines.append(
             f"  {ext['module']} ({os.path.basename(ext['file'])}"
             + (f", from the {dist} distribution)" if dist else ")")
-            + (f": no musllinux wheel of {dist} for CPython 3.11 x86-64 ({why})" if why else "")
+            + (f": no musllinux wheel of {dist} for CPython 3.11 {arch} ({why})" if why else "")
         )
+    return _for_target(
+        FreezeError(
+            "the static runtime loads only extension modules built for musl (musllinux "
+            f"wheels); these {len(extensions)} are glibc builds the app imports:\n"
+            + "\n".join(lines),
+            hint="build with the pyinstaller runtime instead, or use a pure-Python alternative "
+            "of those packages",
+            remedy="static-c-extension",
+        ),
+        target,
+    )
+
+
+def _for_target(err: FreezeError, target: Target) -> FreezeError:
+    """``err`` (a refused extension) as is for this machine; for another, whose executable the
+    pyinstaller runtime cannot build, with the remedy that fits."""
+    if target == host_target():
+        return err
     return FreezeError(
-        "the static runtime loads only extension modules built for musl (musllinux wheels); "
-        f"these {len(extensions)} are glibc builds the app imports:\n" + "\n".join(lines),
-        hint="build with the pyinstaller runtime instead, or use a pure-Python alternative "
-        "of those packages",
-        remedy="static-c-extension",
+        f"{err.message} (building for {target.platform})",
+        tool=err.tool,
+        output=err.output,
+        hint="use a pure-Python alternative of those packages, or build for this machine",
+        remedy="static-c-extension-platform",
     )
 
 
@@ -142,13 +174,16 @@ def build_static(
     workdir: Path,
     cache_dir: Path,
     runner: Runner,
+    target: Target | None = None,
 ) -> StaticBuild:
-    """Build ``workdir/static/<name>``: the kit's interpreter, the app's built-ins and modules."""
-    kit = ensure_kit(cache_dir, runner=runner)
+    """Build ``workdir/static/<name>``: the kit's interpreter, the app's built-ins and modules,
+    for ``target`` (default: this machine)."""
+    target = target or host_target()
+    kit = ensure_kit(cache_dir, runner=runner, target=target)
     site_dirs = site_packages(benv, runner=runner)
     bundle_zip = workdir / "modules.zip"
     musl_site, wheels, no_wheel = _musllinux_site(
-        benv, distributions, site_dirs, workdir=workdir, cache_dir=cache_dir, runner=runner
+        benv, distributions, site_dirs, target, workdir=workdir, cache_dir=cache_dir, runner=runner
     )
     roots = [str(musl_site)] if musl_site else []
     request = {
@@ -165,8 +200,10 @@ def build_static(
         "compression": ZIP_COMPRESSION,
         "optimize": 0,
     }
+    if target != host_target():  # analysed by the host's kit: say whose sysconfig data to name
+        request["multiarch"] = target.multiarch
     if musl_site:  # the bootstrap's finder for them needs importlib.machinery
-        request |= {"native_roots": roots, "native_suffix": EXTENSION_SUFFIX}
+        request |= {"native_roots": roots, "native_suffix": extension_suffix(target.machine)}
         request["includes"] = [*includes, "importlib.machinery"]
     request_file = workdir / "bundle-request.json"
     request_file.write_text(json.dumps(request))
@@ -175,9 +212,11 @@ def build_static(
     if report.get("error"):
         raise ProjectError(str(report["error"]))
     if report["extensions"]:
-        raise _c_extension_error(report["extensions"], site_dirs, no_wheel)
+        raise _c_extension_error(report["extensions"], site_dirs, no_wheel, target)
     native, libraries = (
-        _native_link(report, musl_site) if musl_site and report.get("native") else (None, ())
+        _native_link(report, musl_site, target)
+        if musl_site and report.get("native")
+        else (None, ())
     )
     _warn_about(report)
     out_dir = workdir / "static"
@@ -187,9 +226,14 @@ def build_static(
         builtins = set(report["builtins"])
         if ZIP_COMPRESSION == "deflated":
             builtins.add("zlib")  # zipimport inflates with it
-        link_executable(
-            kit, builtins, entrypoint, exe, workdir / "link", runner=runner, native=native
-        )
+        try:
+            link_executable(
+                kit, builtins, entrypoint, exe, workdir / "link", runner=runner, native=native
+            )
+        except FreezeError as err:
+            if err.remedy != "static-c-extension":
+                raise
+            raise _for_target(err, target) from err
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
         shutil.copyfileobj(z, f, 1 << 20)
     exe.chmod(0o755)
@@ -206,6 +250,7 @@ def _musllinux_site(
     benv: BuildEnv,
     distributions: tuple[Distribution, ...],
     site_dirs: list[str],
+    target: Target,
     *,
     workdir: Path,
     cache_dir: Path,
@@ -223,7 +268,13 @@ def _musllinux_site(
     }
     if not wanted:
         return None, [], {}
-    wheels, missing = fetch_wheels(benv, wanted, cache_dir / "wheels" / "musllinux", runner=runner)
+    wheels, missing = fetch_wheels(
+        benv,
+        wanted,
+        cache_dir / "wheels" / "musllinux",
+        runner=runner,
+        platforms=target.musllinux,
+    )
     if not wheels:
         return None, [], missing
     site = workdir / "musllinux-site"
@@ -233,13 +284,20 @@ def _musllinux_site(
     return site, wheels, missing
 
 
-def _native_link(report: dict, musl_site: Path) -> tuple[NativeLink, tuple[Component, ...]]:  # type: ignore[type-arg]
+def _native_link(
+    report: dict,  # type: ignore[type-arg]
+    musl_site: Path,
+    target: Target,
+) -> tuple[NativeLink, tuple[Component, ...]]:
     """Check every bundled ELF object and make the loader's link inputs; the libraries."""
     modules = {n["module"]: n["member"] for n in report["native"]}
     libraries = library_members(musl_site, modules.values())
     members = [*modules.values(), *libraries]
     with step(f"checking {len(members)} bundled ELF objects for the in-process loader"):
-        load_plan = check_objects(musl_site, members)
+        try:
+            load_plan = check_objects(musl_site, members, target.elf_machine)
+        except FreezeError as err:
+            raise _for_target(err, target) from err
     loader = importlib.resources.files("scratchpack.freeze.static").joinpath("elfload.c")
     link = native_link(load_plan, modules, loader.read_text())
     return link, library_components(musl_site, libraries)
@@ -271,7 +329,8 @@ def _run_bundle(kit: Kit, request_file: Path, workdir: Path, *, runner: Runner) 
     copy = workdir / "_bundle.py"
     copy.write_text(script.read_text())
     (workdir / "link").mkdir(exist_ok=True)
-    proc = runner([str(kit.python), "-I", "-S", str(copy), str(request_file)], cwd=workdir)
+    python = kit.build_python or kit.python
+    proc = runner([str(python), "-I", "-S", str(copy), str(request_file)], cwd=workdir)
     try:
         report = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -320,6 +379,10 @@ class StaticFreezer:
                 remedy="static-python",
             )
 
+    def check_platform(self, platform: Platform) -> None:
+        """The static route cross-builds for every platform it has a target for."""
+        target_for(platform)
+
     def cache_key(self, project: ProjectConfig, *, compression: Compression) -> dict[str, object]:
         """The kit and this package's code decide the bytes; staticx compression does not."""
         return {"tools": freezer_digest()}
@@ -339,6 +402,7 @@ class StaticFreezer:
             workdir=job.workdir,
             cache_dir=job.cache_dir,
             runner=runner,
+            target=target_for(job.platform),
         )
         # what the zip holds beyond the requirement closure: tzdata, from the build venv
         known = {d.name.lower().replace("_", "-") for d in job.distributions}

@@ -7,7 +7,9 @@ reads one JSON request file (argv[1]), writes one JSON report to stdout.
 Request: entry (module), run_main, search_path, stdlib, app_paths (non-stdlib roots),
 excludes, includes, distributions (dist-info names to keep), output (zip path), compression
 ("stored"/"deflated"), optimize; optional native_roots and native_suffix (where musllinux
-wheels are unpacked, their extension modules' suffix).
+wheels are unpacked, their extension modules' suffix), multiarch (an executable for another
+machine: its triple, which names its sysconfig data; this interpreter is then the host's kit,
+built from the same sources, so its bytecode and built-in modules are the target's).
 Report: builtins (C modules to link), modules, packages (top-level non-stdlib modules), files,
 extensions (compiled modules the app needs: refused), native (compiled modules from
 native_roots, the musllinux wheels' files, put into the zip with their bundled libraries:
@@ -819,7 +821,7 @@ def find_modules(req: dict[str, Any]) -> tuple[StdlibAwareFinder, list[str]]:
         before = len(finder.modules)
         for name in todo:
             done.add(name)
-            extras = HIDDEN_EDGES.get(name) or (_sysconfigdata_name(),)
+            extras = HIDDEN_EDGES.get(name) or (_sysconfigdata_name(req.get("multiarch")),)
             for extra in extras:
                 base = extra.removesuffix(".*")
                 if not _matches(base, excludes):
@@ -965,9 +967,11 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
         if root:
             app_files.append(path)
     if "sysconfig" in finder.modules:
-        sysdata = _sysconfigdata_name()
+        target = req.get("multiarch")
+        sysdata = _sysconfigdata_name(target)
         if sysdata not in finder.modules:  # the kit does not ship it: the runtime's own values
-            entries[f"{sysdata}.pyc"] = _pyc(compile(_sysconfigdata_source(), sysdata, "exec"))
+            data = _sysconfigdata_source(target)
+            entries[f"{sysdata}.pyc"] = _pyc(compile(data, sysdata, "exec"))
 
     _add_package_data(entries, app_files, app_paths, req["distributions"])
 
@@ -1092,23 +1096,30 @@ def _write_zip(output: str, entries: dict[str, bytes | Stored], compression: str
     os.replace(tmp, output)
 
 
-def _sysconfigdata_name() -> str:
-    """The module sysconfig imports by a computed name (Debian's patch drops the platform)."""
+def _sysconfigdata_name(multiarch: str | None = None) -> str:
+    """The module sysconfig imports by a computed name (Debian's patch drops the platform);
+    ``multiarch``: the target's, when the executable is for another machine than this one."""
+    if multiarch is not None:
+        return f"_sysconfigdata_{sys.abiflags}_{multiarch}"
     import sysconfig  # this interpreter's stdlib is the kit's
 
     return str(getattr(sysconfig, "_get_sysconfigdata_name")())  # noqa: B009 - private
 
 
-def _sysconfigdata_source() -> str:
+def _sysconfigdata_source(multiarch: str | None = None) -> str:
     """A ``_sysconfigdata`` module for a kit that lacks the generated one (sysconfig, and so
-    ``import zoneinfo``, fail without it): what a static runtime can say about itself."""
+    ``import zoneinfo``, fail without it): what a static runtime can say about itself (for
+    ``multiarch``: a runtime of that other machine)."""
+    own = getattr(sys.implementation, "_multiarch", "")
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    if multiarch is not None:
+        suffix = suffix.replace(own, multiarch)
     ver = f"{sys.version_info[0]}.{sys.version_info[1]}"
     values = {
         "ABIFLAGS": sys.abiflags,
         "EXT_SUFFIX": suffix,
         "SOABI": suffix[1:].rsplit(".", 1)[0],
-        "MULTIARCH": getattr(sys.implementation, "_multiarch", ""),
+        "MULTIARCH": own if multiarch is None else multiarch,
         "MACHDEP": sys.platform,
         "VERSION": ver,
         "LDVERSION": ver + sys.abiflags,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from scratchpack.errors import FreezeError
 
-# ELF constants (System V gABI, x86-64 psABI) the checks and the loader share.
+# ELF constants (System V gABI, x86-64 and AArch64 psABIs) the checks and the loader share.
 PT_LOAD, PT_DYNAMIC, PT_INTERP, PT_TLS = 1, 2, 3, 7
 DT_NEEDED, DT_HASH, DT_STRTAB, DT_SYMTAB, DT_RELA, DT_RELASZ = 1, 4, 5, 6, 7, 8
 DT_STRSZ, DT_SONAME, DT_RPATH, DT_REL, DT_TEXTREL, DT_JMPREL = 10, 14, 15, 17, 22, 23
@@ -32,7 +32,8 @@ STT_TLS = 6
 STB_GLOBAL, STB_WEAK, STB_GNU_UNIQUE = 1, 2, 10
 STV_DEFAULT, STV_PROTECTED = 0, 3
 VERSYM_HIDDEN = 0x8000
-PAGE = 4096  # x86-64: elfload.c sets rights per page
+PAGE = 4096  # elfload.c sets rights per page (4 KiB pages: x86-64, and arm64 as Debian's)
+EM_X86_64, EM_AARCH64 = 62, 183
 
 #: The relocation types elfload.c applies (R_X86_64_*).
 HANDLED_RELOCATIONS = {
@@ -54,6 +55,28 @@ REFUSED_RELOCATIONS = {
     24: "PC64",
     37: "IRELATIVE (GNU indirect function)",
 }
+#: The same for AArch64 objects (R_AARCH64_*): the kinds keep the x86-64 names, so the loader's
+#: checks and counts read alike.
+HANDLED_AARCH64 = {
+    0: "NONE",
+    257: "64",  # ABS64
+    1025: "GLOB_DAT",
+    1026: "JUMP_SLOT",
+    1027: "RELATIVE",
+    1028: "DTPMOD64",  # TLS_DTPMOD64
+    1029: "DTPOFF64",  # TLS_DTPREL64
+    1031: "TLSDESC",  # dynamic TLS through elfload.c's descriptor resolver
+}
+REFUSED_AARCH64 = {
+    1024: "COPY",
+    1030: "TLS_TPREL64 (initial-exec TLS)",
+    1032: "IRELATIVE (GNU indirect function)",
+}
+#: e_machine -> (name in messages, relocation prefix, handled types, refused types' names).
+MACHINES = {
+    EM_X86_64: ("x86-64", "R_X86_64_", HANDLED_RELOCATIONS, REFUSED_RELOCATIONS),
+    EM_AARCH64: ("aarch64", "R_AARCH64_", HANDLED_AARCH64, REFUSED_AARCH64),
+}
 
 #: Libraries the executable itself stands for: musl's libc holds libm, libpthread, libdl...
 EXECUTABLE_SONAMES = frozenset(
@@ -61,6 +84,8 @@ EXECUTABLE_SONAMES = frozenset(
         "libc.so",
         "libc.musl-x86_64.so.1",
         "ld-musl-x86_64.so.1",
+        "libc.musl-aarch64.so.1",
+        "ld-musl-aarch64.so.1",
         "libm.so",
         "libpthread.so",
         "libdl.so",
@@ -134,16 +159,18 @@ class _Reader:
         return self.data[offset:end].decode("utf-8", "replace")
 
 
-def read_object(data: bytes, name: str) -> SharedObject:
-    """Parse and check one x86-64 ELF shared object; raise ElfError naming what is refused."""
+def read_object(data: bytes, name: str, machine: int = EM_X86_64) -> SharedObject:
+    """Parse and check one ELF shared object for ``machine`` (x86-64 or aarch64); raise
+    ElfError naming what is refused."""
     r = _Reader(data, name)
     if data[:4] != b"\x7fELF":
         raise _refuse(name, "not an ELF file")
     if data[4] != 2 or data[5] != 1:
         raise _refuse(name, "not a 64-bit little-endian ELF object")
     e_type, e_machine = r.unpack("<HH", 16)
-    if e_machine != 62:
-        raise _refuse(name, f"machine {e_machine} is not x86-64")
+    arch, prefix, handled, refused = MACHINES[machine]
+    if e_machine != machine:
+        raise _refuse(name, f"machine {e_machine} is not {arch}")
     if e_type != 3:
         raise _refuse(name, f"ELF type {e_type} is not a shared object (ET_DYN)")
     phoff, shoff = r.unpack("<QQ", 32)
@@ -185,7 +212,7 @@ def read_object(data: bytes, name: str) -> SharedObject:
     if DT_PREINIT_ARRAY in tags:
         raise _refuse(name, "a pre-init array (DT_PREINIT_ARRAY)")
     if DT_REL in tags:
-        raise _refuse(name, "REL relocations (x86-64 objects use RELA)")
+        raise _refuse(name, f"REL relocations ({arch} objects use RELA)")
     if DT_JMPREL in tags and one(DT_PLTREL, DT_RELA) != DT_RELA:
         raise _refuse(name, "PLT relocations that are not RELA")
     if DT_GNU_HASH not in tags and DT_HASH not in tags:
@@ -222,10 +249,10 @@ def read_object(data: bytes, name: str) -> SharedObject:
         for pos in range(base, base + size, 24):
             _off, info, _addend = r.unpack("<QQq", pos)
             rtype, index = info & 0xFFFFFFFF, info >> 32
-            kind = HANDLED_RELOCATIONS.get(rtype)
+            kind = handled.get(rtype)
             if kind is None:
-                what = REFUSED_RELOCATIONS.get(rtype, f"type {rtype}")
-                raise _refuse(name, f"relocation R_X86_64_{what}")
+                what = refused.get(rtype, f"type {rtype}")
+                raise _refuse(name, f"relocation {prefix}{what}")
             counts[kind] = counts.get(kind, 0) + 1
             if index == 0 or index >= len(symbols):
                 continue

@@ -8,7 +8,9 @@
  *     no /proc, no dlopen, no second process;
  *   - PT_LOAD segments go into one anonymous read-write mapping; after relocation each segment
  *     gets its own protection (never writable and executable at once), RELRO becomes read-only;
- *   - relocations: RELATIVE, 64, GLOB_DAT, JUMP_SLOT, DTPMOD64, DTPOFF64 and packed DT_RELR;
+ *   - relocations: RELATIVE, 64, GLOB_DAT, JUMP_SLOT, DTPMOD64, DTPOFF64 and packed DT_RELR
+ *     (x86-64; on aarch64 their R_AARCH64_ counterparts and TLSDESC), with the
+ *     instruction cache made coherent for the code written (aarch64 does not snoop it);
  *   - symbols: the object and its DT_NEEDED bundled libraries first (breadth first, as an
  *     RTLD_LOCAL dlopen scope; DT_GNU_HASH lookups), then the table the build generated of the
  *     executable's symbols those objects import (scratchpack_symbols, sorted by name);
@@ -35,6 +37,29 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+/* The relocation types applied, by the names the x86-64 psABI and elf.py use. */
+#if defined(__x86_64__)
+#define R_NONE R_X86_64_NONE
+#define R_ABS64 R_X86_64_64
+#define R_GLOB_DAT R_X86_64_GLOB_DAT
+#define R_JUMP_SLOT R_X86_64_JUMP_SLOT
+#define R_RELATIVE R_X86_64_RELATIVE
+#define R_DTPMOD64 R_X86_64_DTPMOD64
+#define R_DTPOFF64 R_X86_64_DTPOFF64
+#define GOT_ADDEND 0 /* GLOB_DAT, JUMP_SLOT: S */
+#elif defined(__aarch64__)
+#define R_NONE R_AARCH64_NONE
+#define R_ABS64 R_AARCH64_ABS64
+#define R_GLOB_DAT R_AARCH64_GLOB_DAT
+#define R_JUMP_SLOT R_AARCH64_JUMP_SLOT
+#define R_RELATIVE R_AARCH64_RELATIVE
+#define R_DTPMOD64 R_AARCH64_TLS_DTPMOD64
+#define R_DTPOFF64 R_AARCH64_TLS_DTPREL64
+#define GOT_ADDEND 1 /* GLOB_DAT, JUMP_SLOT: S + A */
+#else
+#error "scratchpack's loader handles x86-64 and aarch64 objects only"
+#endif
 
 struct scratchpack_symbol {
     const char *name;
@@ -196,6 +221,81 @@ static int by_name(const void *key, const void *entry) {
 }
 
 void *scratchpack_tls_get_addr(size_t *index);
+
+#if defined(__aarch64__)
+/* TLSDESC (the aarch64 compilers' default TLS dialect): a relocated descriptor is {this
+ * resolver, its {module, offset}}. Called with x0 = the descriptor, it returns in x0 the
+ * variable's address minus the thread pointer and preserves every other register (the caller
+ * saved none): x1-x18, x29, x30 and all of q0-q31 around the C call. */
+__asm__(".text\n"
+    ".p2align 2\n"
+    ".global scratchpack_tlsdesc_dynamic\n"
+    ".hidden scratchpack_tlsdesc_dynamic\n"
+    ".type scratchpack_tlsdesc_dynamic, %function\n"
+    "scratchpack_tlsdesc_dynamic:\n"
+    "  stp x29, x30, [sp, #-160]!\n"
+    "  mov x29, sp\n"
+    "  stp x1, x2, [sp, #16]\n"
+    "  stp x3, x4, [sp, #32]\n"
+    "  stp x5, x6, [sp, #48]\n"
+    "  stp x7, x8, [sp, #64]\n"
+    "  stp x9, x10, [sp, #80]\n"
+    "  stp x11, x12, [sp, #96]\n"
+    "  stp x13, x14, [sp, #112]\n"
+    "  stp x15, x16, [sp, #128]\n"
+    "  stp x17, x18, [sp, #144]\n"
+    "  sub sp, sp, #512\n"
+    "  stp q0, q1, [sp, #0]\n"
+    "  stp q2, q3, [sp, #32]\n"
+    "  stp q4, q5, [sp, #64]\n"
+    "  stp q6, q7, [sp, #96]\n"
+    "  stp q8, q9, [sp, #128]\n"
+    "  stp q10, q11, [sp, #160]\n"
+    "  stp q12, q13, [sp, #192]\n"
+    "  stp q14, q15, [sp, #224]\n"
+    "  stp q16, q17, [sp, #256]\n"
+    "  stp q18, q19, [sp, #288]\n"
+    "  stp q20, q21, [sp, #320]\n"
+    "  stp q22, q23, [sp, #352]\n"
+    "  stp q24, q25, [sp, #384]\n"
+    "  stp q26, q27, [sp, #416]\n"
+    "  stp q28, q29, [sp, #448]\n"
+    "  stp q30, q31, [sp, #480]\n"
+    "  ldr x0, [x0, #8]\n"
+    "  bl scratchpack_tls_get_addr\n"
+    "  mrs x1, tpidr_el0\n"
+    "  sub x0, x0, x1\n"
+    "  ldp q0, q1, [sp, #0]\n"
+    "  ldp q2, q3, [sp, #32]\n"
+    "  ldp q4, q5, [sp, #64]\n"
+    "  ldp q6, q7, [sp, #96]\n"
+    "  ldp q8, q9, [sp, #128]\n"
+    "  ldp q10, q11, [sp, #160]\n"
+    "  ldp q12, q13, [sp, #192]\n"
+    "  ldp q14, q15, [sp, #224]\n"
+    "  ldp q16, q17, [sp, #256]\n"
+    "  ldp q18, q19, [sp, #288]\n"
+    "  ldp q20, q21, [sp, #320]\n"
+    "  ldp q22, q23, [sp, #352]\n"
+    "  ldp q24, q25, [sp, #384]\n"
+    "  ldp q26, q27, [sp, #416]\n"
+    "  ldp q28, q29, [sp, #448]\n"
+    "  ldp q30, q31, [sp, #480]\n"
+    "  add sp, sp, #512\n"
+    "  ldp x1, x2, [sp, #16]\n"
+    "  ldp x3, x4, [sp, #32]\n"
+    "  ldp x5, x6, [sp, #48]\n"
+    "  ldp x7, x8, [sp, #64]\n"
+    "  ldp x9, x10, [sp, #80]\n"
+    "  ldp x11, x12, [sp, #96]\n"
+    "  ldp x13, x14, [sp, #112]\n"
+    "  ldp x15, x16, [sp, #128]\n"
+    "  ldp x17, x18, [sp, #144]\n"
+    "  ldp x29, x30, [sp], #160\n"
+    "  ret\n"
+    ".size scratchpack_tlsdesc_dynamic, .-scratchpack_tlsdesc_dynamic\n");
+extern char scratchpack_tlsdesc_dynamic[];
+#endif
 int scratchpack_dl_iterate_phdr(int (*cb)(struct dl_phdr_info *, size_t, void *), void *data);
 
 /* Resolve `name` for object `o`: its scope, then the loader's own answers, then the table.
@@ -239,11 +339,11 @@ static int relocate_rela(struct object *o, const Elf64_Rela *rel, size_t count) 
         uintptr_t value = 0;
         const struct object *owner = o;
         const Elf64_Sym *sym = index ? &o->symtab[index] : NULL;
-        if (type == R_X86_64_RELATIVE) {
+        if (type == R_RELATIVE) {
             *where = o->bias + (uint64_t)rel[i].r_addend;
             continue;
         }
-        if (type == R_X86_64_NONE) {
+        if (type == R_NONE) {
             continue;
         }
         if (sym != NULL) {
@@ -260,23 +360,38 @@ static int relocate_rela(struct object *o, const Elf64_Rela *rel, size_t count) 
             }
         }
         switch (type) {
-        case R_X86_64_64:
+        case R_ABS64:
             *where = value + (uint64_t)rel[i].r_addend;
             break;
-        case R_X86_64_GLOB_DAT:
-        case R_X86_64_JUMP_SLOT:
-            *where = value;
+        case R_GLOB_DAT:
+        case R_JUMP_SLOT:
+            *where = value + (GOT_ADDEND ? (uint64_t)rel[i].r_addend : 0);
             break;
-        case R_X86_64_DTPMOD64:
+        case R_DTPMOD64:
             if (owner == NULL || owner->tls_module == 0) {
                 return fail("%s: TLS module reference to %s, which has no PT_TLS", o->path,
                             sym ? o->strtab + sym->st_name : "itself");
             }
             *where = owner->tls_module;
             break;
-        case R_X86_64_DTPOFF64:
+        case R_DTPOFF64:
             *where = (sym != NULL ? value : 0) + (uint64_t)rel[i].r_addend;
             break;
+#if defined(__aarch64__)
+        case R_AARCH64_TLSDESC: {
+            size_t *arg = malloc(2 * sizeof *arg); /* lives as long as the object */
+            if (owner == NULL || owner->tls_module == 0 || arg == NULL) {
+                free(arg);
+                return fail("%s: TLS descriptor for %s, which has no PT_TLS", o->path,
+                            sym ? o->strtab + sym->st_name : "itself");
+            }
+            arg[0] = owner->tls_module;
+            arg[1] = (sym != NULL ? value : 0) + (uint64_t)rel[i].r_addend;
+            where[0] = (uint64_t)(uintptr_t)scratchpack_tlsdesc_dynamic;
+            where[1] = (uint64_t)(uintptr_t)arg;
+            break;
+        }
+#endif
         default: {
             char kind[16];
             snprintf(kind, sizeof kind, "%u", type);
@@ -455,6 +570,13 @@ static int load_object(const char *exe, const char *member, struct object **deps
     if ((rela != NULL && relocate_rela(o, rela, relasz / sizeof *rela) != 0) ||
         (jmprel != NULL && relocate_rela(o, jmprel, pltrelsz / sizeof *jmprel) != 0)) {
         return -1;
+    }
+    /* The code was written through the data cache: make the instruction cache see it. */
+    for (int i = 0; i < o->phnum; i++) {
+        if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+            char *start = (char *)(o->bias + ph[i].p_vaddr);
+            __builtin___clear_cache(start, start + ph[i].p_memsz);
+        }
     }
     /* W^X: everything inaccessible, then each segment its own rights, RELRO read-only. */
     mprotect(o->base, o->span, PROT_NONE);

@@ -8,9 +8,15 @@ the ones above), the Python headers, the generated ``config.c`` (the built-in mo
 table to filter), the pure-Python stdlib, and a full static interpreter used at build time to
 find and compile the app's modules with the exact bytecode the runtime runs.
 
-It is cached under ``<cache>/runtime/<key>``, keyed on the recipe, the pinned source versions and
-the toolchain, and built under a lock in a temporary directory that is renamed into place only
-when complete: a killed build never leaves a half-made kit.
+It is cached under ``<cache>/runtime/<key>``, keyed on the recipe, the pinned source versions,
+the toolchain and the target, and built under a lock in a temporary directory that is renamed
+into place only when complete: a killed build never leaves a half-made kit.
+
+A kit for another machine (linux/arm64 on an x86-64 host) is cross-compiled from the same
+sources with the same zig: configure runs with ``--host``/``--build``, the host's own kit as the
+build interpreter, and ``CROSS_CONFIG_SITE`` for what it cannot find out without running a target
+program; the few target programs the build must run (ncurses' tic, the kit's self-check) run
+under the target's qemu user-mode emulator.
 """
 
 from __future__ import annotations
@@ -33,7 +39,13 @@ from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
 from scratchpack.freeze.static import docsig
 from scratchpack.freeze.static.sources import PACKAGES, fetch_sources
-from scratchpack.freeze.static.toolchain import TARGET, ZIG_PIN, Toolchain, ensure_toolchain
+from scratchpack.freeze.static.toolchain import (
+    ZIG_PIN,
+    Target,
+    Toolchain,
+    ensure_toolchain,
+    host_target,
+)
 
 #: Bumped whenever the recipe below changes the kit's bytes.
 RECIPE_VERSION = "5"
@@ -282,6 +294,18 @@ STDLIB_SKIP = frozenset(
     }
 )
 
+#: Bumped whenever the cross-build steps change a cross kit's bytes (RECIPE_VERSION would move
+#: the host kit's key too).
+CROSS_RECIPE_VERSION = "1"
+
+#: configure's answers for a cross build, which it cannot get by running a program: musl has
+#: /dev/ptmx-style ptys (no AIX /dev/ptc) and a working getaddrinfo.
+CROSS_CONFIG_SITE = (
+    ("ac_cv_file__dev_ptmx", "yes"),
+    ("ac_cv_file__dev_ptc", "no"),
+    ("ac_cv_buggy_getaddrinfo", "no"),
+)
+
 #: Fixed build-time clock: __DATE__/__TIME__ in sys.version do not change between builds.
 BUILD_EPOCH = "315532800"
 
@@ -296,6 +320,13 @@ class Kit:
     builtins: tuple[str, ...]  # every built-in module libpython3.11.a can provide
     build_seconds: float
     toolchain: Toolchain
+    #: The interpreter that analyses and compiles the app at build time: ``python`` itself, or
+    #: for a kit of another machine the host kit's (same sources, same bytecode).
+    build_python: Path | None = None
+
+    @property
+    def target(self) -> Target:
+        return self.toolchain.target
 
     @property
     def python(self) -> Path:
@@ -326,13 +357,20 @@ CACHE_SUBDIR = "runtime"
 META_FILE = "runtime.json"
 
 
-def kit_key() -> str:
-    """What decides the kit's bytes: recipe, pinned sources, toolchain, target and options."""
-    doc = {
+def kit_key(target: Target | None = None) -> str:
+    """What decides the kit's bytes: recipe, pinned sources, toolchain, target and options.
+
+    A cross-built kit also depends on the build machine and its kit (the build interpreter
+    generates the frozen modules): those enter the key only for a cross target, so the host's
+    own kit keeps the key it always had.
+    """
+    host = host_target()
+    target = target or host
+    doc: dict[str, object] = {
         "recipe": RECIPE_VERSION,
         "sources": [p.pin for p in PACKAGES],
         "toolchain": ZIG_PIN,
-        "target": TARGET,
+        "target": target.triple,
         "openssl": OPENSSL_OPTIONS,
         "cpython": CPYTHON_OPTIONS,
         "cpython_opt": CPYTHON_OPT,
@@ -347,6 +385,14 @@ def kit_key() -> str:
         "docsig": _package_text("docsig.py"),
         "unfrozen": (UNFROZEN, _FREEZE_LIST),
     }
+    if target != host:
+        doc["cross"] = {
+            "recipe": CROSS_RECIPE_VERSION,
+            "build": host.gnu_triple,
+            "build_kit": kit_key(host),
+            "config_site": CROSS_CONFIG_SITE,
+            "openssl_target": target.openssl,
+        }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -358,7 +404,7 @@ def _package_text(name: str) -> str:
     return importlib.resources.files("scratchpack.freeze.static").joinpath(name).read_text()
 
 
-def _load(root: Path, key: str, toolchain: Toolchain) -> Kit | None:
+def _load(root: Path, key: str, toolchain: Toolchain, build_python: Path | None) -> Kit | None:
     try:
         meta = json.loads((root / META_FILE).read_text())
         if meta["key"] != key or not (root / "lib" / "libpython3.11.a").is_file():
@@ -370,13 +416,18 @@ def _load(root: Path, key: str, toolchain: Toolchain) -> Kit | None:
             builtins=tuple(meta["builtins"]),
             build_seconds=float(meta["build_seconds"]),
             toolchain=toolchain,
+            build_python=build_python,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def ensure_kit(cache_dir: Path, *, runner: Runner) -> Kit:
-    """The cached kit, building it first if needed (~5-8 minutes on 2 cores, once)."""
+def ensure_kit(cache_dir: Path, *, runner: Runner, target: Target | None = None) -> Kit:
+    """The cached kit for ``target`` (default: this machine), building it first if needed
+    (~5-8 minutes on 2 cores, once; a cross kit first needs the host's)."""
+    host = host_target()
+    target = target or host
+    build_python = None if target == host else ensure_kit(cache_dir, runner=runner).python
     root = cache_dir / CACHE_SUBDIR
     try:
         (root / "tmp").mkdir(parents=True, exist_ok=True)
@@ -386,40 +437,63 @@ def ensure_kit(cache_dir: Path, *, runner: Runner) -> Kit:
             hint="set SCRATCHPACK_CACHE_DIR to a writable directory",
         ) from err
     sweep_stale(root / "tmp", "build-")  # what killed kit builds left (~240 MB each)
-    toolchain = ensure_toolchain(root, runner=runner)
-    key = kit_key()
+    toolchain = ensure_toolchain(root, runner=runner, target=target)
+    key = kit_key(target)
     kit_dir = root / key
     with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (kit := _load(kit_dir, key, toolchain)) is not None:
+        if (kit := _load(kit_dir, key, toolchain, build_python)) is not None:
             return kit
         log(
-            "building the static CPython runtime (zlib, OpenSSL, bzip2, xz, SQLite, libffi, "
-            "ncurses, CPython with zig cc); "
-            "this happens once per machine and takes a few minutes"
+            f"building the static CPython runtime for {target.platform} (zlib, OpenSSL, bzip2, "
+            "xz, SQLite, libffi, ncurses, CPython with zig cc); "
+            "this happens once per machine and target and takes a few minutes"
         )
         started = time.monotonic()
         with owned_tempdir("build-", root / "tmp") as work:
             stage = work / "kit"
-            _build(root, work, stage, toolchain, runner=runner)
+            cross = _Cross(build_python, _qemu(target)) if build_python else None
+            _build(root, work, stage, toolchain, cross, runner=runner)
             builtins = _builtin_names(stage / "share" / "config.c")
             elapsed = round(time.monotonic() - started, 1)
             meta = {
                 "key": key,
-                "python_version": _python_version(stage, runner=runner),
+                "python_version": _python_version(stage, cross, runner=runner),
                 "builtins": builtins,
                 "build_seconds": elapsed,
                 "sources": [p.pin for p in PACKAGES],
                 "toolchain": ZIG_PIN,
-                "target": TARGET,
+                "target": target.triple,
             }
             (stage / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
             shutil.rmtree(kit_dir, ignore_errors=True)
             os.replace(stage, kit_dir)
         log(f"static runtime built in {elapsed:.0f} s: {kit_dir}")
-        kit = _load(kit_dir, key, toolchain)
+        kit = _load(kit_dir, key, toolchain, build_python)
         assert kit is not None
         return kit
+
+
+@dataclass(frozen=True, slots=True)
+class _Cross:
+    """How a kit for another machine is built here: the host kit's interpreter runs the build's
+    Python steps, and the target's own programs run under qemu."""
+
+    build_python: Path
+    qemu: str
+
+
+def _qemu(target: Target) -> str:
+    """The user-mode emulator that runs ``target``'s static programs on this machine."""
+    for name in (f"{target.qemu}-static", target.qemu):
+        if found := shutil.which(name):
+            return found
+    raise FreezeError(
+        f"building the static runtime for {target.platform} runs a few of its programs "
+        f"(ncurses' tic, the interpreter's self-check) on this machine, which needs "
+        f"{target.qemu}-static",
+        hint="apt-get install qemu-user-static (scripts/install-system-deps does)",
+    )
 
 
 def _builtin_names(config_c: Path) -> list[str]:
@@ -435,14 +509,15 @@ _PROBE = (
 )
 
 
-def _python_version(stage: Path, *, runner: Runner) -> str:
+def _python_version(stage: Path, cross: _Cross | None, *, runner: Runner) -> str:
     """The fresh kit interpreter's version, once it has shown that the recipe's source changes
     (docsig.py, UNFROZEN) took effect. A
     ``-c`` rather than a script from ``_scripts``: the kit's stdlib lacks the build-time
     sysconfig data the probe reads."""
     exe = stage / "bin" / f"python{PYTHON_VERSION}"
     code = f"{_PROBE}; import platform; print(platform.python_version())"
-    proc = runner([str(exe), "-I", "-S", "-c", code])
+    emulator = [cross.qemu] if cross else []
+    proc = runner([*emulator, str(exe), "-I", "-S", "-c", code])
     if proc.returncode != 0:
         raise FreezeError(
             "the freshly built static python does not run, or the recipe's changes to its "
@@ -469,11 +544,22 @@ def _sh(
 
 
 #: Debian packages of the build tools whose package name differs from the tool's.
-_TOOL_PACKAGES = {"tclsh": "tcl"}  # tclsh generates SQLite's amalgamation
+_TOOL_PACKAGES = {"tclsh": "tcl", "readelf": "binutils"}  # tclsh generates SQLite's amalgamation
 
 
-def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner: Runner) -> None:
-    for tool in ("make", "perl", "tclsh"):
+def _build(
+    root: Path,
+    work: Path,
+    stage: Path,
+    toolchain: Toolchain,
+    cross: _Cross | None = None,
+    *,
+    runner: Runner,
+) -> None:
+    target = toolchain.target
+    # autoconf configures are told they cross-compile; otherwise they try to run what they build
+    host = [f"--host={target.triple}", f"--build={host_target().gnu_triple}"] if cross else []
+    for tool in ("make", "perl", "tclsh", *(("readelf",) if cross else ())):
         if shutil.which(tool) is None:
             raise FreezeError(
                 f"{tool} is not installed; it is needed once to build the static runtime",
@@ -512,7 +598,7 @@ def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner:
             [
                 "perl",
                 "./Configure",
-                "linux-x86_64",
+                target.openssl,
                 *OPENSSL_OPTIONS,
                 f"--prefix={INSTALL_PREFIX}",
                 f"--openssldir={OPENSSL_DIR}",
@@ -550,7 +636,7 @@ def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner:
             text = pc.read_text().replace(f"prefix={INSTALL_PREFIX}", f"prefix={deps}")
             (deps / "lib" / "pkgconfig" / pc.name).write_text(text)
 
-    _build_libraries(srcs, deps, env, jobs, runner=runner)
+    _build_libraries(srcs, deps, env, jobs, host=host, cross=cross, runner=runner)
 
     py = srcs["python3.11"]
     with step("cutting CPython's C docstrings to their signatures"):
@@ -570,11 +656,20 @@ def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner:
             what="regenerating the frozen module list",
             tool="Tools/scripts/freeze_modules.py",
         )
+    cross_env: dict[str, str] = {}
+    if cross:
+        site = work / "config.site"
+        site.write_text("".join(f"{k}={v}\n" for k, v in CROSS_CONFIG_SITE))
+        readelf = shutil.which("readelf")
+        assert readelf is not None  # checked above
+        cross_env = {"CONFIG_SITE": str(site), "READELF": readelf}
+        host += [f"--with-build-python={cross.build_python}"]
     with step("configuring CPython"):
         _sh(
             runner,
             [
                 "./configure",
+                *host,
                 *CPYTHON_OPTIONS,
                 f"--with-openssl={deps}",
                 f"--prefix={INSTALL_PREFIX}",
@@ -588,6 +683,7 @@ def _build(root: Path, work: Path, stage: Path, toolchain: Toolchain, *, runner:
                 "OPT": CPYTHON_OPT,
                 "CPPFLAGS": f"-I{deps / 'include'} -I{deps / 'include' / 'ncursesw'}",
                 "LDFLAGS": f"-static -L{deps / 'lib'}",
+                **cross_env,
             },
             what="configuring CPython",
             tool="CPython configure",
@@ -691,9 +787,17 @@ def _extra_setup_lines(deps: Path) -> list[str]:
 
 
 def _build_libraries(
-    srcs: dict[str, Path], deps: Path, env: dict[str, str], jobs: str, *, runner: Runner
+    srcs: dict[str, Path],
+    deps: Path,
+    env: dict[str, str],
+    jobs: str,
+    *,
+    host: list[str],
+    cross: _Cross | None,
+    runner: Runner,
 ) -> None:
-    """bzip2, liblzma, SQLite, libffi and ncursesw: static, headers and archives into ``deps``."""
+    """bzip2, liblzma, SQLite, libffi and ncursesw: static, headers and archives into ``deps``.
+    ``host`` is the cross build's --host/--build pair for the autoconf configures (else empty)."""
     size = " ".join(SIZE_CFLAGS)
     lib, inc = deps / "lib", deps / "include"
     lib.mkdir(parents=True, exist_ok=True)
@@ -713,14 +817,18 @@ def _build_libraries(
 
     xz = srcs["xz-utils"]
     with step("compiling liblzma"):
-        configure = ["./configure", f"--prefix={deps}", *XZ_OPTIONS]
+        configure = ["./configure", *host, f"--prefix={deps}", *XZ_OPTIONS]
         run(xz, *configure, what="configuring xz", tool="xz configure", cflags=size)
         run(xz, "make", jobs, "-C", "src/liblzma", "install", what="compiling liblzma")
 
     sq = srcs["sqlite3"]
     with step("compiling SQLite"):
-        configure = ["./configure", "--disable-tcl", "--disable-readline", "--disable-editline"]
+        configure = ["./configure", *host, "--disable-tcl", "--disable-readline"]
+        configure += ["--disable-editline"]
         run(sq, *configure, what="configuring SQLite", tool="SQLite configure", cflags=size)
+        if cross:  # Debian's Makefile links lemon for the target: use its build-machine rule
+            run(sq, "make", "lemon-for-build", what="compiling SQLite's lemon for this machine")
+            shutil.copy2(sq / "lemon-for-build", sq / "lemon")
         # the single-file amalgamation (generated with tclsh), compiled with our own flags
         run(sq, "make", "sqlite3.c", what="generating sqlite3.c")
         cc = ["zcc", *SIZE_CFLAGS, *SQLITE_CFLAGS, "-I.", "-c", "sqlite3.c", "-o", "sqlite3.o"]
@@ -730,20 +838,28 @@ def _build_libraries(
 
     ffi = srcs["libffi"]
     with step("compiling libffi"):
-        configure = ["./configure", f"--prefix={deps}", *LIBFFI_OPTIONS]
+        configure = ["./configure", *host, f"--prefix={deps}", *LIBFFI_OPTIONS]
         flags = " ".join((*SIZE_CFLAGS, *LIBFFI_CFLAGS))
         run(ffi, *configure, what="configuring libffi", tool="libffi configure", cflags=flags)
         run(ffi, "make", jobs, "install", what="compiling libffi")
 
     nc = srcs["ncurses"]
     with step("compiling ncurses"):
+        tic, infocmp = nc / "progs" / "tic", nc / "progs" / "infocmp"
+        if cross:  # this ncurses' own tic and infocmp are target programs: run them emulated
+            for prog in (tic, infocmp):
+                wrapper = nc / f"run-{prog.name}"
+                wrapper.write_text(f'#!/bin/sh\nexec "{cross.qemu}" "{prog}" "$@"\n')
+                wrapper.chmod(0o755)
+            tic, infocmp = nc / "run-tic", nc / "run-infocmp"
         configure = [
             "./configure",
+            *host,
             f"--prefix={deps}",
             *NCURSES_OPTIONS,
             f"--with-fallbacks={','.join(NCURSES_FALLBACKS)}",
-            f"--with-tic-path={nc / 'progs' / 'tic'}",
-            f"--with-infocmp-path={nc / 'progs' / 'infocmp'}",
+            f"--with-tic-path={tic}",
+            f"--with-infocmp-path={infocmp}",
         ]
         run(nc, *configure, what="configuring ncurses", tool="ncurses configure", cflags=size)
         # The fallbacks are compiled by this very ncurses' tic and infocmp, never the host's:

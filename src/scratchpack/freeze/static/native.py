@@ -23,19 +23,32 @@ from scratchpack._ctx import step
 from scratchpack._types import Runner
 from scratchpack.freeze.env import BuildEnv
 from scratchpack.freeze.spec import Component
-from scratchpack.freeze.static.elf import LoadPlan, SharedObject, plan, read_object
+from scratchpack.freeze.static.elf import EM_X86_64, LoadPlan, SharedObject, plan, read_object
 
-#: The target of the static kit (x86-64 musl, CPython 3.11): pip's platform and ABI filters.
+#: The x86-64 kit's pip platform filters (Target.musllinux gives every target's).
 PLATFORMS = ("musllinux_1_1_x86_64", "musllinux_1_2_x86_64")
-PIP_TARGET = (
-    "--only-binary=:all:",
-    *(f"--platform={p}" for p in PLATFORMS),
-    "--python-version=3.11",
-    "--implementation=cp",
-    "--abi=cp311",
-)
-#: What musllinux CPython 3.11 names its extension modules (the kit's own says linux-gnu).
-EXTENSION_SUFFIX = ".cpython-311-x86_64-linux-musl.so"
+
+
+def pip_target(platforms: Sequence[str] = PLATFORMS) -> tuple[str, ...]:
+    """pip's filters for musllinux CPython 3.11 wheels of these platform tags."""
+    return (
+        "--only-binary=:all:",
+        *(f"--platform={p}" for p in platforms),
+        "--python-version=3.11",
+        "--implementation=cp",
+        "--abi=cp311",
+    )
+
+
+PIP_TARGET = pip_target()
+
+
+def extension_suffix(machine: str = "x86_64") -> str:
+    """What musllinux CPython 3.11 names its extension modules (the kit's own says linux-gnu)."""
+    return f".cpython-311-{machine}-linux-musl.so"
+
+
+EXTENSION_SUFFIX = extension_suffix()
 
 _COMPILED = re.compile(r"\.so(\.[0-9.]+)?$|\.abi3\.so$")
 
@@ -78,14 +91,14 @@ def compiled_distributions(site_dirs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _cached(cache: Path, name: str, version: str) -> Path | None:
+def _cached(cache: Path, name: str, version: str, platforms: Sequence[str]) -> Path | None:
     for whl in sorted(cache.glob("*.whl")):
         parts = whl.name[:-4].split("-")
         if (
             len(parts) >= 5
             and canonical(parts[0]) == canonical(name)
             and parts[1] == version
-            and "musllinux" in parts[-1]
+            and any(p in parts[-1].split(".") for p in platforms)
         ):
             return whl
     return None
@@ -97,14 +110,15 @@ def fetch_wheels(
     cache: Path,
     *,
     runner: Runner,
+    platforms: Sequence[str] = PLATFORMS,
 ) -> tuple[list[Wheel], dict[str, str]]:
-    """The musllinux wheel of each ``name -> version``, from ``cache`` or downloaded into it by
-    pip. Returns (wheels, name -> why none is usable)."""
+    """The musllinux wheel (of these platform tags) of each ``name -> version``, from ``cache``
+    or downloaded into it by pip. Returns (wheels, name -> why none is usable)."""
     cache.mkdir(parents=True, exist_ok=True)
     wheels: list[Wheel] = []
     missing: dict[str, str] = {}
     for name, version in sorted(wanted.items()):
-        found = _cached(cache, name, version)
+        found = _cached(cache, name, version, platforms)
         if found is None:
             with step(f"fetching the musllinux wheel of {name} {version}"):
                 proc = env.run(
@@ -115,13 +129,13 @@ def fetch_wheels(
                         "download",
                         "-q",
                         "--no-deps",
-                        *PIP_TARGET,
+                        *pip_target(platforms),
                         "-d",
                         str(cache),
                         f"{name}=={version}",
                     ],
                 )
-            found = _cached(cache, name, version)
+            found = _cached(cache, name, version, platforms)
             if proc.returncode != 0 or found is None:
                 last = [x for x in proc.stdout.splitlines() if x.strip().startswith("ERROR")]
                 missing[name] = last[0].strip() if last else f"pip exit {proc.returncode}"
@@ -152,12 +166,12 @@ def unpack(wheels: Iterable[Wheel], dest: Path) -> None:
                 target.write_bytes(zf.read(info))
 
 
-def check_objects(root: Path, members: Iterable[str]) -> LoadPlan:
-    """Read every bundled ELF object (extensions and their libraries) and plan their loading;
-    raises naming the object and the feature the loader does not handle."""
+def check_objects(root: Path, members: Iterable[str], machine: int = EM_X86_64) -> LoadPlan:
+    """Read every bundled ELF object (extensions and their libraries, for ``machine``) and plan
+    their loading; raises naming the object and the feature the loader does not handle."""
     objects: dict[str, SharedObject] = {}
     for member in sorted(set(members)):
-        objects[member] = read_object((root / member).read_bytes(), member)
+        objects[member] = read_object((root / member).read_bytes(), member, machine)
     return plan(objects)
 
 
