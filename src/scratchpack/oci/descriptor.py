@@ -14,6 +14,19 @@ class Platform:
     architecture: str = "amd64"
     variant: str = ""
 
+    def __str__(self) -> str:
+        """``os/architecture[/variant]``, as ``--platform`` and docker spell it."""
+        name = f"{self.os}/{self.architecture}"
+        return f"{name}/{self.variant}" if self.variant else name
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """``os/architecture[/variant]`` -> Platform (ValueError when it is not that shape)."""
+        parts = text.split("/")
+        if not 2 <= len(parts) <= 3 or not all(parts):
+            raise ValueError(f"invalid platform {text!r}: expected OS/ARCH[/VARIANT]")
+        return cls(*parts)
+
     def to_json(self) -> dict[str, str]:
         out = {"architecture": self.architecture, "os": self.os}
         if self.variant:
