@@ -6,11 +6,11 @@ between the image builder and the SBOM writer without anyone mutating it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from scratchpack.config import RUNTIMES, ProjectConfig, Runtime
+from scratchpack.config import RUNTIMES, ProjectConfig, Runtime, host_platform
 
 __all__ = [
     "DEFAULT_COMPRESSION",
@@ -58,6 +58,8 @@ class FreezeSpec:
     source_date_epoch: int | None = None
     cache_dir: Path | None = None
     use_cache: bool = True
+    #: the platform the executable is for, "linux/amd64" or "linux/arm64" (config.PLATFORMS)
+    platform: str = field(default_factory=host_platform)
 
     def __post_init__(self) -> None:
         if self.compression not in ("none", "xz"):
