@@ -51,8 +51,8 @@ ARM64_STAND_IN = True
 def freezer(spec: FreezeSpec) -> FrozenApp:
     """The real freeze for every platform, except the stand-in while it is needed: the host's
     executable in the other platform's slot (on the amd64 CI machines: amd64 in arm64's)."""
-    if ARM64_STAND_IN and spec.platform != HOST:
-        return freeze(replace(spec, platform=HOST))
+    if ARM64_STAND_IN and str(spec.platform or HOST) != HOST:
+        return freeze(replace(spec, platform=None))
     return pipeline.freeze_for_platform(spec)
 
 

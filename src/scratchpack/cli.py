@@ -415,7 +415,7 @@ REMEDIES: dict[str, str] = {
     "/etc/ssl/certs/ca-certificates.crt), or --ca-certs alone for certifi's bundle",
     "run-target": "pass a file written by `scratchpack build --tarball`, or a project directory",
     "run-tag": "pass --tag NAME[:TAG]",
-    "platform": "pass --platform linux/amd64, linux/arm64 or both: --platform "
+    "platforms": "pass --platform linux/amd64, linux/arm64 or both: --platform "
     "linux/amd64,linux/arm64",
     "platform-runtime": "the default runtime (pyinstaller) builds for this machine only; "
     "--runtime static cross-builds, or leave that platform out of --platform",

@@ -12,7 +12,6 @@ import it. Also home of the one ``SOURCE_DATE_EPOCH`` parser.
 from __future__ import annotations
 
 import os
-import platform as _platform
 import re
 import stat
 import tomllib
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from scratchpack import _types
 from scratchpack.errors import ImageError, ProjectError, ScratchpackError
 
 __all__ = [
@@ -50,13 +50,6 @@ RUNTIMES: tuple[Runtime, ...] = ("pyinstaller", "static")
 #: The platforms scratchpack builds for (``--platform``, ``[tool.scratchpack] platforms``), in
 #: the order an image index lists them: the same set always gives the same index digest.
 PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64")
-#: ``platform.machine()`` -> the platform as OCI (and Go) name it.
-_MACHINES = {
-    "x86_64": "linux/amd64",
-    "amd64": "linux/amd64",
-    "aarch64": "linux/arm64",
-    "arm64": "linux/arm64",
-}
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
@@ -122,8 +115,7 @@ class ProjectConfig:
 def host_platform() -> str:
     """This machine's platform, ``linux/amd64`` or ``linux/arm64`` (another machine gives
     ``linux/<machine>``, which ``parse_platforms`` refuses with the supported list)."""
-    machine = _platform.machine()
-    return _MACHINES.get(machine.lower(), f"linux/{machine.lower()}")
+    return str(_types.host_platform())
 
 
 def parse_platforms(values: Iterable[str]) -> tuple[str, ...]:
@@ -138,7 +130,7 @@ def parse_platforms(values: Iterable[str]) -> tuple[str, ...]:
                     f"unsupported platform {item.strip()!r}: scratchpack builds for "
                     f"{', '.join(PLATFORMS)}",
                     hint=f"choose from {', '.join(PLATFORMS)} (comma-separated for several)",
-                    remedy="platform",
+                    remedy="platforms",
                 )
             chosen.add(name)
     return tuple(p for p in PLATFORMS if p in chosen)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from scratchpack import _ctx, sbom
+from scratchpack import _ctx, _types, sbom
 from scratchpack import config as project_config
 from scratchpack._fs import owned_tempdir
 from scratchpack.config import Runtime, UserSpec, normalise_port, parse_platforms
@@ -53,13 +53,14 @@ if TYPE_CHECKING:
 FreezeFn = Callable[[FreezeSpec], FrozenApp]
 
 
-# FreezeSpec is re-exported: the CLI builds one without importing the freezer.
+# FreezeSpec and Platform are re-exported: the CLI builds them without importing the freezer.
 __all__ = [
     "BuildOptions",
     "BuildResult",
     "FreezeFn",
     "FreezeSpec",
     "ImageOptions",
+    "Platform",
     "RunBuild",
     "assemble",
     "build",
@@ -202,7 +203,7 @@ def source_date_epoch() -> int:
 def host_platform() -> Platform:
     """This machine's platform: the one a single-platform build is for, the one ``docker load``
     of a multi-platform tarball gets, the one ``scratchpack run`` runs."""
-    return Platform.parse(project_config.host_platform())
+    return _types.host_platform()
 
 
 def build_platforms(options: BuildOptions) -> tuple[str, ...]:
@@ -214,10 +215,10 @@ def build_platforms(options: BuildOptions) -> tuple[str, ...]:
 
 
 def freeze_for_platform(spec: FreezeSpec) -> FrozenApp:
-    """Freeze, then check that the executable is for ``spec.platform``: an image must never
-    claim an architecture its executable is not built for."""
+    """Freeze, then check that the executable is for ``spec.platform`` (None: this machine):
+    an image must never claim an architecture its executable is not built for."""
     app = freeze(spec)
-    wanted = Platform.parse(spec.platform)
+    wanted = spec.platform or host_platform()
     found, _ = elf_info(app.path)
     if found != wanted.architecture:
         raise ImageError(
@@ -457,7 +458,7 @@ def _build_one(
     label: str,
 ) -> _Built:
     with _ctx.step(f"freezing{label}"):
-        app = freezer(replace(options.freeze, platform=platform))
+        app = freezer(replace(options.freeze, platform=Platform.parse(platform)))
     image = assemble(
         app,
         options.image,

@@ -6,11 +6,12 @@ between the image builder and the SBOM writer without anyone mutating it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from scratchpack.config import RUNTIMES, ProjectConfig, Runtime, host_platform
+from scratchpack._types import Platform
+from scratchpack.config import RUNTIMES, ProjectConfig, Runtime
 
 __all__ = [
     "DEFAULT_COMPRESSION",
@@ -58,8 +59,8 @@ class FreezeSpec:
     source_date_epoch: int | None = None
     cache_dir: Path | None = None
     use_cache: bool = True
-    #: the platform the executable is for, "linux/amd64" or "linux/arm64" (config.PLATFORMS)
-    platform: str = field(default_factory=host_platform)
+    #: The machine the executable runs on; None: this one. Only the static route cross-builds.
+    platform: Platform | None = None
 
     def __post_init__(self) -> None:
         if self.compression not in ("none", "xz"):
@@ -115,4 +116,5 @@ class FrozenApp:
     python_version: str
     cached: bool
     runtime: Runtime = "pyinstaller"  # the route that made it
+    platform: Platform | None = None  # the machine it runs on (None: recorded before platforms)
     components: tuple[Component, ...] = ()  # what the route embeds, for the SBOM

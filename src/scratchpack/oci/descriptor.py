@@ -1,37 +1,17 @@
-"""Descriptor, Platform and Published: the small values that point at blobs and outputs."""
+"""Descriptor, Platform and Published: the small values that point at blobs and outputs.
+
+Platform is defined in ``scratchpack._types``: the freezer targets one and never imports oci/.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from scratchpack._types import Platform
 from scratchpack.oci.digest import Digest
 
-
-@dataclass(frozen=True, slots=True)
-class Platform:
-    os: str = "linux"
-    architecture: str = "amd64"
-    variant: str = ""
-
-    def __str__(self) -> str:
-        """``os/architecture[/variant]``, as ``--platform`` and docker spell it."""
-        name = f"{self.os}/{self.architecture}"
-        return f"{name}/{self.variant}" if self.variant else name
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """``os/architecture[/variant]`` -> Platform (ValueError when it is not that shape)."""
-        parts = text.split("/")
-        if not 2 <= len(parts) <= 3 or not all(parts):
-            raise ValueError(f"invalid platform {text!r}: expected OS/ARCH[/VARIANT]")
-        return cls(*parts)
-
-    def to_json(self) -> dict[str, str]:
-        out = {"architecture": self.architecture, "os": self.os}
-        if self.variant:
-            out["variant"] = self.variant
-        return out
+__all__ = ["Descriptor", "Platform", "Published"]
 
 
 @dataclass(frozen=True, slots=True)
