@@ -94,6 +94,24 @@ def _add_runtime_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_platform_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="OS/ARCH[,OS/ARCH]",
+        help="the platform(s) to build for: linux/amd64, linux/arm64, or both comma-separated "
+        "(repeatable); several give one image per platform under one OCI image index (default: "
+        "[tool.scratchpack] platforms, else this machine's)",
+    )
+
+
+def _platforms(args: argparse.Namespace) -> tuple[str, ...]:
+    from scratchpack.config import parse_platforms
+
+    return parse_platforms(args.platform)
+
+
 def _add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more output")
@@ -143,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_freeze_flags(build)
+    _add_platform_flag(build)
     _add_image_flags(build)
     _add_output_flags(build)
     _add_common_flags(build)
@@ -166,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine", choices=("auto", "docker", "podman"), default="auto", help="container tool"
     )
     _add_runtime_flag(run)
+    _add_platform_flag(run)
     run.add_argument("--name", help="container name (default: scratchpack-<project>)")
     _add_image_flags(run, with_args=False)
     run.add_argument("--python", metavar="PYTHON", help="interpreter to build with")
@@ -354,6 +374,7 @@ def _cmd_build(args: argparse.Namespace) -> dict[str, Any]:
         registry_ca=args.registry_ca,
         push_timeout=args.timeout,
         sbom=args.sbom,
+        platforms=_platforms(args),
     )
     result = pipeline.build(options)
     if not args.json:
@@ -373,13 +394,29 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     app_args: list[str] = args.app_args
     target: Path = args.target
     if target.is_file():
+        if args.platform:
+            raise _UsageError("--platform chooses what to build: give a project directory")
         tarball = target
         tags = tuple(args.tag) or engine.tarball_tags(target)
     else:
         built = pipeline.build_for_run(
-            target, tags=tuple(args.tag), python=args.python, runtime=args.runtime
+            target,
+            tags=tuple(args.tag),
+            python=args.python,
+            runtime=args.runtime,
+            platforms=_platforms(args),
         )
         tarball, tags = built.tarball, built.tags
+        host = str(pipeline.host_platform())
+        if built.platform != host:
+            _ctx.warn(
+                f"running the {built.platform} image on this {host} machine: it needs "
+                "emulation (qemu-user-static registered with binfmt_misc)"
+            )
+        elif len(built.platforms) > 1:
+            _ctx.warn(
+                f"built {', '.join(built.platforms)}; running the {host} image (this machine's)"
+            )
     code = engine.run_tarball(
         tarball,
         tags=tags,
@@ -400,6 +437,10 @@ REMEDIES: dict[str, str] = {
     "/etc/ssl/certs/ca-certificates.crt), or --ca-certs alone for certifi's bundle",
     "run-target": "pass a file written by `scratchpack build --tarball`, or a project directory",
     "run-tag": "pass --tag NAME[:TAG]",
+    "platforms": "pass --platform linux/amd64, linux/arm64 or both: --platform "
+    "linux/amd64,linux/arm64",
+    "platform-runtime": "the default runtime (pyinstaller) builds for this machine only; "
+    "--runtime static cross-builds, or leave that platform out of --platform",
     # registry (oci/_http.py, oci/session.py)
     "insecure-registry": "scratchpack uses HTTPS for every registry, localhost included; "
     "for a plain-HTTP registry you trust, use --insecure-registry",

@@ -15,20 +15,24 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from scratchpack import _types
 from scratchpack.errors import ImageError, ProjectError, ScratchpackError
 
 __all__ = [
+    "PLATFORMS",
     "RUNTIMES",
     "FreezeSettings",
     "ImageDefaults",
     "ProjectConfig",
     "Runtime",
+    "host_platform",
     "load_pyproject",
+    "parse_platforms",
     "parse_pyproject",
     "project_config",
     "read_project",
@@ -42,6 +46,10 @@ __all__ = [
 #: "static": a fully static musl CPython with the app inside (pure-Python apps; no extraction).
 Runtime = Literal["pyinstaller", "static"]
 RUNTIMES: tuple[Runtime, ...] = ("pyinstaller", "static")
+
+#: The platforms scratchpack builds for (``--platform``, ``[tool.scratchpack] platforms``), in
+#: the order an image index lists them: the same set always gives the same index digest.
+PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
@@ -89,6 +97,8 @@ class ProjectConfig:
     dependency_declaration: str = ""
     #: push-timeout: the most seconds a whole push may take (None: the pusher's default)
     push_timeout: float | None = None
+    #: platforms: what ``build`` makes an image for, in PLATFORMS order (empty: the host's)
+    platforms: tuple[str, ...] = ()
 
     def with_overrides(
         self, *, runtime: Runtime | None = None, exclude_modules: tuple[str, ...] = ()
@@ -100,6 +110,30 @@ class ProjectConfig:
             self.freeze, runtime=runtime or self.freeze.runtime, exclude_modules=merged
         )
         return replace(self, freeze=settings)
+
+
+def host_platform() -> str:
+    """This machine's platform, ``linux/amd64`` or ``linux/arm64`` (another machine gives
+    ``linux/<machine>``, which ``parse_platforms`` refuses with the supported list)."""
+    return str(_types.host_platform())
+
+
+def parse_platforms(values: Iterable[str]) -> tuple[str, ...]:
+    """``["linux/amd64,linux/arm64"]`` (comma-separated, repeatable) -> supported platforms,
+    without duplicates, in PLATFORMS order; anything else is refused with the supported list."""
+    chosen: set[str] = set()
+    for value in values:
+        for item in value.split(","):
+            name = item.strip().lower()
+            if name not in PLATFORMS:
+                raise ScratchpackError(
+                    f"unsupported platform {item.strip()!r}: scratchpack builds for "
+                    f"{', '.join(PLATFORMS)}",
+                    hint=f"choose from {', '.join(PLATFORMS)} (comma-separated for several)",
+                    remedy="platforms",
+                )
+            chosen.add(name)
+    return tuple(p for p in PLATFORMS if p in chosen)
 
 
 def load_pyproject(project_dir: Path) -> dict[str, Any]:
@@ -369,6 +403,14 @@ def project_config(data: Mapping[str, Any], entrypoint: str | None = None) -> Pr
             "of seconds",
             hint="e.g. push-timeout = 600",
         )
+    platforms = _str_list(tool.get("platforms", []), "[tool.scratchpack] platforms")
+    try:
+        chosen_platforms = parse_platforms(platforms)
+    except ScratchpackError as err:
+        raise ProjectError(
+            f"[tool.scratchpack] platforms: {err.message}",
+            hint=f'e.g. platforms = ["{PLATFORMS[0]}", "{PLATFORMS[1]}"]',
+        ) from None
     return ProjectConfig(
         name=name,
         version=version,
@@ -378,6 +420,7 @@ def project_config(data: Mapping[str, Any], entrypoint: str | None = None) -> Pr
         image=ImageDefaults(ports=ports, args=args),
         dependency_declaration=declaration,
         push_timeout=None if push_timeout is None else float(push_timeout),
+        platforms=chosen_platforms,
     )
 
 

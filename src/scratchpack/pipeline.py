@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import importlib
 import os
-import platform
 import re
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from scratchpack import _ctx, sbom
+from scratchpack import _ctx, _types, sbom
+from scratchpack import config as project_config
 from scratchpack._fs import owned_tempdir
-from scratchpack.config import Runtime, UserSpec, normalise_port
+from scratchpack.config import Runtime, UserSpec, normalise_port, parse_platforms
 from scratchpack.config import source_date_epoch as _environ_source_date_epoch
 from scratchpack.errors import ImageError, ScratchpackError
 from scratchpack.freeze import (
@@ -37,24 +37,27 @@ from scratchpack.oci.artifact import Artifact, make_artifact
 from scratchpack.oci.config import ImageConfig, check_env, check_label, format_created
 from scratchpack.oci.descriptor import Platform, Published
 from scratchpack.oci.digest import Digest
+from scratchpack.oci.index import ImageIndex, index_of, with_index_annotations
 from scratchpack.oci.layer import layer_from_entries
 from scratchpack.oci.reference import Reference
-from scratchpack.oci.rootfs import CA_BUNDLE_PATH, scratch_rootfs
+from scratchpack.oci.rootfs import CA_BUNDLE_PATH, elf_info, scratch_rootfs
 from scratchpack.publish import MultiPublisher, Publisher, Release
-from scratchpack.publish.base import sbom_path_beside
+from scratchpack.publish.base import sbom_paths_beside
 from scratchpack.publish.layout import LayoutPublisher
 from scratchpack.publish.tarball import TarballPublisher
 
 if TYPE_CHECKING:
     from scratchpack.oci.registry import PushOptions
 
-_GO_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+#: The freeze step as the pipeline calls it: a spec (with its platform) -> the frozen app.
+FreezeFn = Callable[[FreezeSpec], FrozenApp]
 
 
 # FreezeSpec and Platform are re-exported: the CLI builds them without importing the freezer.
 __all__ = [
     "BuildOptions",
     "BuildResult",
+    "FreezeFn",
     "FreezeSpec",
     "ImageOptions",
     "Platform",
@@ -62,6 +65,9 @@ __all__ = [
     "assemble",
     "build",
     "build_for_run",
+    "build_platforms",
+    "freeze_for_platform",
+    "host_platform",
     "make_executable",
     "publisher_for",
     "push_reference",
@@ -99,8 +105,12 @@ class BuildOptions:
     registry_ca: Path | None = None
     push_timeout: float | None = None  # None: [tool.scratchpack] push-timeout, else default
     sbom: Literal["spdx", "none"] = "spdx"
+    #: one image per platform (an image index when several); empty: [tool.scratchpack]
+    #: platforms, else the host's
+    platforms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "platforms", parse_platforms(self.platforms))
         if self.tarball is None and self.oci_layout is None and self.push is None:
             if not self.repo_env:
                 raise ScratchpackError(
@@ -144,15 +154,25 @@ class BuildOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class BuildResult:
+class PlatformImage:
+    """One platform's image in a multi-platform build, and the executable inside it."""
+
+    platform: str
     image_digest: Digest
-    published: tuple[Published, ...]
     executable_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    image_digest: Digest  # the image's, or the image index's when there are several platforms
+    published: tuple[Published, ...]
+    executable_sha256: str  # of the host's platform's executable (else the first one's)
     tags: tuple[str, ...] = ()
     sbom_files: tuple[Path, ...] = ()
+    platforms: tuple[PlatformImage, ...] = ()  # one per platform when there are several
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "image_digest": str(self.image_digest),
             "executable_sha256": self.executable_sha256,
             "outputs": [
@@ -162,6 +182,16 @@ class BuildResult:
             "tags": list(self.tags),
             "sbom_files": [str(p) for p in self.sbom_files],
         }
+        if self.platforms:
+            out["platforms"] = [
+                {
+                    "platform": p.platform,
+                    "image_digest": str(p.image_digest),
+                    "executable_sha256": p.executable_sha256,
+                }
+                for p in self.platforms
+            ]
+        return out
 
 
 def source_date_epoch() -> int:
@@ -171,11 +201,33 @@ def source_date_epoch() -> int:
 
 
 def host_platform() -> Platform:
-    machine = platform.machine()
-    arch = _GO_ARCH.get(machine)
-    if arch is None:
-        raise ImageError(f"unsupported machine architecture {machine!r}")
-    return Platform("linux", arch)
+    """This machine's platform: the one a single-platform build is for, the one ``docker load``
+    of a multi-platform tarball gets, the one ``scratchpack run`` runs."""
+    return _types.host_platform()
+
+
+def build_platforms(options: BuildOptions) -> tuple[str, ...]:
+    """The platforms of a build: the options', else the project's, else the host's (refused,
+    with the supported list, when the host is not one scratchpack builds for)."""
+    project = options.freeze.project
+    chosen = options.platforms or (project.platforms if project is not None else ())
+    return chosen or parse_platforms([project_config.host_platform()])
+
+
+def freeze_for_platform(spec: FreezeSpec) -> FrozenApp:
+    """Freeze, then check that the executable is for ``spec.platform`` (None: this machine):
+    an image must never claim an architecture its executable is not built for."""
+    app = freeze(spec)
+    wanted = spec.platform or host_platform()
+    found, _ = elf_info(app.path)
+    if found != wanted.architecture:
+        raise ImageError(
+            f"the executable frozen for {wanted} is for {found}, not {wanted.architecture}",
+            hint=f"the {app.runtime} runtime did not build for {wanted}; build that platform "
+            "with a runtime that cross-builds, or leave it out",
+            remedy="platform-runtime",
+        )
+    return app
 
 
 def make_executable(spec: FreezeSpec, *, output: Path | None) -> FrozenApp:
@@ -249,9 +301,18 @@ def _ca_bundle(choice: str) -> Path:
 
 
 def assemble(
-    app: FrozenApp, options: ImageOptions, *, project_dir: Path, epoch: int, workdir: Path
+    app: FrozenApp,
+    options: ImageOptions,
+    *,
+    project_dir: Path,
+    epoch: int,
+    workdir: Path,
+    platform: Platform | None = None,
 ) -> oci_image.Image:
-    """The FROM-scratch image for a frozen app: one layer, a non-root user, labels."""
+    """The FROM-scratch image for a frozen app: one layer, a non-root user, labels.
+
+    ``platform`` is what the executable is built for (default: this machine's).
+    """
     project = app.project
     ca = _ca_bundle(options.ca_certs) if options.ca_certs else None
     entries = scratch_rootfs(
@@ -291,7 +352,7 @@ def assemble(
         ),
         labels=tuple(sorted(labels.items())),
     )
-    image = oci_image.empty(host_platform())
+    image = oci_image.empty(platform or host_platform())
     image = oci_image.append_layers(image, layer)
     image = oci_image.with_config(image, config)
     image = oci_image.with_created(image, created)
@@ -359,13 +420,19 @@ def _workdir() -> Iterator[Path]:
         yield tmp
 
 
-def publisher_for(options: BuildOptions, app: FrozenApp) -> MultiPublisher:
-    """The chosen outputs as one publisher (ko's ``makePublisher``), in a fixed order."""
+def publisher_for(
+    options: BuildOptions, app: FrozenApp, platforms: Sequence[Platform] = ()
+) -> MultiPublisher:
+    """The chosen outputs as one publisher (ko's ``makePublisher``), in a fixed order.
+
+    ``platforms``: the release's, when there are several (they name the SBOM files).
+    """
     publishers: list[Publisher] = []
+    several = tuple(platforms) if len(platforms) > 1 else ()
     if options.tarball is not None:
-        publishers.append(TarballPublisher(options.tarball))
+        publishers.append(TarballPublisher(options.tarball, host_platform(), several))
     if options.oci_layout is not None:
-        publishers.append(LayoutPublisher(options.oci_layout))
+        publishers.append(LayoutPublisher(options.oci_layout, several))
     if options.push is not None:
         from scratchpack.publish.registry import RegistryPublisher  # loads the HTTP stack
 
@@ -374,35 +441,87 @@ def publisher_for(options: BuildOptions, app: FrozenApp) -> MultiPublisher:
     return MultiPublisher(publishers, step=_ctx.step)
 
 
-def build(options: BuildOptions) -> BuildResult:
-    """``scratchpack build``: freeze, assemble, then hand the release to every chosen output."""
+@dataclass(frozen=True, slots=True)
+class _Built:
+    app: FrozenApp
+    image: oci_image.Image
+    sbom: Artifact | None
+
+
+def _build_one(
+    options: BuildOptions,
+    platform: str,
+    freezer: FreezeFn,
+    *,
+    epoch: int,
+    workdir: Path,
+    label: str,
+) -> _Built:
+    with _ctx.step(f"freezing{label}"):
+        app = freezer(replace(options.freeze, platform=Platform.parse(platform)))
+    image = assemble(
+        app,
+        options.image,
+        project_dir=options.freeze.project_dir,
+        epoch=epoch,
+        workdir=workdir,
+        platform=Platform.parse(platform),
+    )
+    sbom_artifact: Artifact | None = None
+    if options.sbom == "spdx":
+        data = sbom_bytes(app, epoch=epoch, subject=f"{app.project.name}@{image.digest}")
+        sbom_artifact = make_artifact(
+            image.manifest_descriptor(), data, artifact_type=mediatypes.SPDX_JSON
+        )
+    return _Built(app, image, sbom_artifact)
+
+
+def _index(images: Sequence[oci_image.Image]) -> ImageIndex:
+    """The images' index, annotated with what all of them say (created, title, version...)."""
+    common = set(images[0].annotations).intersection(*(i.annotations for i in images[1:]))
+    return with_index_annotations(index_of(*images), sorted(common))
+
+
+def build(options: BuildOptions, *, freezer: FreezeFn = freeze_for_platform) -> BuildResult:
+    """``scratchpack build``: freeze and assemble one image per platform, then hand the release
+    (the image, or the index of all of them) to every chosen output.
+
+    ``freezer`` is the seam tests replace to supply each platform's executable.
+    """
     _check_file_outputs(options)
-    with _ctx.step("freezing"):
-        app = freeze(options.freeze)
+    platforms = build_platforms(options)
     epoch = source_date_epoch()
     with _workdir() as workdir:
-        image = assemble(
-            app,
-            options.image,
-            project_dir=options.freeze.project_dir,
-            epoch=epoch,
-            workdir=workdir,
-        )
-        tags = _image_tags(options, app)
-        sbom_artifact: Artifact | None = None
-        if options.sbom == "spdx":
-            data = sbom_bytes(app, epoch=epoch, subject=f"{app.project.name}@{image.digest}")
-            sbom_artifact = make_artifact(
-                image.manifest_descriptor(), data, artifact_type=mediatypes.SPDX_JSON
+        built = [
+            _build_one(
+                options,
+                p,
+                freezer,
+                epoch=epoch,
+                workdir=workdir,
+                label=f" for {p}" if len(platforms) > 1 else "",
             )
-        release = Release(image, tags, sbom_artifact)
-        outcome = publisher_for(options, app).publish(release)
+            for p in platforms
+        ]
+        images = [b.image for b in built]
+        top: oci_image.Image | ImageIndex = images[0] if len(images) == 1 else _index(images)
+        sboms = tuple(b.sbom for b in built if b.sbom is not None)
+        host = str(host_platform())
+        main = next((b for b, p in zip(built, platforms, strict=True) if p == host), built[0])
+        tags = _image_tags(options, main.app)
+        release = Release(top, tags, sboms)
+        outcome = publisher_for(options, main.app, [i.platform for i in images]).publish(release)
+    per_platform = tuple(
+        PlatformImage(p, b.image.digest, b.app.sha256)
+        for p, b in zip(platforms, built, strict=True)
+    )
     return BuildResult(
-        image.digest,
+        top.digest,
         outcome.published,
-        app.sha256,
+        main.app.sha256,
         tuple(t.familiar for t in tags),
         outcome.sbom_files,
+        per_platform if len(per_platform) > 1 else (),
     )
 
 
@@ -411,7 +530,8 @@ def _check_file_outputs(options: BuildOptions) -> None:
     other."""
     outputs = [p for p in (options.tarball, options.oci_layout) if p is not None]
     if options.sbom == "spdx":
-        outputs += [sbom_path_beside(p) for p in list(outputs)]
+        platforms = [Platform.parse(p) for p in build_platforms(options)]
+        outputs += [s for p in list(outputs) for s in sbom_paths_beside(p, platforms)]
     ca = options.image.ca_certs
     inputs = [Path(p) for p in (ca if ca != "certifi" else None, options.registry_ca) if p]
     check_outputs(options.freeze.project_dir, outputs, inputs)
@@ -421,6 +541,8 @@ def _check_file_outputs(options: BuildOptions) -> None:
 class RunBuild:
     tarball: Path
     tags: tuple[str, ...]
+    platforms: tuple[str, ...] = ()  # what was built
+    platform: str = ""  # the one ``docker load`` gets and the engine runs
 
 
 def build_for_run(
@@ -429,14 +551,26 @@ def build_for_run(
     tags: Sequence[str] = (),
     python: str | None = None,
     runtime: Runtime | None = None,
+    platforms: Sequence[str] = (),
+    freezer: FreezeFn = freeze_for_platform,
 ) -> RunBuild:
-    """Build a project's image into a cached tarball for ``scratchpack run``."""
-    spec = FreezeSpec(project_dir=project_dir, python=python, runtime=runtime)
+    """Build a project's image into a cached tarball for ``scratchpack run``.
+
+    With several platforms the tarball holds all of them, and docker or podman load the
+    host's (or, without it among them, the first).
+    """
+    project = project_config.read_project(project_dir)
+    spec = FreezeSpec(project_dir=project_dir, python=python, runtime=runtime, project=project)
     cache = _run_cache_dir()
     name = _repo_name(project_dir.resolve().name)
     tarball = cache / f"{name}-{runtime or 'default'}.tar"
-    options = BuildOptions(freeze=spec, tags=tuple(tags), tarball=tarball, sbom="none")
-    return RunBuild(tarball, build(options).tags)
+    options = BuildOptions(
+        freeze=spec, tags=tuple(tags), tarball=tarball, sbom="none", platforms=tuple(platforms)
+    )
+    chosen = build_platforms(options)
+    host = str(host_platform())
+    result = build(options, freezer=freezer)
+    return RunBuild(tarball, result.tags, chosen, host if host in chosen else chosen[0])
 
 
 def _run_cache_dir() -> Path:

@@ -45,7 +45,8 @@ _DOCKER_LAYER = {OCI_LAYER_GZIP: DOCKER_LAYER_GZIP}
 Annotations = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
-def _pairs(annotations: Annotations) -> tuple[tuple[str, str], ...]:
+def annotation_pairs(annotations: Annotations) -> tuple[tuple[str, str], ...]:
+    """Annotations as sorted, checked (key, value) pairs: the form every value stores."""
     items = annotations.items() if isinstance(annotations, Mapping) else annotations
     out = dict(items)
     for key, value in out.items():
@@ -136,7 +137,7 @@ class Image:
             self.manifest_media_type,
             self.digest,
             len(self.raw_manifest),
-            annotations=_pairs(annotations),
+            annotations=annotation_pairs(annotations),
             platform=self.platform if platform else None,
         )
 
@@ -189,8 +190,8 @@ def with_annotations(
 ) -> Image:
     """Merge manifest annotations (new values win)."""
     merged = dict(image.annotations)
-    merged.update(_pairs(annotations))
-    return dataclasses.replace(image, annotations=_pairs(merged))
+    merged.update(annotation_pairs(annotations))
+    return dataclasses.replace(image, annotations=annotation_pairs(merged))
 
 
 def with_media_type(image: Image, media_type: str) -> Image:
@@ -203,6 +204,7 @@ __all__ = [
     "CREATED",
     "REF_NAME",
     "Image",
+    "annotation_pairs",
     "append_layers",
     "empty",
     "with_annotations",

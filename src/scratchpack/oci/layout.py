@@ -26,6 +26,7 @@ from scratchpack.oci.config import canonical_json
 from scratchpack.oci.descriptor import Descriptor, Published
 from scratchpack.oci.digest import Digest
 from scratchpack.oci.image import REF_NAME, Image
+from scratchpack.oci.index import ImageIndex
 from scratchpack.oci.mediatypes import OCI_INDEX
 
 LAYOUT_VERSION = "1.0.0"
@@ -178,7 +179,7 @@ def _artifact_descriptor(artifact: Artifact, ref_name: str) -> Descriptor:
 
 
 def write_layout(
-    image: Image,
+    image: Image | ImageIndex,
     directory: Path,
     *,
     ref_name: str = "",
@@ -186,18 +187,24 @@ def write_layout(
 ) -> Published:
     """Add ``image`` (and artifacts that refer to it, e.g. an SBOM) to an OCI image layout.
 
-    Blobs go in before index.json names them, so a reader never sees a dangling entry.
+    An image index goes in with all of its images, and index.json names the index itself: a
+    reader picks the platform it wants from there. Blobs go in before index.json names them, so
+    a reader never sees a dangling entry.
     """
     check_ref_name(ref_name)
     annotations = {REF_NAME: ref_name} if ref_name else {}
     with _open_layout(directory) as layout:
-        _put_image(layout, image)
+        if isinstance(image, ImageIndex):
+            for one in image.images:
+                _put_image(layout, one)
+            layout.put_bytes(image.digest, image.raw_manifest)
+            top = image.descriptor(annotations=annotations)
+        else:
+            _put_image(layout, image)
+            top = image.manifest_descriptor(annotations=annotations)
         for artifact in artifacts:
             _put_artifact(layout, artifact)
-        layout.update_index(
-            [image.manifest_descriptor(annotations=annotations)]
-            + [_artifact_descriptor(a, "") for a in artifacts]
-        )
+        layout.update_index([top] + [_artifact_descriptor(a, "") for a in artifacts])
     extra = (("ref_name", ref_name),) if ref_name else ()
     return Published("oci-layout", str(directory), image.digest, extra=extra)
 

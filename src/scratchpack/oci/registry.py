@@ -1,6 +1,7 @@
 """The registry sink: push an image to an OCI distribution-spec registry.
 
-``push(image, ref)`` is the sink and ``push_artifact`` pushes an artifact manifest (an SBOM
+``push(image, ref)`` is the sink, ``push_index`` pushes a multi-platform image (its images,
+then the index), and ``push_artifact`` pushes an artifact manifest (an SBOM
 referring to the image). Both run a :class:`Pusher`, which only speaks the distribution
 upload protocol; first contact, auth, retries and error hints belong to the
 :class:`~scratchpack.oci.session.Session` it sends through (ggcr's ``remote/write.go`` on top
@@ -40,10 +41,12 @@ __all__ = [
     "PushOptions",
     "PushableArtifact",
     "PushableImage",
+    "PushableIndex",
     "PushableLayer",
     "Pusher",
     "push",
     "push_artifact",
+    "push_index",
 ]
 
 _OCTET = "application/octet-stream"
@@ -84,6 +87,19 @@ class PushableImage(Protocol):
     def digest(self) -> Digest: ...
     @property
     def manifest_media_type(self) -> str: ...
+
+
+class PushableIndex(Protocol):
+    """What an index push needs: its images, and the exact index bytes to PUT after them."""
+
+    @property
+    def images(self) -> Sequence[PushableImage]: ...
+    @property
+    def raw_manifest(self) -> bytes: ...
+    @property
+    def digest(self) -> Digest: ...
+    @property
+    def media_type(self) -> str: ...
 
 
 class PushableArtifact(Protocol):
@@ -269,6 +285,33 @@ def _check_image(image: PushableImage) -> None:
         raise DigestMismatchError(f"the image's config bytes do not hash to {image.config_digest}")
 
 
+def _check_pinned(ref: Reference, digest: Digest, what: str) -> None:
+    if ref.digest is not None and ref.digest != digest:
+        raise ImageError(
+            f"the reference {ref} pins digest {ref.digest}, but the {what} is {digest}",
+            hint=f"push by tag, or use the {what}'s own digest",
+        )
+
+
+def _put_image(pusher: Pusher, image: PushableImage, target: str) -> Digest:
+    """The image's layers and config, then its manifest under ``target`` (a tag or digest)."""
+    seen: set[Digest] = set()
+    for layer in image.layers:
+        if layer.digest not in seen:
+            seen.add(layer.digest)
+            pusher.upload_blob(layer.digest, layer.size, layer.opener)
+    raw_config = image.raw_config
+    pusher.upload_blob(image.config_digest, len(raw_config), lambda: io.BytesIO(raw_config))
+    return pusher.put_manifest(target, image.raw_manifest, image.manifest_media_type)
+
+
+def _published(ref: Reference, digest: Digest, pusher: Pusher) -> Published:
+    counts = {k: sum(1 for v in pusher.outcomes.values() if v == k) for k in _OUTCOMES}
+    extra: tuple[tuple[str, str], ...] = (("tag", ref.tag),) if ref.tag else ()
+    extra += tuple((f"blobs_{k}", str(n)) for k, n in counts.items())
+    return Published("registry", f"{ref.name}@{digest}", digest, extra)
+
+
 def push(
     image: PushableImage,
     ref: Reference,
@@ -287,11 +330,7 @@ def push(
     the whole push; without one it gets ``options.push_timeout`` of its own.
     """
     _check_image(image)
-    if ref.digest is not None and ref.digest != image.digest:
-        raise ImageError(
-            f"the reference {ref} pins digest {ref.digest}, but the image is {image.digest}",
-            hint="push by tag, or use the image's own digest",
-        )
+    _check_pinned(ref, image.digest, "image")
     with Session(
         ref,
         keychain=keychain,
@@ -302,19 +341,46 @@ def push(
         deadline=deadline,
     ) as session:
         pusher = Pusher(session, progress=progress)
-        seen: set[Digest] = set()
-        for layer in image.layers:
-            if layer.digest not in seen:
-                seen.add(layer.digest)
-                pusher.upload_blob(layer.digest, layer.size, layer.opener)
-        raw_config = image.raw_config
-        pusher.upload_blob(image.config_digest, len(raw_config), lambda: io.BytesIO(raw_config))
-        target = ref.tag or str(image.digest)
-        digest = pusher.put_manifest(target, image.raw_manifest, image.manifest_media_type)
-        counts = {k: sum(1 for v in pusher.outcomes.values() if v == k) for k in _OUTCOMES}
-    extra: tuple[tuple[str, str], ...] = (("tag", ref.tag),) if ref.tag else ()
-    extra += tuple((f"blobs_{k}", str(n)) for k, n in counts.items())
-    return Published("registry", f"{ref.name}@{digest}", digest, extra)
+        digest = _put_image(pusher, image, ref.tag or str(image.digest))
+    return _published(ref, digest, pusher)
+
+
+def push_index(
+    index: PushableIndex,
+    ref: Reference,
+    *,
+    keychain: Keychain | None = None,
+    options: PushOptions = _DEFAULT_OPTIONS,
+    transport: Transport | None = None,
+    progress: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
+) -> Published:
+    """Push a multi-platform image: each image by its digest, then the index under ``ref``.
+
+    The index goes last, so a registry (which checks that an index's manifests exist) accepts
+    it, and the tag never names a half-pushed image. Returns ``REPO@<index digest>``.
+    """
+    for image in index.images:
+        _check_image(image)
+    if Digest.of_bytes(index.raw_manifest) != index.digest:
+        raise DigestMismatchError(f"the index's bytes do not hash to {index.digest}")
+    _check_pinned(ref, index.digest, "index")
+    with Session(
+        ref,
+        keychain=keychain,
+        options=options,
+        transport=transport,
+        progress=progress,
+        sleep=sleep,
+        deadline=deadline,
+    ) as session:
+        pusher = Pusher(session, progress=progress)
+        for image in index.images:
+            _put_image(pusher, image, str(image.digest))
+        target = ref.tag or str(index.digest)
+        digest = pusher.put_manifest(target, index.raw_manifest, index.media_type)
+    return _published(ref, digest, pusher)
 
 
 # "mounted" stays in the report, always 0, because the JSON build report has carried the key

@@ -12,6 +12,13 @@ Docker 20.10 reads only manifest.json (and decompresses gzip layers itself); pod
 oci-archive first and takes the name from ``io.containerd.image.name``; skopeo reads either
 ``oci-archive:`` or ``docker-archive:``. Member order, times and owners are fixed, so the same
 image and tags give the same bytes.
+
+A multi-platform image (an :class:`~scratchpack.oci.index.ImageIndex`) puts every image's blobs
+and the index itself in ``blobs/``, and ``index.json`` names the index, so an OCI reader (podman,
+skopeo) sees all platforms and picks its own. docker-archive's manifest.json can only list
+images, each loaded and tagged in turn, so it lists one: the image for ``docker_platform`` (the
+pipeline passes the build host's), else the index's first. ``docker load`` therefore loads
+that image under the tags and never the others.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from scratchpack._fs import atomic_output
 from scratchpack.errors import DigestMismatchError, ImageError
 from scratchpack.oci._io import VerifyingReader
 from scratchpack.oci.config import canonical_json
-from scratchpack.oci.descriptor import Published
+from scratchpack.oci.descriptor import Descriptor, Platform, Published
 from scratchpack.oci.image import CONTAINERD_NAME, REF_NAME, Image
+from scratchpack.oci.index import ImageIndex
+from scratchpack.oci.layer import Layer
 from scratchpack.oci.mediatypes import OCI_INDEX
 from scratchpack.oci.reference import Reference
 
@@ -54,18 +63,35 @@ def _check_tags(tags: Sequence[Reference]) -> list[Reference]:
     return out
 
 
-def index_json(image: Image, tags: Sequence[Reference]) -> bytes:
-    """The OCI index: one entry per tag (names podman and containerd understand), or one bare."""
+def _top_descriptor(image: Image | ImageIndex, annotations: dict[str, str]) -> Descriptor:
+    if isinstance(image, ImageIndex):
+        return image.descriptor(annotations=annotations)
+    return image.manifest_descriptor(annotations=annotations)
+
+
+def index_json(image: Image | ImageIndex, tags: Sequence[Reference]) -> bytes:
+    """The OCI index: one entry per tag (names podman and containerd understand), or one bare.
+
+    For an image index the entries point at the index, not at one of its images.
+    """
     entries = [
-        image.manifest_descriptor(annotations={CONTAINERD_NAME: str(ref), REF_NAME: ref.tag})
-        for ref in tags
-    ] or [image.manifest_descriptor()]
+        _top_descriptor(image, {CONTAINERD_NAME: str(ref), REF_NAME: ref.tag}) for ref in tags
+    ] or [_top_descriptor(image, {})]
     index = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": [d.to_json() for d in entries],
     }
     return canonical_json(index)
+
+
+def docker_image(image: Image | ImageIndex, docker_platform: Platform | None = None) -> Image:
+    """The one image manifest.json lists: the index's image for ``docker_platform``, else its
+    first (a single image is itself)."""
+    if isinstance(image, Image):
+        return image
+    chosen = image.image_for(docker_platform) if docker_platform is not None else None
+    return chosen or image.images[0]
 
 
 def manifest_json(image: Image, tags: Sequence[Reference]) -> bytes:
@@ -92,14 +118,24 @@ def _info(name: str, size: int = 0, *, directory: bool = False) -> tarfile.TarIn
     return info
 
 
-def write_archive(image: Image, out: BinaryIO, *, tags: Sequence[Reference] = ()) -> None:
+def write_archive(
+    image: Image | ImageIndex,
+    out: BinaryIO,
+    *,
+    tags: Sequence[Reference] = (),
+    docker_platform: Platform | None = None,
+) -> None:
     """Stream the archive to ``out`` (any writable binary stream); layers are verified."""
     refs = _check_tags(tags)
-    small: dict[str, bytes] = {
-        image.config_digest.hex: image.raw_config,
-        image.digest.hex: image.raw_manifest,
-    }
-    layers = {layer.digest.hex: layer for layer in image.layers}
+    images = image.images if isinstance(image, ImageIndex) else (image,)
+    small: dict[str, bytes] = {}
+    layers: dict[str, Layer] = {}
+    for one in images:
+        small[one.config_digest.hex] = one.raw_config
+        small[one.digest.hex] = one.raw_manifest
+        layers.update((layer.digest.hex, layer) for layer in one.layers)
+    if isinstance(image, ImageIndex):
+        small[image.digest.hex] = image.raw_manifest
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_info("blobs", directory=True))
         tar.addfile(_info("blobs/sha256", directory=True))
@@ -127,17 +163,23 @@ def write_archive(image: Image, out: BinaryIO, *, tags: Sequence[Reference] = ()
                 reader.verify()
         for name, data in (
             ("index.json", index_json(image, refs)),
-            ("manifest.json", manifest_json(image, refs)),
+            ("manifest.json", manifest_json(docker_image(image, docker_platform), refs)),
             ("oci-layout", OCI_LAYOUT),
         ):
             tar.addfile(_info(name, len(data)), io.BytesIO(data))
 
 
-def write_tarball(image: Image, path: Path, *, tags: Sequence[Reference] = ()) -> Published:
+def write_tarball(
+    image: Image | ImageIndex,
+    path: Path,
+    *,
+    tags: Sequence[Reference] = (),
+    docker_platform: Platform | None = None,
+) -> Published:
     """Write the combined docker-archive + OCI-layout tarball atomically to ``path``."""
     refs = _check_tags(tags)
     with atomic_output(path, what="write tarball") as f:
-        write_archive(image, f, tags=refs)
+        write_archive(image, f, tags=refs, docker_platform=docker_platform)
     return Published(
         "tarball",
         str(path),
@@ -146,4 +188,11 @@ def write_tarball(image: Image, path: Path, *, tags: Sequence[Reference] = ()) -
     )
 
 
-__all__ = ["OCI_LAYOUT", "index_json", "manifest_json", "write_archive", "write_tarball"]
+__all__ = [
+    "OCI_LAYOUT",
+    "docker_image",
+    "index_json",
+    "manifest_json",
+    "write_archive",
+    "write_tarball",
+]

@@ -8,6 +8,7 @@ The readers return what they found so round-trip tests can compare it with what 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -20,6 +21,7 @@ from typing import Any, BinaryIO, cast
 
 from scratchpack.errors import DigestMismatchError, ImageError
 from scratchpack.oci._io import VerifyingReader
+from scratchpack.oci.descriptor import Platform
 from scratchpack.oci.digest import CHUNK, Digest
 from scratchpack.oci.image import CONTAINERD_NAME, REF_NAME, Image
 from scratchpack.oci.mediatypes import (
@@ -76,6 +78,9 @@ class CheckedManifest:
     config: dict[str, Any] | None  # None for artifacts (their config is not an image config)
     layers: tuple[tuple[TarEntry, ...], ...]  # empty for artifacts
     artifact_type: str = ""
+    #: an image index: its images, each checked, in its order (empty for a manifest)
+    children: tuple[CheckedManifest, ...] = ()
+    platform: Platform | None = None  # what the index that lists this image says it is for
 
     @property
     def ref_name(self) -> str:
@@ -84,10 +89,11 @@ class CheckedManifest:
 
 @dataclass(frozen=True, slots=True)
 class CheckedTarball:
-    image: CheckedManifest
+    image: CheckedManifest  # what index.json names: an image, or an image index
     repo_tags: tuple[str, ...]
     names: tuple[str, ...]  # io.containerd.image.name of each index entry
     members: tuple[str, ...]
+    docker_image: CheckedManifest | None = None  # the image manifest.json lists (docker load)
 
 
 def _fail(message: str) -> ImageError:
@@ -195,7 +201,10 @@ def check_manifest(
     annotations: tuple[tuple[str, str], ...] = (),
     exists: Callable[[Digest], bool] | None = None,
 ) -> CheckedManifest:
-    """Check one manifest and everything it refers to, fetching blobs through ``get``."""
+    """Check one manifest (or image index) and everything it refers to, fetching blobs through
+    ``get``."""
+    if media_type == OCI_INDEX:
+        return _check_image_index(get, digest, size, annotations=annotations, exists=exists)
     raw = _read_blob(get(digest), digest, size, "manifest")
     manifest = _json(raw, f"manifest {digest}")
     if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
@@ -247,6 +256,47 @@ def check_manifest(
         layers.append(check_layer(get(l_digest), l_digest, l_size, l_type, diff_id))
     return CheckedManifest(
         digest, media_type, annotations, manifest, config, tuple(layers), artifact_type
+    )
+
+
+def _platform(obj: Any, what: str) -> Platform:
+    if not isinstance(obj, dict) or not all(
+        isinstance(obj.get(k), str) and obj[k] for k in ("os", "architecture")
+    ):
+        raise _fail(f"{what}: an image index entry needs a platform with os and architecture")
+    return Platform(obj["os"], obj["architecture"], str(obj.get("variant", "")))
+
+
+def _check_image_index(
+    get: Callable[[Digest], Opener],
+    digest: Digest,
+    size: int,
+    *,
+    annotations: tuple[tuple[str, str], ...],
+    exists: Callable[[Digest], bool] | None,
+) -> CheckedManifest:
+    """An image index: one image manifest per platform, each checked, whose config agrees."""
+    raw = _read_blob(get(digest), digest, size, "index")
+    entries = _check_index(raw, f"index {digest}")
+    if not entries:
+        raise _fail(f"index {digest} lists no image")
+    children: list[CheckedManifest] = []
+    for i, obj in enumerate(entries):
+        what = f"index {digest} entry {i}"
+        media_type, child, child_size = _descriptor(obj, what)
+        platform = _platform(obj.get("platform"), what)
+        if any(c.platform == platform for c in children):
+            raise _fail(f"index {digest} lists platform {platform} twice")
+        checked = check_manifest(get, child, child_size, media_type=media_type, exists=exists)
+        config = checked.config or {}
+        found = Platform(
+            config.get("os", ""), config.get("architecture", ""), config.get("variant", "")
+        )
+        if checked.config is None or found != platform:
+            raise _fail(f"{what} says {platform}, its image's config {found}")
+        children.append(dataclasses.replace(checked, platform=platform))
+    return CheckedManifest(
+        digest, OCI_INDEX, annotations, _json(raw, "index"), None, (), children=tuple(children)
     )
 
 
@@ -386,11 +436,16 @@ def validate_tarball(path: Path) -> CheckedTarball:
         if not isinstance(docker, list) or len(docker) != 1 or not isinstance(docker[0], dict):
             raise _fail(f"{path}!manifest.json must list exactly one image")
         entry = docker[0]
-        cfg_digest = Digest.parse(image.manifest["config"]["digest"])
-        if entry.get("Config") != f"blobs/sha256/{cfg_digest.hex}":
-            raise _fail(f"{path}!manifest.json Config is not the OCI manifest's config")
+        loaded = next(
+            (c for c in image.children or (image,) if entry.get("Config") == _config_path(c)),
+            None,
+        )
+        if loaded is None:
+            raise _fail(
+                f"{path}!manifest.json Config is not the config of an image index.json names"
+            )
         layer_paths = [
-            f"blobs/sha256/{Digest.parse(d['digest']).hex}" for d in image.manifest["layers"]
+            f"blobs/sha256/{Digest.parse(d['digest']).hex}" for d in loaded.manifest["layers"]
         ]
         if entry.get("Layers") != layer_paths:
             raise _fail(f"{path}!manifest.json Layers differ from the OCI manifest's layers")
@@ -403,7 +458,11 @@ def validate_tarball(path: Path) -> CheckedTarball:
                 f"{path}: manifest.json RepoTags {list(repo_tags)} and index.json names "
                 f"{list(containerd_names)} disagree"
             )
-        return CheckedTarball(image, repo_tags, containerd_names, names)
+        return CheckedTarball(image, repo_tags, containerd_names, names, loaded)
+
+
+def _config_path(manifest: CheckedManifest) -> str:
+    return f"blobs/sha256/{Digest.parse(manifest.manifest['config']['digest']).hex}"
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Publishes a release into an OCI image layout: image and SBOM in one locked index update."""
+"""Publishes a release into an OCI image layout: image (or index) and SBOMs in one locked index
+update."""
 
 from __future__ import annotations
 
@@ -6,26 +7,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scratchpack._fs import Undo
+from scratchpack.oci.descriptor import Platform
 from scratchpack.oci.layout import write_layout
-from scratchpack.publish.base import Outcome, Release, sbom_path_beside, write_sbom_beside
+from scratchpack.publish.base import Outcome, Release, sbom_paths_beside, write_sboms_beside
 
 
 @dataclass(frozen=True, slots=True)
 class LayoutPublisher:
+    """``platforms``: the release's, so the undo point knows its SBOM files before they exist."""
+
     directory: Path
+    platforms: tuple[Platform, ...] = ()
 
     def describe(self) -> str:
         return f"writing OCI layout {self.directory}"
 
     def undo_point(self) -> Undo:
-        return Undo(files=(sbom_path_beside(self.directory),), directories=(self.directory,))
+        sboms = sbom_paths_beside(self.directory, self.platforms)
+        return Undo(files=sboms, directories=(self.directory,))
 
     def publish(self, release: Release) -> Outcome:
         ref_name = release.tags[0].tag if release.tags and release.tags[0].tag else "latest"
-        artifacts = () if release.sbom is None else (release.sbom,)
         published = write_layout(
-            release.image, self.directory, ref_name=ref_name, artifacts=artifacts
+            release.image, self.directory, ref_name=ref_name, artifacts=release.sboms
         )
-        if release.sbom is None:
-            return Outcome((published,))
-        return Outcome((published,), (write_sbom_beside(self.directory, release.sbom),))
+        return Outcome((published,), write_sboms_beside(self.directory, release))

@@ -1,4 +1,5 @@
-"""Publishes a release to a registry: the image under its reference, the SBOM as a referrer.
+"""Publishes a release to a registry: the image (or the index, after its images) under its
+reference, each image's SBOM as a referrer of that image.
 
 Registries without the referrers API still find the SBOM through the tag-schema fallback
 ``sha256-<hex>.sbom`` (what cosign and oras look up).
@@ -13,6 +14,7 @@ from scratchpack._fs import Undo
 from scratchpack.oci import registry
 from scratchpack.oci.artifact import fallback_tag
 from scratchpack.oci.descriptor import Published
+from scratchpack.oci.index import ImageIndex
 from scratchpack.oci.reference import Reference
 from scratchpack.publish.base import Outcome, Release
 
@@ -33,18 +35,29 @@ class RegistryPublisher:
         return Undo()
 
     def publish(self, release: Release) -> Outcome:
-        image = release.image
-        # One deadline for the image and its SBOM: together they are the push.
+        # One deadline for the images, the index and the SBOMs: together they are the push.
         deadline = registry.Deadline.after(self.options.push_timeout)
-        out = [
-            registry.push(
-                image, self.ref, options=self.options, progress=self.progress, deadline=deadline
+        if isinstance(release.image, ImageIndex):
+            pushed = registry.push_index(
+                release.image,
+                self.ref,
+                options=self.options,
+                progress=self.progress,
+                deadline=deadline,
             )
-        ]
-        if release.sbom is not None:
+        else:
+            pushed = registry.push(
+                release.image,
+                self.ref,
+                options=self.options,
+                progress=self.progress,
+                deadline=deadline,
+            )
+        out = [pushed]
+        for image, sbom in zip(release.images, release.sboms, strict=False):
             tag = fallback_tag(image.digest, SBOM_TAG_SUFFIX)
             digest = registry.push_artifact(
-                release.sbom, self.ref, tag=tag, options=self.options, deadline=deadline
+                sbom, self.ref, tag=tag, options=self.options, deadline=deadline
             )
             out.append(Published("registry-sbom", f"{self.ref.name}:{tag}@{digest}", digest))
         return Outcome(tuple(out))

@@ -6,22 +6,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scratchpack._fs import Undo
+from scratchpack.oci.descriptor import Platform
 from scratchpack.oci.tarball import write_tarball
-from scratchpack.publish.base import Outcome, Release, sbom_path_beside, write_sbom_beside
+from scratchpack.publish.base import Outcome, Release, sbom_paths_beside, write_sboms_beside
 
 
 @dataclass(frozen=True, slots=True)
 class TarballPublisher:
+    """``docker_platform``: whose image of an index ``docker load`` gets (the build host's);
+    ``platforms``: the release's, so the undo point knows its SBOM files before they exist."""
+
     path: Path
+    docker_platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()
 
     def describe(self) -> str:
         return f"writing tarball {self.path}"
 
     def undo_point(self) -> Undo:
-        return Undo(files=(self.path, sbom_path_beside(self.path)))
+        return Undo(files=(self.path, *sbom_paths_beside(self.path, self.platforms)))
 
     def publish(self, release: Release) -> Outcome:
-        published = write_tarball(release.image, self.path, tags=release.tags)
-        if release.sbom is None:
-            return Outcome((published,))
-        return Outcome((published,), (write_sbom_beside(self.path, release.sbom),))
+        published = write_tarball(
+            release.image, self.path, tags=release.tags, docker_platform=self.docker_platform
+        )
+        return Outcome((published,), write_sboms_beside(self.path, release))
