@@ -431,6 +431,28 @@ def test_stdlib_function_level_imports_are_followed(tmp_path: Path) -> None:
     assert report["extensions"] == []
 
 
+def test_stdlib_docstrings_are_dropped_and_the_apps_kept(tmp_path: Path) -> None:
+    """The stdlib is bundled as -OO would compile it, but with its asserts; the app's own
+    docstrings stay (click, argparse descriptions and FastAPI read them)."""
+    _report, zf = _bundle_of(
+        tmp_path, {"app.py": '"""App."""\nimport textwrap\ndef f():\n    """Doc."""\n'}
+    )
+    out = _run_from_zip(
+        zf.filename or "",
+        "import app, textwrap\n"
+        "print(app.__doc__, app.f.__doc__, textwrap.__doc__, textwrap.dedent.__doc__,\n"
+        "      textwrap.TextWrapper.__doc__, '/'.join(textwrap.wrap('aa bb', 2)))",
+    )
+    assert out.split() == ["App.", "Doc.", "None", "None", "None", "aa/bb"]
+
+
+def test_docstring_only_bodies_keep_a_statement_and_asserts_stay() -> None:
+    tree = _bundle.without_docstrings(
+        ast.parse('"""m"""\nclass C:\n    "c"\ndef f():\n    "f"\n    assert 0, "kept"\n')
+    )
+    assert ast.unparse(tree) == "class C:\n    pass\n\ndef f():\n    assert 0, 'kept'"
+
+
 def test_stdlib_dev_tools_and_command_lines_are_not_followed(tmp_path: Path) -> None:
     _report, zf = _bundle_of(
         tmp_path, {"app.py": "import heapq, inspect, logging, zipfile, traceback, base64\n"}
