@@ -75,6 +75,8 @@ class SocketTransport:
         sock: _socket.socket,
         proto: StreamProtocol,
         peer: Any,
+        *,
+        watch: bool = True,
     ) -> None:
         self._loop = loop
         self._sock = sock
@@ -87,7 +89,8 @@ class SocketTransport:
         self._reading = True
         self._proto_paused = False
         self._linger = False
-        loop.add_reader(self._fd, self._on_read)
+        if watch:
+            loop.add_reader(self._fd, self._on_read)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -111,6 +114,12 @@ class SocketTransport:
         """Read now if data is already there (a cheap EAGAIN otherwise)."""
         if self._reading:
             self._on_read()
+
+    def watch(self) -> None:
+        """Have the loop call back when data arrives, if the connection still reads (made
+        with watch=False: a first read came before the fd went into the epoll set)."""
+        if self._reading and not self._closing:
+            self._loop.add_reader(self._fd, self._on_read)
 
     def pause_reading(self) -> None:
         if self._reading and not self._lost:
@@ -296,12 +305,15 @@ class Acceptor:
             except OSError:
                 pass
             proto = self._factory()
-            tr = SocketTransport(loop, conn, proto, peer)
+            tr = SocketTransport(loop, conn, proto, peer, watch=False)
             proto.connection_made(tr)
             # Most clients send the request right behind the handshake: try reading it now
-            # instead of waiting one more event-loop round.
+            # instead of waiting one more event-loop round, and only then put the fd into the
+            # epoll set if the connection is still open: a connection that is answered and
+            # closed by that first read (no keep-alive) costs no epoll_ctl ADD and DEL.
             if not tr.is_closing():
                 tr.poll_read()
+            tr.watch()
 
     def _resume(self) -> None:
         if self._open:
