@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import mmap
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -47,7 +48,9 @@ _RECV = 256 * 1024
 # One receive buffer for the whole (single-threaded) loop: recv(256 KiB) would allocate and then
 # shrink a 256 KiB bytes object per read, and musl's malloc serves >= 32 KiB with mmap/munmap,
 # which halved req/s in the static build. recv_into + a copy of the n bytes read avoids that.
-_RECV_BUF = bytearray(_RECV)
+# An anonymous mapping rather than a bytearray (which is zero-filled, so 256 KiB resident at
+# start): a page becomes resident only once a read has reached it.
+_RECV_BUF = mmap.mmap(-1, _RECV)
 _RECV_VIEW = memoryview(_RECV_BUF)
 _ACCEPT_BATCH = 128
 
