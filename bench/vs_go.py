@@ -276,9 +276,12 @@ def report(variants: list[Variant], args: argparse.Namespace, info: list[str]) -
     header = ["figure", *(v.label for v in variants), *(f"{v.label} / Go" for v in rest)]
     lines = [*info, "", sb.table(header, rows), ""]
     runs = "; ".join(
-        f"{v.label} "
-        + ", ".join(f"{k} " + "/".join(f"{x:,.0f}" for x in xs) for k, xs in v.rps.items())
-        + f", starts ms {min(v.starts) * 1000:.1f}-{max(v.starts) * 1000:.1f}"
+        f"{v.label}: "
+        + ", ".join(
+            f"{titles[k].removesuffix(' req/s')} " + "/".join(f"{x:,.0f}" for x in xs)
+            for k, xs in v.rps.items()
+        )
+        + f", starts {min(v.starts) * 1000:.1f}-{max(v.starts) * 1000:.1f} ms"
         for v in variants
     )
     errors = ", ".join(f"{v.label} {sum(v.errors.values())}" for v in variants)
