@@ -42,6 +42,7 @@ def _bundle_of(
     includes: tuple[str, ...] = (),
     excludes: tuple[str, ...] = (),
     extra_paths: tuple[Path, ...] = (),
+    compression: str = "stored",
 ) -> tuple[dict[str, Any], zipfile.ZipFile]:
     site = _tree(tmp_path / "site", files)
     paths = [str(site), *map(str, extra_paths)]
@@ -57,7 +58,7 @@ def _bundle_of(
             "includes": list(includes),
             "distributions": [],
             "output": str(out),
-            "compression": "stored",
+            "compression": compression,
             "optimize": 0,
         }
     )
@@ -429,6 +430,48 @@ def test_stdlib_function_level_imports_are_followed(tmp_path: Path) -> None:
     )
     assert out.split() == ["True", "2024", "1"]
     assert report["extensions"] == []
+
+
+def test_stdlib_docstrings_are_dropped_and_the_apps_kept(tmp_path: Path) -> None:
+    """The stdlib is bundled as -OO would compile it, but with its asserts; the app's own
+    docstrings stay (click, argparse descriptions and FastAPI read them)."""
+    _report, zf = _bundle_of(
+        tmp_path, {"app.py": '"""App."""\nimport textwrap\ndef f():\n    """Doc."""\n'}
+    )
+    out = _run_from_zip(
+        zf.filename or "",
+        "import app, textwrap\n"
+        "print(app.__doc__, app.f.__doc__, textwrap.__doc__, textwrap.dedent.__doc__,\n"
+        "      textwrap.TextWrapper.__doc__, '/'.join(textwrap.wrap('aa bb', 2)))",
+    )
+    assert out.split() == ["App.", "Doc.", "None", "None", "None", "aa/bb"]
+
+
+def test_cold_compression_deflates_only_what_functions_import(tmp_path: Path) -> None:
+    """Stdlib modules reached only through function-level imports are deflated; the app, its
+    module-level imports and the interpreter's start-up codecs stay stored."""
+    report, zf = _bundle_of(
+        tmp_path,
+        {
+            "app/__init__.py": "import json\nfrom . import late\n",
+            "app/late.py": "def f():\n    import textwrap\n    return textwrap.dedent('  x')\n",
+        },
+        compression="cold",
+    )
+    kind = {i.filename: i.compress_type for i in zf.infolist()}
+    stored = ["app/__init__.pyc", "app/late.pyc", "json/__init__.pyc", "json/decoder.pyc",
+              "encodings/utf_8.pyc"]  # fmt: skip
+    assert {a: kind[a] for a in stored} == dict.fromkeys(stored, zipfile.ZIP_STORED)
+    assert kind["textwrap.pyc"] == zipfile.ZIP_DEFLATED
+    assert report["deflated"] == sum(k == zipfile.ZIP_DEFLATED for k in kind.values()) > 0
+    assert _run_from_zip(zf.filename or "", "import app.late; print(app.late.f())") == "x\n"
+
+
+def test_docstring_only_bodies_keep_a_statement_and_asserts_stay() -> None:
+    tree = _bundle.without_docstrings(
+        ast.parse('"""m"""\nclass C:\n    "c"\ndef f():\n    "f"\n    assert 0, "kept"\n')
+    )
+    assert ast.unparse(tree) == "class C:\n    pass\n\ndef f():\n    assert 0, 'kept'"
 
 
 def test_stdlib_dev_tools_and_command_lines_are_not_followed(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import mmap
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
@@ -47,7 +48,9 @@ _RECV = 256 * 1024
 # One receive buffer for the whole (single-threaded) loop: recv(256 KiB) would allocate and then
 # shrink a 256 KiB bytes object per read, and musl's malloc serves >= 32 KiB with mmap/munmap,
 # which halved req/s in the static build. recv_into + a copy of the n bytes read avoids that.
-_RECV_BUF = bytearray(_RECV)
+# An anonymous mapping rather than a bytearray (which is zero-filled, so 256 KiB resident at
+# start): a page becomes resident only once a read has reached it.
+_RECV_BUF = mmap.mmap(-1, _RECV)
 _RECV_VIEW = memoryview(_RECV_BUF)
 _ACCEPT_BATCH = 128
 
@@ -75,6 +78,8 @@ class SocketTransport:
         sock: _socket.socket,
         proto: StreamProtocol,
         peer: Any,
+        *,
+        watch: bool = True,
     ) -> None:
         self._loop = loop
         self._sock = sock
@@ -87,7 +92,8 @@ class SocketTransport:
         self._reading = True
         self._proto_paused = False
         self._linger = False
-        loop.add_reader(self._fd, self._on_read)
+        if watch:
+            loop.add_reader(self._fd, self._on_read)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -111,6 +117,12 @@ class SocketTransport:
         """Read now if data is already there (a cheap EAGAIN otherwise)."""
         if self._reading:
             self._on_read()
+
+    def watch(self) -> None:
+        """Have the loop call back when data arrives, if the connection still reads (made
+        with watch=False: a first read came before the fd went into the epoll set)."""
+        if self._reading and not self._closing:
+            self._loop.add_reader(self._fd, self._on_read)
 
     def pause_reading(self) -> None:
         if self._reading and not self._lost:
@@ -296,12 +308,15 @@ class Acceptor:
             except OSError:
                 pass
             proto = self._factory()
-            tr = SocketTransport(loop, conn, proto, peer)
+            tr = SocketTransport(loop, conn, proto, peer, watch=False)
             proto.connection_made(tr)
             # Most clients send the request right behind the handshake: try reading it now
-            # instead of waiting one more event-loop round.
+            # instead of waiting one more event-loop round, and only then put the fd into the
+            # epoll set if the connection is still open: a connection that is answered and
+            # closed by that first read (no keep-alive) costs no epoll_ctl ADD and DEL.
             if not tr.is_closing():
                 tr.poll_read()
+            tr.watch()
 
     def _resume(self) -> None:
         if self._open:

@@ -476,6 +476,8 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         # importer -> (imported module, the modules whose import must work first): imports in
         # the ``else:`` of a ``try`` that guards an ImportError (see needed_modules)
         self.after_edges: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
+        # importer -> what it imports at its module level (not in a function): run at import
+        self.eager_edges: dict[str, set[str]] = {}
         # private helpers of ModuleFinder that typeshed does not describe
         self._hook: Callable[..., object] = getattr(self, "_safe_import_hook")  # noqa: B009
         self._parent: Callable[..., Any] = getattr(self, "determine_parent")  # noqa: B009
@@ -569,6 +571,8 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
             if where.alternative_to and all(self._resolved(n, m) for n in where.alternative_to):
                 continue  # a fallback for an import that works here
             for target in self._targets(node, m):
+                if not where.lazy:
+                    self.eager_edges.setdefault(name, set()).add(target)
                 if where.after and not where.guarded:
                     first = tuple(n for t in where.after for n in self._imported(t, m))
                     self.after_edges.setdefault(name, set()).add((target, first))
@@ -678,6 +682,26 @@ def unguarded_reach(
     return seen
 
 
+#: What the interpreter imports from the zip before the app: the codecs of its UTF-8 mode.
+INTERPRETER_START = ("encodings", "encodings.aliases", "encodings.utf_8")
+
+
+def start_modules(roots: list[str], eager_edges: dict[str, set[str]]) -> set[str]:
+    """Modules taken to be imported when the app starts: the interpreter's own, the roots
+    (every module of the app and its dependencies: which of their functions run at start is
+    not known here) and what module-level imports reach from them. The rest are stdlib modules
+    only imported inside functions (ssl for TLS, typing from functools.singledispatch, ...).
+    A module wrongly left out here is slower to import (inflated), never missing."""
+    seen: set[str] = set()
+    todo = [p for r in [*INTERPRETER_START, *roots] for p in _prefixes(r)]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(p for t in eager_edges.get(name, ()) for p in _prefixes(t))
+    return seen
+
+
 def needed_modules(
     roots: list[str],
     edges: dict[str, set[tuple[str, bool]]],
@@ -724,6 +748,25 @@ def _matches(name: str, patterns: list[str]) -> bool:
     return any(
         name == p or name.startswith(p + ".") or fnmatch.fnmatchcase(name, p) for p in patterns
     )
+
+
+def without_docstrings(tree: ast.Module) -> ast.Module:
+    """The module with its module, class and function docstrings removed, as `-OO` compiles it
+    but keeping asserts and `__debug__`: `__doc__` is None."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        body = node.body
+        if (
+            body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            doc = body.pop(0)
+            if not body and not isinstance(node, ast.Module):
+                body.append(ast.copy_location(ast.Pass(), doc))
+    return tree
 
 
 def _pyc(code: types.CodeType) -> bytes:
@@ -920,6 +963,7 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
     needed = needed_modules(roots, finder.edges, finder.after_edges, set(finder.modules), compiled)
 
     entries: dict[str, bytes | Stored] = {}
+    app_modules: list[str] = []  # bundled from app_paths: the app and its dependencies
     used_builtins: set[str] = set()
     extensions: list[dict[str, str]] = []
     native: list[dict[str, str]] = []
@@ -959,13 +1003,17 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
         with open(path, "rb") as f:
             source = f.read()
         try:
-            code = compile(source, rel, "exec", dont_inherit=True, optimize=req["optimize"])
+            tree = ast.parse(source, rel)
+            if not root:  # the stdlib copes with -OO, i.e. with no docstrings (-20 % of its .pyc)
+                tree = without_docstrings(tree)
+            code = compile(tree, rel, "exec", dont_inherit=True, optimize=req["optimize"])
         except SyntaxError as err:
             raise BundleError(f"cannot compile {path}: {err}") from None
         arc = name.replace(".", "/") + ("/__init__.pyc" if is_pkg else ".pyc")
         entries[arc] = _pyc(code)
         if root:
             app_files.append(path)
+            app_modules.append(name)
     if "sysconfig" in finder.modules:
         target = req.get("multiarch")
         sysdata = _sysconfigdata_name(target)
@@ -982,8 +1030,19 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
             importers = sorted(i for i in users if i.split(".")[0] != user.split(".")[0]) or [user]
             missing_c.append({"module": user, "c_module": cmod, "imported_by": importers})
 
-    _write_zip(req["output"], entries, req["compression"])
+    deflate: set[str] = set()
+    if req["compression"] == "cold":
+        warm = start_modules(app_modules, finder.eager_edges)
+        deflate = {
+            arc
+            for arc in entries
+            if arc.endswith(".pyc")
+            and isinstance(entries[arc], bytes)
+            and arc.removesuffix(".pyc").removesuffix("/__init__").replace("/", ".") not in warm
+        }
+    _write_zip(req["output"], entries, req["compression"], deflate)
     return {
+        "deflated": len(deflate),
         "builtins": sorted(used_builtins),
         "modules": sum(1 for a in entries if a.endswith(".pyc")),
         "packages": sorted({_top_name(p, app_paths) for p in app_files}),
@@ -1071,13 +1130,17 @@ class Stored:
     path: str
 
 
-def _write_zip(output: str, entries: dict[str, bytes | Stored], compression: str) -> None:
-    """Sorted, fixed dates and modes: the same modules give the same bytes."""
-    method = zipfile.ZIP_DEFLATED if compression == "deflated" else zipfile.ZIP_STORED
+def _write_zip(
+    output: str, entries: dict[str, bytes | Stored], compression: str, deflate: set[str]
+) -> None:
+    """Sorted, fixed dates and modes: the same modules give the same bytes. Members are
+    deflated for compression "deflated", and those in ``deflate`` for "cold"."""
     tmp = output + ".part"
-    with zipfile.ZipFile(tmp, "w", method) as zf:
-        level = 9 if method == zipfile.ZIP_DEFLATED else None
+    with zipfile.ZipFile(tmp, "w") as zf:
         for arc in sorted(entries):
+            packed = compression == "deflated" or arc in deflate
+            method = zipfile.ZIP_DEFLATED if packed else zipfile.ZIP_STORED
+            level = 9 if packed else None
             zinfo = zipfile.ZipInfo(arc, ZIP_DATE)
             zinfo.create_system = 3
             if arc.endswith("/"):
