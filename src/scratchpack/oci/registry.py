@@ -269,6 +269,27 @@ def _check_image(image: PushableImage) -> None:
         raise DigestMismatchError(f"the image's config bytes do not hash to {image.config_digest}")
 
 
+def _session(  # noqa: PLR0917 - both callers pass their own same-named arguments through
+    ref: Reference,
+    keychain: Keychain | None,
+    options: PushOptions,
+    transport: Transport | None,
+    progress: Callable[[str], None] | None,
+    sleep: Callable[[float], None],
+    deadline: Deadline | None,
+) -> Session:
+    """The session an image push and an artifact push both open: same auth, retries, deadline."""
+    return Session(
+        ref,
+        keychain=keychain,
+        options=options,
+        transport=transport,
+        progress=progress,
+        sleep=sleep,
+        deadline=deadline,
+    )
+
+
 def push(
     image: PushableImage,
     ref: Reference,
@@ -292,15 +313,7 @@ def push(
             f"the reference {ref} pins digest {ref.digest}, but the image is {image.digest}",
             hint="push by tag, or use the image's own digest",
         )
-    with Session(
-        ref,
-        keychain=keychain,
-        options=options,
-        transport=transport,
-        progress=progress,
-        sleep=sleep,
-        deadline=deadline,
-    ) as session:
+    with _session(ref, keychain, options, transport, progress, sleep, deadline) as session:
         pusher = Pusher(session, progress=progress)
         seen: set[Digest] = set()
         for layer in image.layers:
@@ -335,15 +348,7 @@ def push_artifact(
     deadline: Deadline | None = None,
 ) -> Digest:
     """Push an artifact manifest (e.g. an SBOM with a ``subject``) and its blobs under ``tag``."""
-    with Session(
-        ref,
-        keychain=keychain,
-        options=options,
-        transport=transport,
-        progress=progress,
-        sleep=sleep,
-        deadline=deadline,
-    ) as session:
+    with _session(ref, keychain, options, transport, progress, sleep, deadline) as session:
         pusher = Pusher(session, progress=progress)
         for desc, data in artifact.blobs:
             if Digest.of_bytes(data) != desc.digest or len(data) != desc.size:
