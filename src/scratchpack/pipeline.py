@@ -16,11 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from scratchpack import _ctx, sbom
 from scratchpack._fs import owned_tempdir
-from scratchpack.config import Runtime, UserSpec, normalise_port
+from scratchpack.config import Runtime, UserSpec, normalise_port, public_url
 from scratchpack.config import source_date_epoch as _environ_source_date_epoch
 from scratchpack.errors import ImageError, ScratchpackError
 from scratchpack.freeze import (
@@ -203,23 +202,6 @@ def _git(project_dir: Path, *args: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
-def _public_url(url: str) -> str:
-    """A remote URL fit to publish: no user or password, query or fragment (an access token
-    hides in any of them), no local paths (they differ per checkout)."""
-    if re.fullmatch(r"[\w.-]+@[\w.-]+:[^\s?#]*", url):  # scp-like git@host:path, no password
-        return url
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return ""
-    if parts.scheme not in {"http", "https", "ssh", "git"} or not host:
-        return ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += "" if port is None else f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def _ca_bundle(choice: str) -> Path:
     if choice != "certifi":
         path = Path(choice)
@@ -271,7 +253,7 @@ def assemble(
         "org.opencontainers.image.title": project.name,
         "org.opencontainers.image.version": project.version,
     }
-    source = project.source_url or _public_url(_git(project_dir, "remote", "get-url", "origin"))
+    source = project.source_url or public_url(_git(project_dir, "remote", "get-url", "origin"))
     if source:
         annotations["org.opencontainers.image.source"] = source
     revision = _git(project_dir, "rev-parse", "HEAD")
