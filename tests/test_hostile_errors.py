@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import scratchpack
+from scratchpack._fs import OWNER_FILE
 
 #: A uid/gid without privileges, for the permission tests.
 NOBODY = 1000
@@ -371,6 +372,11 @@ def test_the_next_run_sweeps_what_a_killed_build_left(
         os.kill(pid, signal.SIGKILL)
     assert not left, "the tools outlived the killed build"
     assert debris <= set((cache / "tmp").iterdir())
+    # and a killed `build`'s work directory: its lock file is free, as a dead owner's is
+    workdir = tmpdir / "scratchpack-killed"
+    workdir.mkdir()
+    (workdir / OWNER_FILE).write_text("4194304\n")
+    (workdir / "layer.tar.gz").write_bytes(b"x" * 4096)
 
     proc = _cli(
         "exe",
@@ -381,6 +387,7 @@ def test_the_next_run_sweeps_what_a_killed_build_left(
     )
     assert proc.returncode == 0, proc.stderr
     assert list((cache / "tmp").iterdir()) == []
+    assert not workdir.exists()
     out = subprocess.run([str(tmp_path / "app")], capture_output=True, text=True, check=True)
     assert out.stdout == "killed\n"
 

@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from scratchpack import _ctx, sbom
-from scratchpack._fs import owned_tempdir
+from scratchpack._fs import owned_tempdir, sweep_stale
 from scratchpack.config import Runtime, UserSpec, normalise_port, public_url
 from scratchpack.config import source_date_epoch as _environ_source_date_epoch
 from scratchpack.errors import ImageError, ScratchpackError
@@ -178,6 +179,9 @@ def host_platform() -> Platform:
 
 def make_executable(spec: FreezeSpec, *, output: Path | None) -> FrozenApp:
     """``scratchpack exe``: freeze and copy the executable to ``output`` atomically."""
+    # exe needs no work directory of its own, but it sweeps what killed builds left there as
+    # `build` does: someone who only ever runs exe after a kill would keep that debris for good
+    sweep_stale(Path(tempfile.gettempdir()), _WORKDIR_PREFIX)
     if output is not None:  # a directory gets the executable inside it
         check_outputs(spec.project_dir, [output / "app" if output.is_dir() else output])
     with _ctx.step("freezing"):
@@ -334,9 +338,13 @@ def push_reference(options: BuildOptions, app: FrozenApp) -> Reference:
     return Reference.parse(f"{options.repo_env.rstrip('/')}/{_repo_name(app.project.name)}")
 
 
+#: ``$TMPDIR/scratchpack-*``: a build's work directory (the image layer, the SBOM).
+_WORKDIR_PREFIX = "scratchpack-"
+
+
 @contextmanager
 def _workdir() -> Iterator[Path]:
-    with owned_tempdir("scratchpack-", space_remedy="tmpdir-space") as tmp:
+    with owned_tempdir(_WORKDIR_PREFIX, space_remedy="tmpdir-space") as tmp:
         yield tmp
 
 
