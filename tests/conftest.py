@@ -121,11 +121,12 @@ def _needs_kit(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: only the tests that will run count
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Modules with a kit test run last (each module whole, in its own order, so its module
-    fixtures are made once): the kit builds in the background while the others run."""
-    kit_modules = {item.path for item in items if _needs_kit(item)}
-    items.sort(key=lambda item: item.path in kit_modules)  # stable
-    config.stash[_NEEDS_KIT] = bool(kit_modules)
+    """The kit's tests run last, each module's in its own order: the kit builds in the
+    background while all the others run, the default-route half of a module that tests both
+    routes included. (Such a module's module-scoped fixtures are made once per half: today
+    test_realapps' Builder and matrix, whose builds and runs are per route anyway.)"""
+    items.sort(key=_needs_kit)  # stable
+    config.stash[_NEEDS_KIT] = any(map(_needs_kit, items))
 
 
 def _seed_runtime(seed: Path, cache: Path) -> None:
