@@ -5,6 +5,7 @@ of the session takes the tools it started with it. The real build: the static_ca
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -63,6 +64,26 @@ def test_a_failed_build_is_the_waiting_tests_error_with_its_log(tmp_path: Path) 
         build.wait()
     assert "configure: error: no C compiler" in str(err.value)
     assert build.outcome().startswith("failed after ")
+
+
+def test_a_wait_past_its_bound_stops_the_build_and_says_so(tmp_path: Path) -> None:
+    build = BackgroundKit(tmp_path, tmp_path / "build.log", script=_BUSY)
+    with pytest.raises(KitBuildError, match="still running after 1 s of waiting"):
+        build.wait(timeout=1)
+    assert build.outcome().startswith("stopped unfinished after ")
+
+
+def test_the_wait_holds_the_tests_alarm_and_gives_back_what_was_left(tmp_path: Path) -> None:
+    """pytest-timeout's SIGALRM would fail the waiting test for the build's minutes."""
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the alarm fired"))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        build = BackgroundKit(tmp_path, tmp_path / "build.log", script="import time; time.sleep(2)")
+        build.wait()
+        left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert 0 < left <= 1.0
 
 
 def test_stopping_an_unfinished_build_stops_its_tools(tmp_path: Path) -> None:

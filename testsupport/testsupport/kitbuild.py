@@ -33,6 +33,9 @@ print(f"kit ready: {kit.root}", flush=True)
 #: How much lower than the tests the build runs: it gets the CPU the tests leave idle.
 NICENESS = 10
 
+#: How long a test waits for the build at most (a cold build is 6-10 min on 2 idle cores).
+WAIT_SECONDS = 2400.0
+
 #: How long a stopped build gets to stop its compilers (scratchpack's own SIGINT path: each
 #: tool's process group gets SIGTERM, then SIGKILL after a few seconds) before it is killed.
 STOP_GRACE_SECONDS = 20.0
@@ -64,10 +67,24 @@ class BackgroundKit:
                 preexec_fn=lambda: os.nice(NICENESS),  # noqa: PLW1509 - one syscall
             )
 
-    def wait(self) -> None:
-        """Block until the kit is built; raise with the build's log if it was not."""
+    def wait(self, timeout: float = WAIT_SECONDS) -> None:
+        """Block until the kit is built; raise with the build's log if it was not.
+
+        pytest-timeout's alarm (the waiting test's own budget) is held while waiting: the
+        build's minutes are not that test's, and this wait has its own bound."""
         asked = time.monotonic()
-        code = self._proc.wait()
+        alarm = signal.setitimer(signal.ITIMER_REAL, 0)
+        try:
+            code = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise KitBuildError(
+                f"the background kit build was still running after {timeout:.0f} s of waiting; "
+                f"stopped. Its log ({self.log}):\n{self._tail()}"
+            ) from None
+        finally:
+            if alarm[0] > 0:
+                signal.setitimer(signal.ITIMER_REAL, *alarm)
         self._ended()
         if self.waited is None:
             self.waited = time.monotonic() - asked
