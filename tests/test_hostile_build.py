@@ -151,12 +151,11 @@ def test_project_goes_only_into_the_builds_own_venv(tmp_path: Path) -> None:
 
 
 @pytest.fixture(params=["static", "pyinstaller"])
-def route_cache(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
-    """Each route with its cache: the session's kit cache, or a fresh one of this test's."""
+def route_cache(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    """Each route with the session's cache of that route (the kit's, or the default route's):
+    other projects' builds, webhello's among them, already sit in it."""
     route: str = request.param
-    if route == "static":
-        return route, request.getfixturevalue("static_cache")
-    return route, tmp_path / "cache"
+    return route, request.getfixturevalue("static_cache" if route == "static" else "freeze_cache")
 
 
 @pytest.mark.e2e
