@@ -49,7 +49,13 @@ def _alive(pid: int) -> bool:
 
 def test_a_finished_build_reports_its_steps(tmp_path: Path) -> None:
     build = BackgroundKit(tmp_path, tmp_path / "build.log", script=_STEPS)
+    log = tmp_path / "build.log"
+    while "kit ready" not in log.read_text():
+        time.sleep(0.05)
+    time.sleep(2)  # the build is over well before a test asks: its time is its own
     build.wait()
+    asked_after = time.monotonic() - build.started
+    assert build.seconds is not None and asked_after - build.seconds > 1.5, build.seconds
     assert (tmp_path / "build.log").read_text().endswith(f"kit ready: {tmp_path}\n")
     assert len(build.steps()) == 1
     assert build.steps()[0].startswith("compiling zlib: done in ")
