@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from testsupport.kitbuild import BackgroundKit
 from testsupport.net import free_port
 from testsupport.registry_server import (
     basic_registry,
@@ -57,6 +58,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for build in _kit_builds:  # where a CI run's kit time went
+        terminalreporter.write_sep("-", f"static kit (background build): {build.outcome()}")
+        for line in build.steps():
+            terminalreporter.write_line(f"  {line}")
     if in_ci() and _skipped:
         terminalreporter.write_line(
             f"CI=true: {len(_skipped)} skipped test(s) count as failures:", red=True
@@ -100,6 +105,28 @@ def freeze_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- the --runtime static runtime kit: built cold ONCE per session, shared by every static test --
 
 RUNTIME_SEED_ENV = "SCRATCHPACK_TEST_RUNTIME_SEED"
+KIT_FIXTURE = "static_cache"
+_NEEDS_KIT = pytest.StashKey[bool]()
+_kit_builds: list[BackgroundKit] = []
+
+
+def _needs_kit(item: pytest.Item) -> bool:
+    """A test that uses the kit: it asks for the fixture, or it is a static-route case of a
+    parametrized test that asks for the fixture only for that route (request.getfixturevalue)."""
+    if KIT_FIXTURE in getattr(item, "fixturenames", ()):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "static" in callspec.params.values()
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: only the tests that will run count
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The kit's tests run last, each module's in its own order: the kit builds in the
+    background while all the others run, the default-route half of a module that tests both
+    routes included. (Such a module's module-scoped fixtures are made once per half: today
+    test_realapps' Builder and matrix, whose builds and runs are per route anyway.)"""
+    items.sort(key=_needs_kit)  # stable
+    config.stash[_NEEDS_KIT] = any(map(_needs_kit, items))
 
 
 def _seed_runtime(seed: Path, cache: Path) -> None:
@@ -115,12 +142,33 @@ def _seed_runtime(seed: Path, cache: Path) -> None:
             shutil.copytree(part, dest / part.name, symlinks=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _kit_in_background(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BackgroundKit | None]:
+    """Starts the cold kit build when the session begins, if a selected test needs the kit
+    and no seed is given; stops it at the end if no test waited for it to finish."""
+    if not request.config.stash.get(_NEEDS_KIT, False) or os.environ.get(RUNTIME_SEED_ENV):
+        yield None
+        return
+    cache = tmp_path_factory.mktemp("static-cache")
+    build = BackgroundKit(cache, tmp_path_factory.getbasetemp() / "static-kit-build.log")
+    _kit_builds.append(build)
+    try:
+        yield build
+    finally:
+        build.stop()
+        shutil.rmtree(cache, ignore_errors=True)  # about 700 MB
+
+
 @pytest.fixture(scope="session")
-def static_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def static_cache(
+    _kit_in_background: BackgroundKit | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """A build cache whose static CPython kit (zlib, OpenSSL, CPython from Debian sources, zig cc)
-    is built from scratch here, once: this IS the proof that the runtime builds (~3-6 min on 2
-    cores; the first test that asks pays for it). Every --runtime static build of the session
-    uses this cache. Removed at the end (about 700 MB).
+    is built from scratch in this session, once: this IS the proof that the runtime builds
+    (~6-10 min of 2 cores, started in the background when the session begins; the first test
+    that asks waits for what is left). Every --runtime static build of the session uses it.
 
     Locally, SCRATCHPACK_TEST_RUNTIME_SEED=<cache dir> copies an already built kit in instead;
     with CI=true that shortcut is refused, so CI always builds the kit cold.
@@ -128,6 +176,11 @@ def static_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from scratchpack._ctx import run_subprocess
     from scratchpack.freeze.static import ensure_kit
 
+    if _kit_in_background is not None:
+        _kit_in_background.wait()  # a failed build is this fixture's error, with its log
+        ensure_kit(_kit_in_background.cache, runner=run_subprocess)  # loads what was built
+        yield _kit_in_background.cache
+        return
     cache = tmp_path_factory.mktemp("static-cache")
     seed = os.environ.get(RUNTIME_SEED_ENV, "").strip()
     if seed:

@@ -34,6 +34,32 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def bundle_request(
+    entry: str,
+    stdlib: str | Path,
+    app_paths: list[Path],
+    output: Path,
+    *,
+    includes: tuple[str, ...] = (),
+    excludes: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """What the static freezer asks the bundler: ``app_paths`` searched after ``stdlib``."""
+    paths = [str(p) for p in app_paths]
+    return {
+        "entry": entry,
+        "run_main": False,
+        "search_path": [str(stdlib), *paths],
+        "app_paths": paths,
+        "stdlib": str(stdlib),
+        "excludes": list(excludes),
+        "includes": list(includes),
+        "distributions": [],
+        "output": str(output),
+        "compression": "stored",
+        "optimize": 0,
+    }
+
+
 def _bundle_of(
     tmp_path: Path,
     files: dict[str, str],
@@ -45,24 +71,11 @@ def _bundle_of(
     compression: str = "stored",
 ) -> tuple[dict[str, Any], zipfile.ZipFile]:
     site = _tree(tmp_path / "site", files)
-    paths = [str(site), *map(str, extra_paths)]
     out = tmp_path / "modules.zip"
-    report = _bundle.bundle(
-        {
-            "entry": entry,
-            "run_main": False,
-            "search_path": [STDLIB, *paths],
-            "app_paths": paths,
-            "stdlib": STDLIB,
-            "excludes": list(excludes),
-            "includes": list(includes),
-            "distributions": [],
-            "output": str(out),
-            "compression": compression,
-            "optimize": 0,
-        }
-    )
-    return report, zipfile.ZipFile(out)
+    request = bundle_request(
+        entry, STDLIB, [site, *extra_paths], out, includes=includes, excludes=excludes
+    ) | {"compression": compression}
+    return _bundle.bundle(request), zipfile.ZipFile(out)
 
 
 def _run_from_zip(zip_path: str, code: str) -> str:
@@ -588,18 +601,7 @@ def test_include_accepts_a_distribution_name(tmp_path: Path) -> None:
 
 def test_main_prints_one_json_report(tmp_path: Path) -> None:
     site = _tree(tmp_path / "site", {"app.py": "import json\n"})
-    request = {
-        "entry": "app",
-        "search_path": [STDLIB, str(site)],
-        "app_paths": [str(site)],
-        "stdlib": STDLIB,
-        "excludes": [],
-        "includes": ["nosuch.module"],
-        "distributions": [],
-        "output": str(tmp_path / "m.zip"),
-        "compression": "stored",
-        "optimize": 0,
-    }
+    request = bundle_request("app", STDLIB, [site], tmp_path / "m.zip", includes=("nosuch.module",))
     (tmp_path / "req.json").write_text(json.dumps(request))
     proc = subprocess.run(
         [sys.executable, "-I", "-S", _bundle.__file__, str(tmp_path / "req.json")],

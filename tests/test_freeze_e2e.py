@@ -171,21 +171,18 @@ def test_write_executable_copies_out_of_the_cache(frozen_pure: FrozenApp, tmp_pa
     assert out.stat().st_mode & 0o777 == 0o755
 
 
-def test_reproducible_from_two_clean_checkouts(tmp_path: Path) -> None:
-    """Two copies in different directories, two empty caches: byte-identical executables."""
-    # one snapshot, so both "checkouts" hold the same commit even while webhello is being edited
-    snapshot = tmp_path / "snapshot"
-    shutil.copytree(WEBHELLO, snapshot, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
-    apps = []
-    for where in ("one", "second/checkout"):
-        src = tmp_path / where / "webhello"
-        shutil.copytree(snapshot, src)
-        app = _freeze(src, tmp_path / where / "cache", use_cache=False)
-        assert not app.cached
-        apps.append(app)
-    assert apps[0].path.parent.name == apps[1].path.parent.name  # same cache key: same inputs
-    assert apps[0].sha256 == apps[1].sha256
-    assert apps[0].path.read_bytes() == apps[1].path.read_bytes()
+def test_reproducible_from_two_clean_checkouts(freeze_cache: Path, tmp_path: Path) -> None:
+    """Two checkouts in different directories, two caches: byte-identical executables. The
+    first is the repository's webhello in the session's cache (built there once, as the
+    behaviour suite's is); the second a copy elsewhere, built without a cache into an empty one."""
+    first = _freeze(WEBHELLO, freeze_cache)
+    src = tmp_path / "second" / "checkout" / "webhello"
+    shutil.copytree(WEBHELLO, src, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    second = _freeze(src, tmp_path / "second" / "cache", use_cache=False)
+    assert not second.cached
+    assert first.path.parent.name == second.path.parent.name  # same cache key: same inputs
+    assert first.sha256 == second.sha256
+    assert first.path.read_bytes() == second.path.read_bytes()
 
 
 # ---- what a frozen app loses easily: package data, metadata, dynamic imports, tzdata ---------

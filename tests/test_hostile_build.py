@@ -30,6 +30,7 @@ from scratchpack.publish import MultiPublisher, Outcome, Release
 from scratchpack.publish.layout import LayoutPublisher
 from scratchpack.publish.tarball import TarballPublisher
 from tests._fixtures import write_project
+from tests.test_bundle import bundle_request
 from tests.test_freezers import FakeTools
 from testsupport.engines import build_static_server, scratch_image
 
@@ -149,15 +150,22 @@ def test_project_goes_only_into_the_builds_own_venv(tmp_path: Path) -> None:
     assert not Path(own[0][0]).exists()  # the build's venv went with its temp directory
 
 
+@pytest.fixture(params=["static", "pyinstaller"])
+def route_cache(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    """Each route with the session's cache of that route (the kit's, or the default route's):
+    other projects' builds, webhello's among them, already sit in it."""
+    route: str = request.param
+    return route, request.getfixturevalue("static_cache" if route == "static" else "freeze_cache")
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.parametrize("route", ["static", "pyinstaller"])
 def test_undeclared_import_of_another_project_fails(
-    route: str, request: pytest.FixtureRequest, tmp_path: Path
+    route_cache: tuple[str, Path], tmp_path: Path
 ) -> None:
     """webhello and another project are built with one cache; a project that declares no
     dependencies and imports their packages must fail to build, naming the missing module."""
-    cache = request.getfixturevalue("static_cache") if route == "static" else tmp_path / "cache"
+    route, cache = route_cache
     common = ("--runtime", route, "--cache-dir", cache)
     python = ("--python", DEBIAN_PYTHON) if route == "static" else ()
     other = _small_app(tmp_path, "other")
@@ -335,11 +343,10 @@ def test_install_tree_symlink_out_is_refused_by_the_static_bundler(tmp_path: Pat
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.parametrize("route", ["static", "pyinstaller"])
 def test_package_data_symlink_out_of_the_project_is_refused(
-    route: str, request: pytest.FixtureRequest, tmp_path: Path
+    route_cache: tuple[str, Path], tmp_path: Path
 ) -> None:
-    cache = request.getfixturevalue("static_cache") if route == "static" else tmp_path / "cache"
+    route, cache = route_cache
     project, secret = _leaky_app(tmp_path)
     out = tmp_path / "app"
     proc = scratchpack("exe", project, "--runtime", route, "--cache-dir", cache, "-o", out)
@@ -497,19 +504,7 @@ def test_static_package_data_is_streamed_not_held(static_cache: Path, tmp_path: 
     with (site / "tiny_app" / "notes.txt").open("wb") as f:
         f.truncate(size)
     zip_path = tmp_path / "modules.zip"
-    request = {
-        "entry": "tiny_app",
-        "run_main": False,
-        "search_path": [str(kit.stdlib), str(site)],
-        "app_paths": [str(site)],
-        "stdlib": str(kit.stdlib),
-        "excludes": [],
-        "includes": [],
-        "distributions": [],
-        "output": str(zip_path),
-        "compression": "stored",
-        "optimize": 0,
-    }
+    request = bundle_request("tiny_app", kit.stdlib, [site], zip_path)
     (tmp_path / "request.json").write_text(json.dumps(request))
     bundler = Path(_bundle.__file__)
     measure = (

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import scratchpack
+from scratchpack._fs import OWNER_FILE
 
 #: A uid/gid without privileges, for the permission tests.
 NOBODY = 1000
@@ -371,6 +372,10 @@ def test_the_next_run_sweeps_what_a_killed_build_left(
         os.kill(pid, signal.SIGKILL)
     assert not left, "the tools outlived the killed build"
     assert debris <= set((cache / "tmp").iterdir())
+    # and a killed `build`'s work directory: its lock file is free, as a dead owner's is
+    workdir = Path(tempfile.mkdtemp(prefix="scratchpack-", dir=tmpdir))
+    (workdir / OWNER_FILE).write_text("4194304\n")
+    (workdir / "layer.tar.gz").write_bytes(b"x" * 4096)
 
     proc = _cli(
         "exe",
@@ -381,8 +386,33 @@ def test_the_next_run_sweeps_what_a_killed_build_left(
     )
     assert proc.returncode == 0, proc.stderr
     assert list((cache / "tmp").iterdir()) == []
+    assert not workdir.exists()
     out = subprocess.run([str(tmp_path / "app")], capture_output=True, text=True, check=True)
     assert out.stdout == "killed\n"
+
+
+def test_only_directories_named_as_owned_tempdir_names_them_are_swept(tmp_path: Path) -> None:
+    """Before: `exe` removed an empty, minute-old /tmp/scratchpack-static-* directory that a
+    test had made for its outputs (a user's scratchpack-output would have gone too)."""
+    from scratchpack._fs import sweep_stale  # the seam under test
+
+    old = time.time() - 120
+    theirs = [tmp_path / "scratchpack-static-eplc56c1", tmp_path / "scratchpack-output"]
+    locked_name = tmp_path / "scratchpack-mine"
+    for d in (*theirs, locked_name):
+        d.mkdir()
+    (locked_name / OWNER_FILE).write_text("4194304\n")  # free: its owner is gone
+    ours = Path(tempfile.mkdtemp(prefix="scratchpack-", dir=tmp_path))  # killed before its lock
+    killed = Path(tempfile.mkdtemp(prefix="scratchpack-", dir=tmp_path))
+    (killed / OWNER_FILE).write_text("4194304\n")
+    for d in (*theirs, locked_name, ours, killed):
+        os.utime(d, (old, old))
+
+    sweep_stale(tmp_path, "scratchpack-")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (*theirs, locked_name)
+    )
 
 
 _HOLDER = """\

@@ -76,20 +76,6 @@ def test_source_date_epoch(monkeypatch):
         pipeline.source_date_epoch()
 
 
-@pytest.mark.parametrize(
-    ("url", "public"),
-    [
-        ("https://github.com/me/app.git", "https://github.com/me/app.git"),
-        ("https://user:token@github.com/me/app", "https://github.com/me/app"),
-        ("git@github.com:me/app.git", "git@github.com:me/app.git"),
-        ("/work/main", ""),
-        ("../other", ""),
-    ],
-)
-def test_public_url_drops_credentials_and_local_paths(url, public):
-    assert pipeline._public_url(url) == public
-
-
 def test_bad_scratchpack_repo_is_refused_before_any_work():
     with pytest.raises(ImageError, match="SCRATCHPACK_REPO") as err:
         pipeline.BuildOptions(freeze=SPEC, repo_env="Not A/Repo")

@@ -15,6 +15,7 @@ from scratchpack.config import (
     ProjectConfig,
     parse_pyproject,
     project_config,
+    public_url,
     read_project,
     source_date_epoch,
 )
@@ -118,6 +119,33 @@ def test_no_entrypoint_hint_is_neutral_and_names_a_remedy(tmp_path: Path) -> Non
         read_project(FIXTURES / "no_entrypoint")
     assert err.value.remedy == "entrypoint"
     assert "--" not in (err.value.hint or "")  # the CLI words the flag (cli.REMEDIES)
+
+
+@pytest.mark.parametrize(
+    ("url", "public"),
+    [
+        ("https://github.com/me/app.git", "https://github.com/me/app.git"),
+        ("https://user:token@github.com/me/app", "https://github.com/me/app"),
+        ("git@github.com:me/app.git", "git@github.com:me/app.git"),
+        ("/work/main", ""),
+        ("../other", ""),
+        ("https://example.invalid/app?token=s3cret#readme", "https://example.invalid/app"),
+        ("ssh://git:pw@[::1]:2222/app.git", "ssh://[::1]:2222/app.git"),
+        ("file:///srv/app", ""),
+    ],
+)
+def test_public_url_drops_credentials_and_local_paths(url, public):
+    assert public_url(url) == public
+
+
+def test_project_urls_source_loses_userinfo_query_and_fragment() -> None:
+    raw = (
+        BASE
+        + "[project.urls]\n"
+        + 'Source = "https://bot:ghp_s3cret@example.invalid/me/demo?private_token=x#top"\n'
+        + '[tool.scratchpack]\nentrypoint = "demo"\n'
+    ).encode()
+    assert parse_pyproject(raw).source_url == "https://example.invalid/me/demo"
 
 
 def test_bytes_to_typed_values() -> None:

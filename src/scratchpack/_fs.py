@@ -145,6 +145,8 @@ def _sweep_siblings(path: Path) -> None:
                 _remove_if_abandoned(path.with_name(name), path.with_name(name))
 
 
+#: What tempfile.mkdtemp adds to the prefix (its ``_RandomNameSequence``: 8 of these).
+_MKDTEMP_SUFFIX = "[a-z0-9_]{8}"
 #: The lock file inside each owned temporary directory.
 OWNER_FILE = ".scratchpack-owner"
 #: A directory without its lock file is younger than this, or was abandoned (killed between
@@ -196,11 +198,14 @@ def _locked_tempdir(base: Path, prefix: str) -> tuple[Path, int]:
 def sweep_stale(parent: Path, prefix: str) -> None:
     """Remove ``parent/<prefix>*`` directories of ours whose owning process is gone.
 
-    Only directories owned by this user, only with their lock file free (its process died);
-    a directory without a lock file only when it is empty and older than a minute.
+    Only names ``owned_tempdir`` makes (the prefix and mkdtemp's 8 characters: a user's
+    ``scratchpack-output`` is not ours), only directories owned by this user, only with their
+    lock file free (its process died); a directory without a lock file only when it is empty
+    and older than a minute.
     """
+    ours = re.compile(re.escape(prefix) + _MKDTEMP_SUFFIX)
     try:
-        names = [n for n in os.listdir(parent) if n.startswith(prefix)]
+        names = [n for n in os.listdir(parent) if ours.fullmatch(n)]
     except OSError:
         return
     for name in names:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from scratchpack import _types
 from scratchpack.errors import ImageError, ProjectError, ScratchpackError
@@ -194,6 +195,24 @@ def read_project(project_dir: Path, entrypoint: str | None = None) -> ProjectCon
     ``[project.scripts]`` and decides whether "no entry point" is an error.
     """
     return project_config(load_pyproject(Path(project_dir)), entrypoint)
+
+
+def public_url(url: str) -> str:
+    """A URL fit to publish in labels and the SBOM (a git remote, a [project.urls] entry): no
+    user or password, query or fragment (an access token hides in any of them), no local paths
+    (they differ per checkout)."""
+    if re.fullmatch(r"[\w.-]+@[\w.-]+:[^\s?#]*", url):  # scp-like git@host:path, no password
+        return url
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in {"http", "https", "ssh", "git"} or not host:
+        return ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += "" if port is None else f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def parse_pyproject(raw: bytes, entrypoint: str | None = None) -> ProjectConfig:
@@ -390,7 +409,7 @@ def project_config(data: Mapping[str, Any], entrypoint: str | None = None) -> Pr
     source_url = ""
     if isinstance(urls, dict):
         by_key = {str(k).lower(): v for k, v in urls.items() if isinstance(v, str)}
-        source_url = next((by_key[k] for k in _URL_KEYS if k in by_key), "")
+        source_url = public_url(next((by_key[k] for k in _URL_KEYS if k in by_key), ""))
     declaration = repr(project.get("dependencies", [])) + repr(data.get("build-system", {}))
     push_timeout = tool.get("push-timeout")
     if push_timeout is not None and (

@@ -10,17 +10,17 @@ import importlib
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from scratchpack import _ctx, _types, sbom
 from scratchpack import config as project_config
-from scratchpack._fs import owned_tempdir
-from scratchpack.config import Runtime, UserSpec, normalise_port, parse_platforms
+from scratchpack._fs import owned_tempdir, sweep_stale
+from scratchpack.config import Runtime, UserSpec, normalise_port, parse_platforms, public_url
 from scratchpack.config import source_date_epoch as _environ_source_date_epoch
 from scratchpack.errors import ImageError, ScratchpackError
 from scratchpack.freeze import (
@@ -232,6 +232,9 @@ def freeze_for_platform(spec: FreezeSpec) -> FrozenApp:
 
 def make_executable(spec: FreezeSpec, *, output: Path | None) -> FrozenApp:
     """``scratchpack exe``: freeze and copy the executable to ``output`` atomically."""
+    # exe needs no work directory of its own, but it sweeps what killed builds left there as
+    # `build` does: someone who only ever runs exe after a kill would keep that debris for good
+    sweep_stale(Path(tempfile.gettempdir()), _WORKDIR_PREFIX)
     if output is not None:  # a directory gets the executable inside it
         check_outputs(spec.project_dir, [output / "app" if output.is_dir() else output])
     with _ctx.step("freezing"):
@@ -254,23 +257,6 @@ def _git(project_dir: Path, *args: str) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return proc.stdout.strip() if proc.returncode == 0 else ""
-
-
-def _public_url(url: str) -> str:
-    """A remote URL fit to publish: no user or password, query or fragment (an access token
-    hides in any of them), no local paths (they differ per checkout)."""
-    if re.fullmatch(r"[\w.-]+@[\w.-]+:[^\s?#]*", url):  # scp-like git@host:path, no password
-        return url
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return ""
-    if parts.scheme not in {"http", "https", "ssh", "git"} or not host:
-        return ""
-    netloc = f"[{host}]" if ":" in host else host
-    netloc += "" if port is None else f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _ca_bundle(choice: str) -> Path:
@@ -333,7 +319,7 @@ def assemble(
         "org.opencontainers.image.title": project.name,
         "org.opencontainers.image.version": project.version,
     }
-    source = project.source_url or _public_url(_git(project_dir, "remote", "get-url", "origin"))
+    source = project.source_url or public_url(_git(project_dir, "remote", "get-url", "origin"))
     if source:
         annotations["org.opencontainers.image.source"] = source
     revision = _git(project_dir, "rev-parse", "HEAD")
@@ -414,9 +400,13 @@ def push_reference(options: BuildOptions, app: FrozenApp) -> Reference:
     return Reference.parse(f"{options.repo_env.rstrip('/')}/{_repo_name(app.project.name)}")
 
 
+#: ``$TMPDIR/scratchpack-*``: a build's work directory (the image layer, the SBOM).
+_WORKDIR_PREFIX = "scratchpack-"
+
+
 @contextmanager
 def _workdir() -> Iterator[Path]:
-    with owned_tempdir("scratchpack-", space_remedy="tmpdir-space") as tmp:
+    with owned_tempdir(_WORKDIR_PREFIX, space_remedy="tmpdir-space") as tmp:
         yield tmp
 
 

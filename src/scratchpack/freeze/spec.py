@@ -69,7 +69,8 @@ class FreezeSpec:
             raise ValueError(f"runtime must be 'pyinstaller' or 'static', not {self.runtime!r}")
         if self.source_date_epoch is not None and self.source_date_epoch < 0:
             raise ValueError("source_date_epoch must be >= 0")
-        if isinstance(self.exclude_modules, str):
+        modules: object = self.exclude_modules  # a caller's str passes the type at run time
+        if isinstance(modules, str):
             raise TypeError("exclude_modules must be a tuple of module names, not a string")
         if self.project is not None and self.entrypoint is not None:
             raise ValueError(

@@ -93,7 +93,7 @@ class _Layout:
     def update_index(self, entries: Sequence[Descriptor]) -> None:
         """Add entries: same ref name -> replace in place; same digest, no name -> keep one."""
         index = self.read_index()
-        manifests: list[dict[str, Any]] = index["manifests"]
+        manifests: list[object] = index["manifests"]  # JSON from disk: entries may be anything
         for desc in entries:
             new = desc.to_json()
             name = dict(desc.annotations).get(REF_NAME, "")

@@ -312,6 +312,27 @@ def _published(ref: Reference, digest: Digest, pusher: Pusher) -> Published:
     return Published("registry", f"{ref.name}@{digest}", digest, extra)
 
 
+def _session(  # noqa: PLR0917 - the three push functions pass their own same-named arguments through
+    ref: Reference,
+    keychain: Keychain | None,
+    options: PushOptions,
+    transport: Transport | None,
+    progress: Callable[[str], None] | None,
+    sleep: Callable[[float], None],
+    deadline: Deadline | None,
+) -> Session:
+    """The session every push opens (image, index, artifact): same auth, retries, deadline."""
+    return Session(
+        ref,
+        keychain=keychain,
+        options=options,
+        transport=transport,
+        progress=progress,
+        sleep=sleep,
+        deadline=deadline,
+    )
+
+
 def push(
     image: PushableImage,
     ref: Reference,
@@ -331,15 +352,7 @@ def push(
     """
     _check_image(image)
     _check_pinned(ref, image.digest, "image")
-    with Session(
-        ref,
-        keychain=keychain,
-        options=options,
-        transport=transport,
-        progress=progress,
-        sleep=sleep,
-        deadline=deadline,
-    ) as session:
+    with _session(ref, keychain, options, transport, progress, sleep, deadline) as session:
         pusher = Pusher(session, progress=progress)
         digest = _put_image(pusher, image, ref.tag or str(image.digest))
     return _published(ref, digest, pusher)
@@ -366,15 +379,7 @@ def push_index(
     if Digest.of_bytes(index.raw_manifest) != index.digest:
         raise DigestMismatchError(f"the index's bytes do not hash to {index.digest}")
     _check_pinned(ref, index.digest, "index")
-    with Session(
-        ref,
-        keychain=keychain,
-        options=options,
-        transport=transport,
-        progress=progress,
-        sleep=sleep,
-        deadline=deadline,
-    ) as session:
+    with _session(ref, keychain, options, transport, progress, sleep, deadline) as session:
         pusher = Pusher(session, progress=progress)
         for image in index.images:
             _put_image(pusher, image, str(image.digest))
@@ -401,15 +406,7 @@ def push_artifact(
     deadline: Deadline | None = None,
 ) -> Digest:
     """Push an artifact manifest (e.g. an SBOM with a ``subject``) and its blobs under ``tag``."""
-    with Session(
-        ref,
-        keychain=keychain,
-        options=options,
-        transport=transport,
-        progress=progress,
-        sleep=sleep,
-        deadline=deadline,
-    ) as session:
+    with _session(ref, keychain, options, transport, progress, sleep, deadline) as session:
         pusher = Pusher(session, progress=progress)
         for desc, data in artifact.blobs:
             if Digest.of_bytes(data) != desc.digest or len(data) != desc.size:
