@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from testsupport.kitbuild import BackgroundKit
+from testsupport.kitbuild import BUILD_FOR_PLATFORM, BackgroundKit
 from testsupport.net import free_port
 from testsupport.registry_server import (
     basic_registry,
@@ -59,7 +60,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for build in _kit_builds:  # where a CI run's kit time went
-        terminalreporter.write_sep("-", f"static kit (background build): {build.outcome()}")
+        what = f"static kit for {build.label}" if build.label else "static kit"
+        terminalreporter.write_sep("-", f"{what} (background build): {build.outcome()}")
         for line in build.steps():
             terminalreporter.write_line(f"  {line}")
     if in_ci() and _skipped:
@@ -106,8 +108,17 @@ def freeze_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 RUNTIME_SEED_ENV = "SCRATCHPACK_TEST_RUNTIME_SEED"
 KIT_FIXTURE = "static_cache"
+ARM64_KIT_FIXTURE = "arm64_cache"  # the cross kit for linux/arm64 too (after the host's)
 _NEEDS_KIT = pytest.StashKey[bool]()
+_NEEDS_ARM64_KIT = pytest.StashKey[bool]()
 _kit_builds: list[BackgroundKit] = []
+
+
+def _kit_rank(item: pytest.Item) -> int:
+    """0: no kit; 1: the host's kit; 2: the arm64 kit as well (built after the host's)."""
+    if ARM64_KIT_FIXTURE in getattr(item, "fixturenames", ()):
+        return 2
+    return 1 if _needs_kit(item) else 0
 
 
 def _needs_kit(item: pytest.Item) -> bool:
@@ -125,8 +136,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     background while all the others run, the default-route half of a module that tests both
     routes included. (Such a module's module-scoped fixtures are made once per half: today
     test_realapps' Builder and matrix, whose builds and runs are per route anyway.)"""
-    items.sort(key=_needs_kit)  # stable
+    items.sort(key=_kit_rank)  # stable
     config.stash[_NEEDS_KIT] = any(map(_needs_kit, items))
+    config.stash[_NEEDS_ARM64_KIT] = any(_kit_rank(item) == 2 for item in items)
 
 
 def _seed_runtime(seed: Path, cache: Path) -> None:
@@ -159,6 +171,52 @@ def _kit_in_background(
     finally:
         build.stop()
         shutil.rmtree(cache, ignore_errors=True)  # about 700 MB
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _arm64_kit_in_background(
+    request: pytest.FixtureRequest,
+    _kit_in_background: BackgroundKit | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[BackgroundKit | None]:
+    """The linux/arm64 cross kit, started with the host's in the same cache: it waits on the
+    host kit's lock, then builds while the host kit's tests run."""
+    if _kit_in_background is None or not request.config.stash.get(_NEEDS_ARM64_KIT, False):
+        yield None
+        return
+    build = BackgroundKit(
+        _kit_in_background.cache,
+        tmp_path_factory.getbasetemp() / "static-kit-arm64-build.log",
+        script=BUILD_FOR_PLATFORM,
+        args=("linux/arm64",),
+        label="linux/arm64",
+    )
+    _kit_builds.append(build)
+    try:
+        yield build
+    finally:
+        build.stop()
+
+
+@pytest.fixture(scope="session")
+def arm64_cache(static_cache: Path, _arm64_kit_in_background: BackgroundKit | None) -> Path:
+    """``static_cache`` once it also holds the linux/arm64 kit: built in this session (cold, in
+    the background) or, locally, seeded beside the host's; ensured here either way."""
+    from scratchpack._ctx import run_subprocess
+    from scratchpack._types import Platform
+    from scratchpack.freeze.static import ensure_kit
+    from scratchpack.freeze.static.toolchain import target_for
+
+    if _arm64_kit_in_background is not None:
+        _arm64_kit_in_background.wait()
+    target = target_for(Platform.parse("linux/arm64"))
+    alarm = signal.setitimer(signal.ITIMER_REAL, 0)  # a seed without the arm64 kit builds it here
+    try:
+        ensure_kit(static_cache, runner=run_subprocess, target=target)
+    finally:
+        if alarm[0] > 0:
+            signal.setitimer(signal.ITIMER_REAL, *alarm)
+    return static_cache
 
 
 @pytest.fixture(scope="session")

@@ -89,11 +89,11 @@ def _build(src: Path, out: Path, cache: Path, push: str | None = None) -> pipeli
 
 
 @pytest.fixture(scope="session")
-def multi(tmp_path_factory, static_cache: Path, plain_registry) -> MultiBuild:
+def multi(tmp_path_factory, arm64_cache: Path, plain_registry) -> MultiBuild:
     base = tmp_path_factory.mktemp("multi")
     src = _snapshot(base / "one" / "webhello")
     ref = f"{plain_registry.host}/demo/webhello-multi:1.0"
-    return MultiBuild(base / "out", _build(src, base / "out", static_cache, ref), ref)
+    return MultiBuild(base / "out", _build(src, base / "out", arm64_cache, ref), ref)
 
 
 def test_every_output_carries_the_index_and_its_digest_is_the_one_printed(multi: MultiBuild):
@@ -283,7 +283,7 @@ def _files(directory: Path) -> dict[str, bytes]:
 
 
 def test_two_clean_builds_give_byte_identical_index_tarball_and_layout(
-    multi: MultiBuild, static_cache: Path, tmp_path: Path
+    multi: MultiBuild, arm64_cache: Path, tmp_path: Path
 ):
     """Another checkout elsewhere, another output directory and work directory: the same bytes.
 
@@ -293,7 +293,7 @@ def test_two_clean_builds_give_byte_identical_index_tarball_and_layout(
     """
     src = _snapshot(tmp_path / "elsewhere" / "webhello")
     out = tmp_path / "out"
-    again = _build(src, out, static_cache)
+    again = _build(src, out, arm64_cache)
     assert again.image_digest == multi.result.image_digest
     assert (out / "webhello.tar").read_bytes() == multi.tarball.read_bytes()
     assert _files(out / "layout") == _files(multi.layout)

@@ -1,7 +1,7 @@
 """`scratchpack exe --runtime static --platform linux/arm64`: one arm64 executable, proven real.
 
-The aarch64 kit is cross-built once per session (cold in CI, beside the x86-64 kit in the same
-`static_cache`, which it needs: the host kit's interpreter is its build interpreter), webhello
+The aarch64 kit is cross-built once per session (cold in CI, in the background, beside the x86-64 kit:
+`arm64_cache`; the host kit's interpreter is its build interpreter), webhello
 is frozen for linux/arm64, and the executable runs under Debian's qemu-aarch64-static inside
 testsupport.static_sandbox: an empty, read-only root (no /tmp, no /proc) as uid 1000, where
 webhello's behaviour suite runs against it.
@@ -64,7 +64,7 @@ def arm64_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def webhello_arm64(
-    static_cache: Path, arm64_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    arm64_cache: Path, arm64_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """webhello frozen for linux/arm64 through the CLI; the first static build of this target
     cross-builds its kit (SCRATCHPACK_TEST_RUNTIME_SEED may hold it beside the x86-64 one)."""
@@ -75,7 +75,7 @@ def webhello_arm64(
     out = arm64_dir / "webhello-arm64"
     proc = _scratchpack(
         "exe", str(src), "--runtime", "static", "--platform", "linux/arm64",
-        "-o", str(out), "--json", cache=static_cache,
+        "-o", str(out), "--json", cache=arm64_cache,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -153,7 +153,7 @@ def test_arm64_webhello_behaviour_suite_passes_under_qemu_in_read_only_sandbox(
 
 
 def test_arm64_musllinux_extensions_load_under_qemu_in_empty_read_only_root(
-    static_cache: Path, arm64_dir: Path
+    arm64_cache: Path, arm64_dir: Path
 ) -> None:
     """tests/fixtures/app_native for linux/arm64: its musllinux aarch64 wheels (C, C++ with a
     bundled libstdc++ whose TLS goes through TLS descriptors, Rust with TLS in 50 threads and a
@@ -162,7 +162,7 @@ def test_arm64_musllinux_extensions_load_under_qemu_in_empty_read_only_root(
     out = arm64_dir / "app-native-arm64"
     proc = _scratchpack(
         "exe", str(REPO / "tests" / "fixtures" / "app_native"), "--runtime", "static",
-        "--platform", "linux/arm64", "-o", str(out), cache=static_cache,
+        "--platform", "linux/arm64", "-o", str(out), cache=arm64_cache,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "ARM aarch64" in _file_type(out)

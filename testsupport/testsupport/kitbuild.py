@@ -31,6 +31,21 @@ kit = ensure_kit(Path(sys.argv[1]), runner=_ctx.run_subprocess)
 print(f"kit ready: {kit.root}", flush=True)
 """
 
+#: The same for a cross kit (``sys.argv[2]``: ``linux/arm64``): it waits on the host kit's lock
+#: when that one is still building (its interpreter is the cross build's build interpreter).
+BUILD_FOR_PLATFORM = """
+import sys
+from pathlib import Path
+from scratchpack import _ctx
+from scratchpack._types import Platform
+from scratchpack.freeze.static import ensure_kit
+from scratchpack.freeze.static.toolchain import target_for
+_ctx.PROGRESS.set(True)
+target = target_for(Platform.parse(sys.argv[2]))
+kit = ensure_kit(Path(sys.argv[1]), runner=_ctx.run_subprocess, target=target)
+print(f"kit ready: {kit.root}", flush=True)
+"""
+
 #: How much lower than the tests the build runs: it gets the CPU the tests leave idle.
 NICENESS = 10
 
@@ -49,11 +64,20 @@ class KitBuildError(AssertionError):
 class BackgroundKit:
     """One ``ensure_kit(cache)`` in a child process, started now; ``wait()`` joins it.
 
-    ``script`` (Python, given the cache as ``sys.argv[1]``) is the build; tests of this class
-    give a stand-in."""
+    ``script`` (Python, given the cache as ``sys.argv[1]`` and ``args`` after it) is the build;
+    tests of this class give a stand-in."""
 
-    def __init__(self, cache: Path, log: Path, *, script: str = _BUILD) -> None:
+    def __init__(
+        self,
+        cache: Path,
+        log: Path,
+        *,
+        script: str = _BUILD,
+        args: tuple[str, ...] = (),
+        label: str = "",
+    ) -> None:
         self.cache = cache
+        self.label = label  # which kit, in the session's summary
         self.log = log
         self.started = time.monotonic()
         self.seconds: float | None = None  # how long it ran, once it has ended
@@ -61,7 +85,7 @@ class BackgroundKit:
         self._lock = threading.Lock()
         with log.open("wb") as out:
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", script, str(cache)],
+                [sys.executable, "-c", script, str(cache), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
