@@ -11,13 +11,17 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+from scratchpack._types import Platform
 from scratchpack.cli import REMEDIES
 from scratchpack.freeze.env import BuildEnv
 from scratchpack.freeze.spec import Distribution
 from scratchpack.freeze.static import _bundle, _c_extension_error, _musllinux_site, native
+from scratchpack.freeze.static.toolchain import target_for
 
 STDLIB = sysconfig.get_paths()["stdlib"]
 EXT = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+AMD64 = target_for(Platform.parse("linux/amd64"))
 
 
 def _wheel(path: Path, files: dict[str, bytes]) -> Path:
@@ -127,13 +131,13 @@ def test_a_glibc_only_distribution_is_refused_naming_it_and_the_missing_wheel(
     reason = "ERROR: No matching distribution found for psutil==5.9.4"
     pip = FakePip((1, f"Looking in indexes: https://pypi.org/simple\n{reason}\n"))
     musl_site, wheels, no_wheel = _musllinux_site(
-        BuildEnv(tmp_path / "venv"), (Distribution("psutil", "5.9.4"),), [str(site)],
+        BuildEnv(tmp_path / "venv"), (Distribution("psutil", "5.9.4"),), [str(site)], AMD64,
         workdir=tmp_path / "work", cache_dir=tmp_path / "cache", runner=pip,
     )  # fmt: skip
     assert (musl_site, wheels, no_wheel) == (None, [], {"psutil": reason})
     assert pip.calls[0][-1] == "psutil==5.9.4"
     err = _c_extension_error(
-        [{"module": "psutil._psutil_linux", "file": str(so)}], [str(site)], no_wheel
+        [{"module": "psutil._psutil_linux", "file": str(so)}], [str(site)], no_wheel, AMD64
     )
     assert (
         "  psutil._psutil_linux (_psutil_linux.abi3.so, from the psutil distribution): no "
