@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 WEBHELLO = ROOT / "examples" / "webhello"
 AMD64, ARM64 = "linux/amd64", "linux/arm64"
-HOST = config.host_platform()
+HOST = str(pipeline.host_platform())
 TAG = "webhello-multi:e2e"
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from scratchpack import _types
 from scratchpack.errors import ImageError, ProjectError, ScratchpackError
 
 __all__ = [
@@ -31,7 +30,6 @@ __all__ = [
     "ImageDefaults",
     "ProjectConfig",
     "Runtime",
-    "host_platform",
     "load_pyproject",
     "parse_platforms",
     "parse_pyproject",
@@ -111,12 +109,6 @@ class ProjectConfig:
             self.freeze, runtime=runtime or self.freeze.runtime, exclude_modules=merged
         )
         return replace(self, freeze=settings)
-
-
-def host_platform() -> str:
-    """This machine's platform, ``linux/amd64`` or ``linux/arm64`` (another machine gives
-    ``linux/<machine>``, which ``parse_platforms`` refuses with the supported list)."""
-    return str(_types.host_platform())
 
 
 def parse_platforms(values: Iterable[str]) -> tuple[str, ...]:

@@ -211,7 +211,7 @@ def build_platforms(options: BuildOptions) -> tuple[str, ...]:
     with the supported list, when the host is not one scratchpack builds for)."""
     project = options.freeze.project
     chosen = options.platforms or (project.platforms if project is not None else ())
-    return chosen or parse_platforms([project_config.host_platform()])
+    return chosen or parse_platforms([str(host_platform())])
 
 
 def freeze_for_platform(spec: FreezeSpec) -> FrozenApp:
@@ -447,15 +447,16 @@ def _build_one(
     workdir: Path,
     label: str,
 ) -> _Built:
+    target = Platform.parse(platform)
     with _ctx.step(f"freezing{label}"):
-        app = freezer(replace(options.freeze, platform=Platform.parse(platform)))
+        app = freezer(replace(options.freeze, platform=target))
     image = assemble(
         app,
         options.image,
         project_dir=options.freeze.project_dir,
         epoch=epoch,
         workdir=workdir,
-        platform=Platform.parse(platform),
+        platform=target,
     )
     sbom_artifact: Artifact | None = None
     if options.sbom == "spdx":
