@@ -42,6 +42,11 @@ class Release:
     def images(self) -> tuple[Image, ...]:
         return self.image.images if isinstance(self.image, ImageIndex) else (self.image,)
 
+    @property
+    def attested(self) -> tuple[tuple[Image, Artifact], ...]:
+        """Each image with its SBOM; empty when the build made none (checked in __post_init__)."""
+        return tuple(zip(self.images, self.sboms, strict=True)) if self.sboms else ()
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:

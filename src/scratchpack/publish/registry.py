@@ -54,7 +54,7 @@ class RegistryPublisher:
                 deadline=deadline,
             )
         out = [pushed]
-        for image, sbom in zip(release.images, release.sboms, strict=False):
+        for image, sbom in release.attested:
             tag = fallback_tag(image.digest, SBOM_TAG_SUFFIX)
             digest = registry.push_artifact(
                 sbom, self.ref, tag=tag, options=self.options, deadline=deadline
