@@ -11,11 +11,20 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from scratchpack._types import Platform
 from scratchpack.cli import REMEDIES
+from scratchpack.errors import FreezeError
 from scratchpack.freeze.env import BuildEnv
 from scratchpack.freeze.spec import Distribution
-from scratchpack.freeze.static import _bundle, _c_extension_error, _musllinux_site, native
+from scratchpack.freeze.static import (
+    _bundle,
+    _c_extension_error,
+    _musllinux_site,
+    _refusals_for,
+    native,
+)
 from scratchpack.freeze.static.toolchain import target_for
 
 STDLIB = sysconfig.get_paths()["stdlib"]
@@ -145,6 +154,26 @@ def test_a_glibc_only_distribution_is_refused_naming_it_and_the_missing_wheel(
     ) in str(err)
     assert err.remedy == "static-c-extension"
     assert "--runtime pyinstaller" in REMEDIES[err.remedy]
+
+
+def test_a_refused_extension_for_another_platform_gets_that_platforms_remedy():
+    """--runtime pyinstaller cannot build for arm64, so that hint must not be the one offered;
+    errors of other kinds pass through untouched (not chained to themselves)."""
+    refused = FreezeError("relocation type 99 in fast/_core.so", remedy="static-c-extension")
+    with pytest.raises(FreezeError) as info, _refusals_for(target_for(Platform("linux", "arm64"))):
+        raise refused
+    assert info.value.remedy == "static-c-extension-platform"
+    assert info.value.message.endswith("(building for linux/arm64)")
+    assert info.value.__cause__ is refused
+    assert "drop --platform" in REMEDIES[info.value.remedy]
+
+    other = FreezeError("the linker failed", remedy="static-kit")
+    with pytest.raises(FreezeError) as info, _refusals_for(target_for(Platform("linux", "arm64"))):
+        raise other
+    assert info.value is other and other.__cause__ is None
+    with pytest.raises(FreezeError) as info, _refusals_for(target_for(Platform("linux", "amd64"))):
+        raise refused
+    assert info.value is refused
 
 
 def _site(tmp_path: Path, init: str) -> Path:

@@ -8,12 +8,14 @@ executable itself: nothing is extracted, one process, no /tmp or /proc needed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.resources
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,9 +154,9 @@ def _c_extension_error(
 
 
 def _for_target(err: FreezeError, target: Target) -> FreezeError:
-    """``err`` (a refused extension) as is for this machine; for another, whose executable the
-    pyinstaller runtime cannot build, with the remedy that fits."""
-    if target == host_target():
+    """``err`` as is, unless it refuses an extension for another machine: the pyinstaller runtime
+    (the usual remedy) cannot build for that one, so the hint changes."""
+    if err.remedy != "static-c-extension" or target == host_target():
         return err
     return FreezeError(
         f"{err.message} (building for {target.platform})",
@@ -163,6 +165,18 @@ def _for_target(err: FreezeError, target: Target) -> FreezeError:
         hint="use a pure-Python alternative of those packages, or build for this machine",
         remedy="static-c-extension-platform",
     )
+
+
+@contextlib.contextmanager
+def _refusals_for(target: Target) -> Iterator[None]:
+    """Re-raise a refused extension inside the block with the hint that fits ``target``."""
+    try:
+        yield
+    except FreezeError as err:
+        mapped = _for_target(err, target)
+        if mapped is err:
+            raise
+        raise mapped from err
 
 
 def build_static(
@@ -228,14 +242,10 @@ def build_static(
         builtins = set(report["builtins"])
         if report.get("deflated") or ZIP_COMPRESSION == "deflated":
             builtins.add("zlib")  # zipimport inflates with it
-        try:
+        with _refusals_for(target):
             link_executable(
                 kit, builtins, entrypoint, exe, workdir / "link", runner=runner, native=native
             )
-        except FreezeError as err:
-            if err.remedy != "static-c-extension":
-                raise
-            raise _for_target(err, target) from err
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
         shutil.copyfileobj(z, f, 1 << 20)
     exe.chmod(0o755)
@@ -295,11 +305,9 @@ def _native_link(
     modules = {n["module"]: n["member"] for n in report["native"]}
     libraries = library_members(musl_site, modules.values())
     members = [*modules.values(), *libraries]
-    with step(f"checking {len(members)} bundled ELF objects for the in-process loader"):
-        try:
-            load_plan = check_objects(musl_site, members, target.elf_machine)
-        except FreezeError as err:
-            raise _for_target(err, target) from err
+    checking = f"checking {len(members)} bundled ELF objects for the in-process loader"
+    with step(checking), _refusals_for(target):
+        load_plan = check_objects(musl_site, members, target.elf_machine)
     loader = importlib.resources.files("scratchpack.freeze.static").joinpath("elfload.c")
     link = native_link(load_plan, modules, loader.read_text())
     return link, library_components(musl_site, libraries)
