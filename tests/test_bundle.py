@@ -407,6 +407,57 @@ def test_the_pure_python_source_beside_a_compiled_module_is_used(tmp_path: Path)
     assert "cn/md.pyc" in zf.namelist()
 
 
+# --- modules that read their own source ---------------------------------------------------------
+
+
+def test_a_module_that_reads_its_own_source_keeps_it_beside_its_bytecode(tmp_path: Path) -> None:
+    """anyio's lazy importer reads its caller's source: the callers keep their .py (the .pyc,
+    hash-based, is still what runs), everything else stays bytecode only."""
+    lazy = "def install_lazy_importer():\n    return _src(sys._getframe(1).f_globals)\n"
+    _report, zf = _bundle_of(
+        tmp_path,
+        {
+            "app.py": "import anyio, anyio.abc\n",
+            "anyio/__init__.py": "from ._lazyimport import install_lazy_importer\nN = 1\n"
+            "SRC = install_lazy_importer()\n",
+            "anyio/abc/__init__.py": "from .._lazyimport import install_lazy_importer as i\n"
+            "SRC = i()\n",
+            "anyio/_lazyimport.py": "import inspect, sys\n"
+            "def _src(g):\n    return inspect.getsource(sys.modules[g['__name__']])\n" + lazy,
+        },
+    )
+    names = set(zf.namelist())
+    assert {"anyio/__init__.py", "anyio/abc/__init__.py"} <= names
+    assert not {"app.py", "anyio/_lazyimport.py"} & names
+    out = _run_from_zip(
+        zf.filename or "",
+        "import anyio, anyio.abc, json\n"
+        "print(json.dumps([anyio.__file__, anyio.SRC, anyio.abc.SRC.splitlines()[-1]]))",
+    )
+    file, source, abc_last = json.loads(out)
+    assert file.endswith("anyio/__init__.pyc")  # the bytecode ran: zipimport took the .pyc
+    assert source == zf.read("anyio/__init__.py").decode()
+    assert abc_last == "SRC = i()"
+
+
+@pytest.mark.parametrize(
+    ("name", "is_pkg", "line", "reads"),
+    [
+        ("anyio", True, "from ._lazyimport import install_lazy_importer", True),
+        ("anyio.abc", True, "from .._lazyimport import x, install_lazy_importer", True),
+        ("anyio.mod", False, "from ._lazyimport import install_lazy_importer", True),
+        ("other", False, "from anyio._lazyimport import install_lazy_importer", True),
+        ("anyio", True, "from ._lazyimport import set_deprecated_aliases", False),
+        ("anyio.abc", True, "from ._lazyimport import install_lazy_importer", False),
+        ("anyio", True, "import anyio._lazyimport", False),
+    ],
+)
+def test_which_modules_read_their_own_source(
+    name: str, is_pkg: bool, line: str, reads: bool
+) -> None:
+    assert _bundle.reads_own_source(ast.parse(line), name, is_pkg) is reads
+
+
 # --- the stdlib: complete for what the app reaches, without dev tools --------------------------
 
 

@@ -733,8 +733,9 @@ def test_flask_and_lazy_stdlib_modules_run_in_empty_read_only_root(
     static_cache: Path, exe_dir: Path, tmp_path: Path
 ) -> None:
     """A namespace package (flask.sansio), markupsafe with its C speedups (from its musllinux
-    wheel, loaded in-process), Flask's test client reading werkzeug's dist-info, and stdlib
-    modules imported inside functions or from C, with no include-modules."""
+    wheel, loaded in-process), Flask's test client reading werkzeug's dist-info, the
+    distributions' metadata and entry points, and stdlib modules imported inside functions or
+    from C, with no include-modules."""
     out = exe_dir / "app-static-ecosystem"
     build_exe(FIXTURES / "app_static_ecosystem", out, static_cache)
     root = tmp_path / "root"
@@ -750,6 +751,9 @@ def test_flask_and_lazy_stdlib_modules_run_in_empty_read_only_root(
         "tzpath True",
         "resources package data",
         "futures concurrent.futures.process",
+        # importlib.metadata lists <exe>/ (selfdir.c), PEP 503 names; PosixPath: not zipfile's
+        "metadata 3.0.4 2.2.0 0.1.0 flask.cli:main PosixPath app-static-ecosystem blinker click "
+        "flask itsdangerous jinja2 markupsafe werkzeug",
     ]
 
 

@@ -248,6 +248,68 @@ def test_bootstrap_selfdir_path_hook_and_as_file(tmp_path: Path) -> None:
     assert got["other"].endswith("json/__init__.py") and not got["other"].startswith(str(archive))
 
 
+METADATA_PROBE = """\
+import importlib.metadata as md, json, os, sys, zipfile
+sys.path[:] = [ARCHIVE]
+real_listdir, listed = os.listdir, []
+def listdir(path='.'):
+    if SERVE and path == ARCHIVE + '/':  # selfdir.c lists the zip's top level in C
+        listed.append(path)
+        return sorted({n.split('/')[0] for n in zipfile.ZipFile(ARCHIVE).namelist()})
+    return real_listdir(path)
+os.listdir = listdir
+dists = list(md.distributions())
+out = {
+    'listed': listed,
+    'paths': sorted([type(d._path).__name__, str(d._path)] for d in dists),
+    'named': str(md.distribution('Demo.Pkg')._path),
+}
+if not SERVE:  # the host cannot open <exe>/...: only the zipfile fallback reads here
+    out['version'] = md.version('demo_pkg')
+    out['groups'] = sorted(md.entry_points().groups)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("serve", [True, False])
+def test_bootstrap_lists_metadata_through_the_executable_directory(
+    tmp_path: Path, serve: bool
+) -> None:
+    """importlib.metadata finds the dist-info directories by listing ``<exe>/`` (selfdir.c
+    answers it in C) and reads them as ``<exe>/<name>.dist-info/...`` paths, never opening
+    ``zipfile.Path``; where the listing fails (the launcher as plain Python, no selfdir view)
+    it falls back to CPython's zip reading, which still answers."""
+    import zipfile
+
+    archive = tmp_path / "exe"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("demo/__init__.py", "")
+        zf.writestr("Demo.Pkg-1.0.dist-info/METADATA", "Name: Demo.Pkg\nVersion: 1.0\n")
+        zf.writestr("Demo.Pkg-1.0.dist-info/entry_points.txt", "[demo.plugins]\nx = demo:x\n")
+        zf.writestr("other-2.0.dist-info/METADATA", "Name: other\nVersion: 2.0\n")
+    code = _SELFDIR.replace("_scratchpack_selfdir()\n", f"_scratchpack_selfdir({str(archive)!r})\n")
+    probe = METADATA_PROBE.replace("ARCHIVE", repr(str(archive))).replace("SERVE", str(serve))
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", "import sys\n" + code + probe],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    dist = f"{archive}/Demo.Pkg-1.0.dist-info"
+    if serve:
+        assert got["listed"] == [f"{archive}/"]
+        other = f"{archive}/other-2.0.dist-info"
+        assert got["paths"] == [["PosixPath", dist], ["PosixPath", other]]
+    else:
+        assert got["listed"] == []
+        assert [kind for kind, _path in got["paths"]] == ["Path", "Path"]  # zipfile.Path
+        assert (got["version"], got["groups"]) == ("1.0", ["demo.plugins"])
+    assert got["named"] == dist + ("" if serve else "/")  # PEP 503: Demo.Pkg is demo_pkg
+
+
 def test_kit_key_is_stable_and_short() -> None:
     assert kit_key() == kit_key()
     assert len(kit_key()) == 24

@@ -123,6 +123,13 @@ HIDDEN_EDGES = {
 #: imports every registered module when the package finishes importing.
 NAME_REGISTERING_CALLS = frozenset(("preload_module",))
 
+#: Functions that read their CALLER's source when called (module, function): a module that
+#: imports one keeps its ``.py`` beside its ``.pyc``, or it behaves as it would not in a venv.
+#: anyio (4.12+): ``install_lazy_importer()`` builds the package's lazy-import table from the
+#: ``if TYPE_CHECKING or not install_lazy_importer():`` block of its source; with no source it
+#: returns False and the package imports every submodule eagerly (FastAPI's start: ~10 ms).
+SOURCE_READERS = frozenset((("anyio._lazyimport", "install_lazy_importer"),))
+
 #: Stdlib sources the runtime never executes: importlib/__init__ puts the frozen modules in
 #: sys.modules under these names, so neither their code nor their function-level imports count.
 FROZEN_ALIASES = frozenset(("importlib._bootstrap", "importlib._bootstrap_external"))
@@ -769,9 +776,32 @@ def without_docstrings(tree: ast.Module) -> ast.Module:
     return tree
 
 
-def _pyc(code: types.CodeType) -> bytes:
-    # flags=0 with a zero mtime/size: zipimport does not validate a .pyc that has no .py beside it
-    return importlib.util.MAGIC_NUMBER + b"\0" * 12 + marshal.dumps(code)
+def _pyc(code: types.CodeType, source: bytes | None = None) -> bytes:
+    """flags=0 with a zero mtime/size: zipimport does not validate a .pyc that has no .py beside
+    it. With its ``source`` beside it, an unchecked hash-based .pyc (PEP 552), which zipimport
+    takes as it is, where a timestamp one would be stale against the member's date."""
+    if source is None:
+        return importlib.util.MAGIC_NUMBER + b"\0" * 12 + marshal.dumps(code)
+    flags = (1).to_bytes(4, "little")  # hash-based, check_source unset
+    return (
+        importlib.util.MAGIC_NUMBER
+        + flags
+        + importlib.util.source_hash(source)
+        + marshal.dumps(code)
+    )
+
+
+def reads_own_source(tree: ast.Module, name: str, is_pkg: bool) -> bool:
+    """Whether module ``name`` imports one of the SOURCE_READERS at its top level."""
+    package = name if is_pkg else name.rpartition(".")[0]
+    for node in tree.body:
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+        module = ".".join([*base, node.module] if node.module else base)
+        if any((module, alias.name) in SOURCE_READERS for alias in node.names):
+            return True
+    return False
 
 
 def _under(path: str, roots: list[str]) -> str | None:
@@ -1010,7 +1040,11 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
         except SyntaxError as err:
             raise BundleError(f"cannot compile {path}: {err}") from None
         arc = name.replace(".", "/") + ("/__init__.pyc" if is_pkg else ".pyc")
-        entries[arc] = _pyc(code)
+        if root and reads_own_source(tree, name, is_pkg):
+            entries[arc.removesuffix("c")] = source
+            entries[arc] = _pyc(code, source)
+        else:
+            entries[arc] = _pyc(code)
         if root:
             app_files.append(path)
             app_modules.append(name)
