@@ -154,6 +154,10 @@ def test_config_is_a_value_module():
     imports = SCRATCHPACK["scratchpack.config"]
     for layer in ("freeze", "oci", "pipeline", "cli", "runtime", "engine", "sbom"):
         assert not _project_imports(imports, f"scratchpack.{layer}"), layer
+    # the leaves only: errors, and _types for the Platform value it parses
+    leaves = ("scratchpack.errors", "scratchpack._types")
+    project = _project_imports(imports, "scratchpack")
+    assert not {i for i in project if not any(_project_imports({i}, m) for m in leaves)}
 
 
 def test_freezers_never_import_oci_or_the_sbom():

@@ -26,8 +26,8 @@ from scratchpack.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from scratchpack.oci.validate import CheckedManifest, validate_layout, validate_tarball
 from tests._fixtures import BASE, write_project
 
-AMD64, ARM64 = "linux/amd64", "linux/arm64"
-HOST = str(pipeline.host_platform())
+AMD64, ARM64 = Platform("linux", "amd64"), Platform("linux", "arm64")
+HOST = pipeline.host_platform()
 MACHINES = {AMD64: 62, ARM64: 183}  # ELF e_machine
 
 
@@ -45,9 +45,9 @@ class FakeFreezer:
 
     def __call__(self, spec: FreezeSpec) -> FrozenApp:
         self.specs.append(spec)
-        target = str(spec.platform or HOST)
+        target = spec.platform or HOST
         data = elf_header(MACHINES[target]) + f"executable for {target}\n".encode()
-        path = self.directory / target.replace("/", "-")
+        path = self.directory / str(target).replace("/", "-")
         path.write_bytes(data)
         project = spec.project or config.read_project(spec.project_dir)
         return FrozenApp(
@@ -102,19 +102,20 @@ def test_two_platforms_give_an_index_of_two_images_each_with_its_executable(
 ):
     out = tmp_path / "out"
     result = pipeline.build(_options(project, out, platforms=(ARM64, AMD64)), freezer=freezer)
-    assert [str(s.platform) for s in freezer.specs] == [AMD64, ARM64]  # PLATFORMS order
+    assert [s.platform for s in freezer.specs] == [AMD64, ARM64]  # PLATFORMS order
     assert {replace(s, platform=None) for s in freezer.specs} == {
         replace(freezer.specs[0], platform=None)
     }
     top, *sboms = validate_layout(out / "layout")
     assert (top.media_type, top.digest, top.ref_name) == (OCI_INDEX, result.image_digest, "1.0")
-    assert [str(c.platform) for c in top.children] == [AMD64, ARM64]
+    assert [c.platform for c in top.children] == [AMD64, ARM64]
     for child in top.children:
         assert child.media_type == OCI_MANIFEST
         assert (
             child.config is not None and child.config["architecture"] == child.platform.architecture
         )
-        machine = MACHINES[str(child.platform)]
+        assert child.platform is not None
+        machine = MACHINES[child.platform]
         assert _app_bytes(out / "layout", child) == elf_header(machine) + (
             f"executable for {child.platform}\n".encode()
         )
@@ -139,13 +140,16 @@ def test_two_platforms_give_an_index_of_two_images_each_with_its_executable(
     # the tarball: the same index, and docker load gets the host's image
     tar = validate_tarball(out / "app.tar")
     assert tar.image.digest == result.image_digest
-    assert tar.docker_image is not None and str(tar.docker_image.platform) == HOST
-    # the report: the index's digest first, then each platform's image
+    assert tar.docker_image is not None and tar.docker_image.platform == HOST
+    # the result holds values; the report, the same as strings
+    assert [p.platform for p in result.platforms] == [AMD64, ARM64]
     report = result.to_json()
     assert report["image_digest"] == str(top.digest)
-    assert [p["platform"] for p in report["platforms"]] == [AMD64, ARM64]
+    assert [p["platform"] for p in report["platforms"]] == ["linux/amd64", "linux/arm64"]
     assert [p["image_digest"] for p in report["platforms"]] == [str(c.digest) for c in top.children]
-    host_sha = next(p["executable_sha256"] for p in report["platforms"] if p["platform"] == HOST)
+    host_sha = next(
+        p["executable_sha256"] for p in report["platforms"] if p["platform"] == str(HOST)
+    )
     assert report["executable_sha256"] == host_sha
     assert {o["digest"] for o in report["outputs"]} == {str(top.digest)}
 
@@ -181,7 +185,7 @@ def test_a_foreign_single_platform_is_one_image_for_that_platform(project, freez
     checked = validate_tarball(tmp_path / "app.tar")
     assert checked.image.media_type == OCI_MANIFEST and checked.image.digest == result.image_digest
     assert checked.image.config is not None
-    assert f"linux/{checked.image.config['architecture']}" == other
+    assert f"linux/{checked.image.config['architecture']}" == str(other)
 
 
 def test_project_platforms_apply_and_the_options_override_them(tmp_path, freezer):
@@ -192,22 +196,38 @@ def test_project_platforms_apply_and_the_options_override_them(tmp_path, freezer
     )
     assert config.read_project(project).platforms == (AMD64, ARM64)
     pipeline.build(_options(project, tmp_path / "a"), freezer=freezer)
-    assert [str(s.platform) for s in freezer.specs] == [AMD64, ARM64]
+    assert [s.platform for s in freezer.specs] == [AMD64, ARM64]
     freezer.specs.clear()
     pipeline.build(_options(project, tmp_path / "b", platforms=(ARM64,)), freezer=freezer)
-    assert [str(s.platform) for s in freezer.specs] == [ARM64]
+    assert [s.platform for s in freezer.specs] == [ARM64]
 
 
 # --- the platform names -----------------------------------------------------------------------
 
 
 def test_parse_platforms_orders_dedupes_and_splits_commas():
-    assert config.parse_platforms(["linux/arm64,linux/amd64", "LINUX/ARM64"]) == (AMD64, ARM64)
+    parsed = config.parse_platforms(["linux/arm64, linux/amd64", " LINUX/ARM64 "])
+    assert parsed == (AMD64, ARM64) and all(isinstance(p, Platform) for p in parsed)
+    assert config.parse_platforms(["linux/arm64"]) == (ARM64,)
     assert config.parse_platforms([]) == ()
     assert HOST in config.PLATFORMS  # the machines these tests run on
 
 
-@pytest.mark.parametrize("bad", ["linux/386", "windows/amd64", "amd64", "linux/arm64,", ""])
+def test_platform_values_are_ordered_deduped_and_checked_once_more_in_the_options():
+    """BuildOptions takes values (an API caller's too): the same set gives the same order."""
+    assert config.check_platforms([ARM64, AMD64, ARM64]) == (AMD64, ARM64)
+    spec = FreezeSpec(project_dir=Path("."))
+    options = pipeline.BuildOptions(freeze=spec, tarball=Path("x.tar"), platforms=(ARM64, AMD64))
+    assert options.platforms == (AMD64, ARM64)
+    for bad in (Platform("linux", "arm64", "v8"), Platform("linux", "386")):
+        with pytest.raises(ScratchpackError, match=f"unsupported platform '{bad}'") as err:
+            pipeline.BuildOptions(freeze=spec, tarball=Path("x.tar"), platforms=(AMD64, bad))
+        assert "builds for linux/amd64, linux/arm64" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "bad", ["linux/386", "windows/amd64", "amd64", "linux/arm64,", "", "linux/arm64/v8", "a/b/c/d"]
+)
 def test_unsupported_platforms_are_refused_with_the_supported_list(bad):
     with pytest.raises(ScratchpackError) as err:
         config.parse_platforms([bad])
@@ -232,9 +252,9 @@ def test_pyproject_platforms_are_validated(tmp_path, value, message):
 
 def test_host_platform_names_the_machine(monkeypatch):
     monkeypatch.setattr(_types.platform, "machine", lambda: "aarch64")
-    assert str(pipeline.host_platform()) == ARM64
+    assert pipeline.host_platform() == ARM64
     monkeypatch.setattr(_types.platform, "machine", lambda: "x86_64")
-    assert str(pipeline.host_platform()) == AMD64
+    assert pipeline.host_platform() == AMD64
     monkeypatch.setattr(_types.platform, "machine", lambda: "ppc64le")
     assert str(pipeline.host_platform()) == "linux/ppc64le"
     spec = FreezeSpec(project_dir=Path("."))
@@ -252,7 +272,7 @@ def test_freeze_for_platform_accepts_an_executable_for_the_platform(
     exe = tmp_path / "exe"
     exe.write_bytes(elf_header(machine))
     monkeypatch.setattr(pipeline, "freeze", lambda spec: replace(freezer(spec), path=exe))
-    spec = FreezeSpec(project_dir=project, platform=Platform.parse(platform))
+    spec = FreezeSpec(project_dir=project, platform=platform)
     assert pipeline.freeze_for_platform(spec).path == exe
 
 
@@ -267,9 +287,7 @@ def test_freeze_for_platform_refuses_an_executable_for_another_machine(
     exe.write_bytes(data)
     monkeypatch.setattr(pipeline, "freeze", lambda spec: replace(freezer(spec), path=exe))
     with pytest.raises(ImageError, match=f"frozen for linux/arm64 {found}") as err:
-        pipeline.freeze_for_platform(
-            FreezeSpec(project_dir=project, platform=Platform.parse(ARM64))
-        )
+        pipeline.freeze_for_platform(FreezeSpec(project_dir=project, platform=ARM64))
     assert "--runtime static" in cli.render_error(err.value)
 
 
@@ -336,11 +354,12 @@ def test_cli_run_builds_every_platform_and_says_it_runs_the_hosts(tmp_path, monk
     err = capsys.readouterr().err
     assert f"built linux/amd64, linux/arm64; running the {HOST} image (this machine's)" in err
     other = ARM64 if HOST == AMD64 else AMD64
-    assert cli.main(["run", str(project), "--platform", other]) == 0
+    assert cli.main(["run", str(project), "--platform", str(other)]) == 0
     assert (
         f"running the {other} image on this {HOST} machine: it needs emulation"
         in capsys.readouterr().err
     )
+    assert calls[-1]["platforms"] == (other,)
     tarball = tmp_path / "given.tar"
     tarball.write_bytes(b"")
     with pytest.raises(SystemExit):
@@ -361,4 +380,17 @@ def test_sbom_files_of_several_platforms_are_checked_as_outputs(project, tmp_pat
 
 
 def test_platform_value_round_trips():
-    assert [str(Platform.parse(p)) for p in config.PLATFORMS] == list(config.PLATFORMS)
+    assert [Platform.parse(str(p)) for p in config.PLATFORMS] == list(config.PLATFORMS)
+    assert [str(p) for p in config.PLATFORMS] == ["linux/amd64", "linux/arm64"]  # the messages'
+
+
+def test_build_for_run_loads_the_hosts_image_else_the_first(
+    project, freezer, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(pipeline, "_run_cache_dir", lambda: tmp_path)
+    both = pipeline.build_for_run(project, platforms=(ARM64, AMD64, ARM64), freezer=freezer)
+    assert (both.platforms, both.platform) == ((AMD64, ARM64), HOST)
+    other = ARM64 if HOST == AMD64 else AMD64
+    foreign = pipeline.build_for_run(project, platforms=(other,), freezer=freezer)
+    assert (foreign.platforms, foreign.platform) == ((other,), other)
+    assert pipeline.build_for_run(project, freezer=freezer).platforms == (HOST,)

@@ -83,7 +83,7 @@ def _build(
         oci_layout=out / "layout",
         push=push,
         insecure_registry=push is not None,
-        platforms=(AMD64, ARM64),
+        platforms=config.parse_platforms([f"{AMD64},{ARM64}"]),  # as --platform gives them
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("SOURCE_DATE_EPOCH", raising=False)
@@ -147,8 +147,8 @@ def test_skopeo_finds_both_platforms_in_the_pushed_index(multi: MultiBuild):
     assert set(children) == {AMD64, ARM64}
     configs = _config_digests(multi)
     for p in multi.result.platforms:
-        assert children[p.platform]["digest"] == str(p.image_digest)
-        _check_skopeo_chooses(f"docker://{multi.registry_ref}", p.platform, multi, configs)
+        assert children[str(p.platform)]["digest"] == str(p.image_digest)
+        _check_skopeo_chooses(f"docker://{multi.registry_ref}", str(p.platform), multi, configs)
         # each image's SBOM is pushed as its referrer, under the sha256-<hex>.sbom tag
         repo = multi.registry_ref.rsplit(":", 1)[0]
         tag = f"sha256-{p.image_digest.hex}.sbom"
@@ -180,7 +180,7 @@ def _single_platform_layouts(layout: Path, dest: Path, top: CheckedManifest) -> 
 def test_umoci_unpacks_each_platforms_image_from_the_layout(multi: MultiBuild, tmp_path: Path):
     top = multi.index()
     layouts = _single_platform_layouts(multi.layout, tmp_path / "layout", top)
-    executables = {p.platform: p.executable_sha256 for p in multi.result.platforms}
+    executables = {str(p.platform): p.executable_sha256 for p in multi.result.platforms}
     for child in top.children:
         arch = child.platform.architecture if child.platform else ""
         bundle = tmp_path / f"bundle-{arch}"
@@ -198,7 +198,7 @@ def test_umoci_unpacks_each_platforms_image_from_the_layout(multi: MultiBuild, t
     # skopeo reads the layout's index as it is and chooses by architecture
     configs = _config_digests(multi)
     for p in multi.result.platforms:
-        _check_skopeo_chooses(f"oci:{multi.layout}:e2e", p.platform, multi, configs)
+        _check_skopeo_chooses(f"oci:{multi.layout}:e2e", str(p.platform), multi, configs)
 
 
 def _host_image(multi: MultiBuild) -> CheckedManifest:

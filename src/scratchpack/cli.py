@@ -18,10 +18,13 @@ import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scratchpack import __version__, _ctx
 from scratchpack.errors import Interrupted, ScratchpackError
+
+if TYPE_CHECKING:  # for annotations only: each command imports the pipeline when it runs
+    from scratchpack.pipeline import Platform
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -106,7 +109,7 @@ def _add_platform_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _platforms(args: argparse.Namespace) -> tuple[str, ...]:
+def _platforms(args: argparse.Namespace) -> tuple[Platform, ...]:
     from scratchpack.config import parse_platforms
 
     return parse_platforms(args.platform)
@@ -407,16 +410,15 @@ def _cmd_run(args: argparse.Namespace) -> dict[str, Any]:
             platforms=_platforms(args),
         )
         tarball, tags = built.tarball, built.tags
-        host = str(pipeline.host_platform())
+        host = pipeline.host_platform()
         if built.platform != host:
             _ctx.warn(
                 f"running the {built.platform} image on this {host} machine: it needs "
                 "emulation (qemu-user-static registered with binfmt_misc)"
             )
         elif len(built.platforms) > 1:
-            _ctx.warn(
-                f"built {', '.join(built.platforms)}; running the {host} image (this machine's)"
-            )
+            names = ", ".join(map(str, built.platforms))
+            _ctx.warn(f"built {names}; running the {host} image (this machine's)")
     code = engine.run_tarball(
         tarball,
         tags=tags,

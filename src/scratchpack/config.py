@@ -5,8 +5,9 @@ One parser for the whole program: the CLI reads a project here, applies its flag
 builder only read its fields. Validation happens here, before any tool runs, so a user gets
 "no entry point" in milliseconds rather than a PyInstaller traceback a minute later.
 
-A value module: it imports nothing from ``freeze``, ``oci`` or ``pipeline``, which may all
-import it. Also home of the one ``SOURCE_DATE_EPOCH`` parser.
+A value module: it imports only the leaves ``errors`` and ``_types`` (whose Platform it
+parses), never ``freeze``, ``oci`` or ``pipeline``, which may all import it.
+Also home of the one ``SOURCE_DATE_EPOCH`` parser.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from scratchpack._types import Platform
 from scratchpack.errors import ImageError, ProjectError, ScratchpackError
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "ImageDefaults",
     "ProjectConfig",
     "Runtime",
+    "check_platforms",
     "load_pyproject",
     "parse_platforms",
     "parse_pyproject",
@@ -48,7 +51,7 @@ RUNTIMES: tuple[Runtime, ...] = ("pyinstaller", "static")
 
 #: The platforms scratchpack builds for (``--platform``, ``[tool.scratchpack] platforms``), in
 #: the order an image index lists them: the same set always gives the same index digest.
-PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64")
+PLATFORMS: tuple[Platform, ...] = (Platform("linux", "amd64"), Platform("linux", "arm64"))
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
@@ -97,7 +100,7 @@ class ProjectConfig:
     #: push-timeout: the most seconds a whole push may take (None: the pusher's default)
     push_timeout: float | None = None
     #: platforms: what ``build`` makes an image for, in PLATFORMS order (empty: the host's)
-    platforms: tuple[str, ...] = ()
+    platforms: tuple[Platform, ...] = ()
 
     def with_overrides(
         self, *, runtime: Runtime | None = None, exclude_modules: tuple[str, ...] = ()
@@ -111,22 +114,39 @@ class ProjectConfig:
         return replace(self, freeze=settings)
 
 
-def parse_platforms(values: Iterable[str]) -> tuple[str, ...]:
+def parse_platforms(values: Iterable[str]) -> tuple[Platform, ...]:
     """``["linux/amd64,linux/arm64"]`` (comma-separated, repeatable) -> supported platforms,
-    without duplicates, in PLATFORMS order; anything else is refused with the supported list."""
-    chosen: set[str] = set()
+    without duplicates, in PLATFORMS order; anything else is refused with the supported list.
+
+    The one place the names are parsed: from here on a platform travels as a value."""
+    parsed: list[Platform] = []
     for value in values:
         for item in value.split(","):
-            name = item.strip().lower()
-            if name not in PLATFORMS:
-                raise ScratchpackError(
-                    f"unsupported platform {item.strip()!r}: scratchpack builds for "
-                    f"{', '.join(PLATFORMS)}",
-                    hint=f"choose from {', '.join(PLATFORMS)} (comma-separated for several)",
-                    remedy="platforms",
-                )
-            chosen.add(name)
+            try:
+                parsed.append(Platform.parse(item))
+            except ValueError:
+                raise _unsupported(item.strip()) from None
+    return check_platforms(parsed)
+
+
+def check_platforms(platforms: Iterable[Platform]) -> tuple[Platform, ...]:
+    """Platform values -> the same set in PLATFORMS order, without duplicates (so the same set
+    always gives the same index digest); one scratchpack does not build for is refused."""
+    chosen: set[Platform] = set()
+    for platform in platforms:
+        if platform not in PLATFORMS:
+            raise _unsupported(str(platform))
+        chosen.add(platform)
     return tuple(p for p in PLATFORMS if p in chosen)
+
+
+def _unsupported(name: str) -> ScratchpackError:
+    supported = ", ".join(map(str, PLATFORMS))
+    return ScratchpackError(
+        f"unsupported platform {name!r}: scratchpack builds for {supported}",
+        hint=f"choose from {supported} (comma-separated for several)",
+        remedy="platforms",
+    )
 
 
 def load_pyproject(project_dir: Path) -> dict[str, Any]:

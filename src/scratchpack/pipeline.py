@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from scratchpack import _ctx, _types, sbom
 from scratchpack import config as project_config
 from scratchpack._fs import owned_tempdir, sweep_stale
-from scratchpack.config import Runtime, UserSpec, normalise_port, parse_platforms, public_url
+from scratchpack.config import Runtime, UserSpec, check_platforms, normalise_port, public_url
 from scratchpack.config import source_date_epoch as _environ_source_date_epoch
 from scratchpack.errors import ImageError, ScratchpackError
 from scratchpack.freeze import (
@@ -107,10 +107,10 @@ class BuildOptions:
     sbom: Literal["spdx", "none"] = "spdx"
     #: one image per platform (an image index when several); empty: [tool.scratchpack]
     #: platforms, else the host's
-    platforms: tuple[str, ...] = ()
+    platforms: tuple[Platform, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "platforms", parse_platforms(self.platforms))
+        object.__setattr__(self, "platforms", check_platforms(self.platforms))
         if self.tarball is None and self.oci_layout is None and self.push is None:
             if not self.repo_env:
                 raise ScratchpackError(
@@ -157,7 +157,7 @@ class BuildOptions:
 class PlatformImage:
     """One platform's image in a multi-platform build, and the executable inside it."""
 
-    platform: str
+    platform: Platform
     image_digest: Digest
     executable_sha256: str
 
@@ -185,7 +185,7 @@ class BuildResult:
         if self.platforms:
             out["platforms"] = [
                 {
-                    "platform": p.platform,
+                    "platform": str(p.platform),
                     "image_digest": str(p.image_digest),
                     "executable_sha256": p.executable_sha256,
                 }
@@ -206,12 +206,12 @@ def host_platform() -> Platform:
     return _types.host_platform()
 
 
-def build_platforms(options: BuildOptions) -> tuple[str, ...]:
+def build_platforms(options: BuildOptions) -> tuple[Platform, ...]:
     """The platforms of a build: the options', else the project's, else the host's (refused,
     with the supported list, when the host is not one scratchpack builds for)."""
     project = options.freeze.project
     chosen = options.platforms or (project.platforms if project is not None else ())
-    return chosen or parse_platforms([str(host_platform())])
+    return chosen or check_platforms([host_platform()])
 
 
 def freeze_for_platform(spec: FreezeSpec) -> FrozenApp:
@@ -440,23 +440,22 @@ class _Built:
 
 def _build_one(
     options: BuildOptions,
-    platform: str,
+    platform: Platform,
     freezer: FreezeFn,
     *,
     epoch: int,
     workdir: Path,
     label: str,
 ) -> _Built:
-    target = Platform.parse(platform)
     with _ctx.step(f"freezing{label}"):
-        app = freezer(replace(options.freeze, platform=target))
+        app = freezer(replace(options.freeze, platform=platform))
     image = assemble(
         app,
         options.image,
         project_dir=options.freeze.project_dir,
         epoch=epoch,
         workdir=workdir,
-        platform=target,
+        platform=platform,
     )
     sbom_artifact: Artifact | None = None
     if options.sbom == "spdx":
@@ -497,11 +496,11 @@ def build(options: BuildOptions, *, freezer: FreezeFn = freeze_for_platform) -> 
         images = [b.image for b in built]
         top: oci_image.Image | ImageIndex = images[0] if len(images) == 1 else _index(images)
         sboms = tuple(b.sbom for b in built if b.sbom is not None)
-        host = str(host_platform())
+        host = host_platform()
         main = next((b for b, p in zip(built, platforms, strict=True) if p == host), built[0])
         tags = _image_tags(options, main.app)
         release = Release(top, tags, sboms)
-        outcome = publisher_for(options, main.app, [i.platform for i in images]).publish(release)
+        outcome = publisher_for(options, main.app, platforms).publish(release)
     per_platform = tuple(
         PlatformImage(p, b.image.digest, b.app.sha256)
         for p, b in zip(platforms, built, strict=True)
@@ -521,7 +520,7 @@ def _check_file_outputs(options: BuildOptions) -> None:
     other."""
     outputs = [p for p in (options.tarball, options.oci_layout) if p is not None]
     if options.sbom == "spdx":
-        platforms = [Platform.parse(p) for p in build_platforms(options)]
+        platforms = build_platforms(options)
         outputs += [s for p in list(outputs) for s in sbom_paths_beside(p, platforms)]
     ca = options.image.ca_certs
     inputs = [Path(p) for p in (ca if ca != "certifi" else None, options.registry_ca) if p]
@@ -532,8 +531,8 @@ def _check_file_outputs(options: BuildOptions) -> None:
 class RunBuild:
     tarball: Path
     tags: tuple[str, ...]
-    platforms: tuple[str, ...] = ()  # what was built
-    platform: str = ""  # the one ``docker load`` gets and the engine runs
+    platforms: tuple[Platform, ...]  # what was built
+    platform: Platform  # the one ``docker load`` gets and the engine runs
 
 
 def build_for_run(
@@ -542,7 +541,7 @@ def build_for_run(
     tags: Sequence[str] = (),
     python: str | None = None,
     runtime: Runtime | None = None,
-    platforms: Sequence[str] = (),
+    platforms: Sequence[Platform] = (),
     freezer: FreezeFn = freeze_for_platform,
 ) -> RunBuild:
     """Build a project's image into a cached tarball for ``scratchpack run``.
@@ -559,7 +558,7 @@ def build_for_run(
         freeze=spec, tags=tuple(tags), tarball=tarball, sbom="none", platforms=tuple(platforms)
     )
     chosen = build_platforms(options)
-    host = str(host_platform())
+    host = host_platform()
     result = build(options, freezer=freezer)
     return RunBuild(tarball, result.tags, chosen, host if host in chosen else chosen[0])
 
