@@ -332,7 +332,7 @@ def _image_options(args: argparse.Namespace) -> Any:
     )
 
 
-def _platform(text: str | None) -> Any:
+def _platform(text: str | None) -> Platform | None:
     """``--platform``'s value, or None (this machine)."""
     from scratchpack.pipeline import Platform
 
