@@ -91,11 +91,23 @@ class FileServer:
     in place when full, never rebound, so handlers.App can keep a reference for its fast path.
     """
 
+    #: What handlers.App's cache-hit path needs, reached through the server it made lazily.
+    conditional = CONDITIONAL_HEADERS
+    stat_key = staticmethod(stat_key)
+
     def __init__(
-        self, root: bytes, key_path: bytes, cfg: ServerConfig, clock: Clock, keepalives: bool
+        self,
+        root: bytes,
+        key_path: bytes,
+        cfg: ServerConfig,
+        clock: Clock,
+        keepalives: bool,
+        *,
+        root_real: bytes | None = None,
     ) -> None:
+        """``root_real``: ``root`` resolved when the server started (default: now)."""
         self._root = root
-        self._root_real = os.path.realpath(root)
+        self._root_real = os.path.realpath(root) if root_real is None else root_real
         self._key_path = key_path
         self._cfg = cfg
         self._clock = clock

@@ -13,7 +13,6 @@ import os
 import time
 
 from .errors import HttpError
-from .fileserver import CONDITIONAL_HEADERS, FileServer, stat_key
 from .goformat import (
     argv_v,
     duration,
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .config import ServerConfig
+    from .fileserver import FileServer
     from .log import Clock, Logger
     from .response import Result
 
@@ -128,8 +128,10 @@ class App:
         self.exit_now = exit_now
         self.count = 0
         self.keepalives = info.keepalive
-        self.files = FileServer(info.www_root, info.key_path, cfg, clock, info.keepalive)
-        self._file_cache = self.files.cache  # the same dict: static() answers hits itself
+        # Made at the first /www/ request (_file_server): the first GET / does not import
+        # fileserver.py (~0.25 ms of start). The root is resolved now, at start-up, as before.
+        self.files: FileServer | None = None
+        self._www_real = os.path.realpath(info.www_root)
         self._mid_sec = -1
         self._has_quota = info.quota > 0 or info.quota_time_ns > 0
         self._mid = ""
@@ -381,17 +383,20 @@ class App:
                 return self._encode(req, q)
         if not req.raw_path.startswith("/www/"):
             return self._encode(req, error_response("404 page not found", 404))
+        files = self.files
+        if files is None:
+            files = self._file_server()
         # A cache hit is answered here, not in FileServer: the hottest static request then takes
         # no extra call. Everything else (misses, conditions, ranges) is the file server's.
-        entry = self._file_cache.get(req.path)
-        if entry is not None and (not req.hmap or CONDITIONAL_HEADERS.isdisjoint(req.hmap)):
+        entry = files.cache.get(req.path)
+        if entry is not None and (not req.hmap or files.conditional.isdisjoint(req.hmap)):
             try:
                 st = os.stat(entry.full)
             except (OSError, ValueError):
                 st = None
             if (
                 st is not None
-                and stat_key(st) == entry.key
+                and files.stat_key(st) == entry.key
                 and req.minor == 1
                 and req.method != "HEAD"
             ):
@@ -404,7 +409,21 @@ class App:
                 tail = b"\r\nConnection: close\r\n\r\n"
                 return b"".join((entry.prefix, clock.date, tail, entry.content)), True, None
         upath = req.path[4:]
-        return self.files.serve_file(req, upath, clean_abs(upath))
+        return files.serve_file(req, upath, clean_abs(upath))
+
+    def _file_server(self) -> FileServer:
+        from .fileserver import FileServer
+
+        info = self.info
+        self.files = FileServer(
+            info.www_root,
+            info.key_path,
+            self.cfg,
+            self.clock,
+            info.keepalive,
+            root_real=self._www_real,
+        )
+        return self.files
 
 
 def redirect_response(req: Request, url: str, code: int) -> Response:

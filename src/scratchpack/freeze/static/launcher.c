@@ -2,7 +2,8 @@
  *
  * Why a custom main: the interpreter must find its modules inside its own file (no Python home,
  * no /tmp, no /proc needed), ignore PYTHON* variables like an isolated interpreter, and run the
- * entry point without runpy. The entry point's code is linked in as scratchpack_bootstrap.
+ * entry point without runpy. The entry point's code is linked in as scratchpack_bootstrap, a
+ * code object compiled and marshalled at build time (compiling its source cost ~1.5 ms a start).
  *
  * The same file is also the Python interpreter, in exactly two cases (python_mode): the command
  * lines multiprocessing gives its children (always), and SCRATCHPACK_PYTHON=1 (an explicit
@@ -10,19 +11,33 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <marshal.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-extern const char scratchpack_bootstrap[];
+/* link.py: the marshalled tuple (zipimport's get_filename patch, the bootstrap), code objects. */
+extern const unsigned char scratchpack_bootstrap[];
+extern const size_t scratchpack_bootstrap_size;
+
+/* The name the bootstrap's code object gets in __main__; the command exec()s it there, so it
+ * runs in __main__'s namespace as its source did when it was the command itself. */
+#define BOOTSTRAP_NAME "__scratchpack_bootstrap__"
+
+static int install_bootstrap(PyObject *code) {
+    PyObject *main_module = PyImport_AddModule("__main__"); /* borrowed */
+    return main_module != NULL
+        ? PyDict_SetItemString(PyModule_GetDict(main_module), BOOTSTRAP_NAME, code)
+        : -1;
+}
 
 /* selfdir.c: the executable's path as a read-only directory of its zip's members. */
 void scratchpack_selfdir_init(const char *exe);
 extern int scratchpack_selfdir_dirs;
 
 /* zipdir.c: zipimport's table of contents read in C, installed before the first zip import. */
-void scratchpack_zipdir_install(void);
+void scratchpack_zipdir_install(PyObject *get_filename);
 
 /* The executable's absolute path: argv[0] if it has a slash, else a $PATH search, else /proc. */
 static int find_self(const char *argv0, char *out) {
@@ -170,7 +185,7 @@ int main(int argc, char **argv) {
         return stop(&config, status);
     }
     if (!python_mode) {
-        status = PyConfig_SetBytesString(&config, &config.run_command, scratchpack_bootstrap);
+        status = PyConfig_SetBytesString(&config, &config.run_command, "exec(" BOOTSTRAP_NAME ")");
         if (PyStatus_Exception(status)) {
             return stop(&config, status);
         }
@@ -183,7 +198,14 @@ int main(int argc, char **argv) {
         return stop(&config, status);
     }
     PyConfig_Clear(&config);
-    scratchpack_zipdir_install();
+    PyObject *codes = PyMarshal_ReadObjectFromString((const char *)scratchpack_bootstrap,
+                                                     (Py_ssize_t)scratchpack_bootstrap_size);
+    if (codes == NULL || !PyTuple_Check(codes) || PyTuple_GET_SIZE(codes) != 2) {
+        PyErr_Print();
+        fputs("scratchpack: this executable's bootstrap code is damaged\n", stderr);
+        return 1;
+    }
+    scratchpack_zipdir_install(PyTuple_GET_ITEM(codes, 0));
     status = _Py_InitializeMain();
     if (PyStatus_Exception(status)) {
         Py_ExitStatusException(status);
@@ -191,5 +213,12 @@ int main(int argc, char **argv) {
     /* From here the bootstrap's path hook answers <exe>/<pkg> import paths, so those may be
      * directories to stat() (zipimport's own search needed them not to be). */
     scratchpack_selfdir_dirs = !python_mode;
+    int failed = !python_mode && install_bootstrap(PyTuple_GET_ITEM(codes, 1)) != 0;
+    Py_DECREF(codes);
+    if (failed) {
+        PyErr_Print();
+        Py_Finalize();
+        return 1;
+    }
     return Py_RunMain();
 }

@@ -9,8 +9,8 @@
  * Also, CPython 3.11's zipimporter reads and unmarshals every module TWICE: find_spec() asks
  * get_filename(), which loads the code only to return its path, then exec_module() loads it
  * again. For the executable's own zip (every .pyc compiled by this interpreter, so none is
- * rejected) GET_FILENAME below answers from the table instead: ~13% of an aiohttp server's
- * import time (docs/benchmarks.md).
+ * rejected) link.py's ZIPIMPORT_PATCH answers from the table instead: ~13% of an aiohttp
+ * server's import time (docs/benchmarks.md).
  *
  * How: scratchpack_zipdir_install() runs between the core and the main phase of the
  * interpreter's initialisation (before the first zip import: the encodings package) and
@@ -185,30 +185,9 @@ static PyObject *read_directory(PyObject *original, PyObject *archive) {
 static const PyMethodDef read_directory_def = {
     "_read_directory", (PyCFunction)read_directory, METH_O, NULL};
 
-/* zipimporter.get_filename (indented by one space: bytes in every executable) for modules of
- * the executable's own zip: the path of the first
- * entry _get_module_code() would try, when that is a .pyc with no .py beside it (so no source
- * timestamp can reject it). Anything else goes to the original, which loads the code. */
-static const char GET_FILENAME[] =
-    "def _scratchpack_get_filename(original):\n"
-    " import sys\n"
-    " def get_filename(self, fullname):\n"
-    "  if self.archive == sys.executable:\n"
-    "   path = _get_module_path(self, fullname)\n"
-    "   for suffix, isbytecode, ispackage in _zip_searchorder:\n"
-    "    entry = self._files.get(path + suffix)\n"
-    "    if entry is not None:\n"
-    "     if isbytecode and (path + suffix)[:-1] not in self._files:\n"
-    "      return entry[0]\n"
-    "     break\n"
-    "  return original(self, fullname)\n"
-    " get_filename.__doc__, get_filename.__qualname__ = original.__doc__, original.__qualname__\n"
-    " return get_filename\n"
-    "zipimporter.get_filename = _scratchpack_get_filename(zipimporter.get_filename)\n"
-    "del _scratchpack_get_filename\n";
-
-/* Called between the core and main initialisation phases; a failure leaves zipimport as is. */
-void scratchpack_zipdir_install(void) {
+/* Called between the core and main initialisation phases; a failure leaves zipimport as is.
+ * `get_filename` is link.py's ZIPIMPORT_PATCH, compiled at build time (NULL: not installed). */
+void scratchpack_zipdir_install(PyObject *get_filename) {
     PyObject *zipimport = PyImport_ImportModule("zipimport");
     PyObject *original =
         zipimport != NULL ? PyObject_GetAttrString(zipimport, "_read_directory") : NULL;
@@ -217,7 +196,7 @@ void scratchpack_zipdir_install(void) {
         PyErr_Clear();
     }
     PyObject *ns = zipimport != NULL ? PyModule_GetDict(zipimport) : NULL; /* borrowed */
-    PyObject *done = ns != NULL ? PyRun_String(GET_FILENAME, Py_file_input, ns, ns) : NULL;
+    PyObject *done = ns != NULL && get_filename != NULL ? PyEval_EvalCode(get_filename, ns, ns) : NULL;
     if (done == NULL) {
         PyErr_Clear();
     }
