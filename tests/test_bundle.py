@@ -556,6 +556,10 @@ def test_unfollowed_stdlib_edges_stay_out(tmp_path: Path) -> None:
     assert "xmlrpc/client.pyc" not in names  # XmlListener/XmlClient: not an API
     _report, zf = _bundle_of(tmp_path / "tb", {"app.py": "import traceback\n"})
     assert "ast.pyc" not in zf.namelist()  # traceback's carets need source the zip lacks
+    _report, zf = _bundle_of(tmp_path / "hash", {"app.py": "import hashlib\n"})
+    names = set(zf.namelist())
+    assert "logging/__init__.pyc" not in names  # hashlib logs only a digest OpenSSL lacks
+    assert "pickle.pyc" not in names
 
 
 def test_app_imports_reach_dev_tools_when_the_app_asks(tmp_path: Path) -> None:
@@ -606,6 +610,47 @@ def test_platform_tests_are_decided_for_the_target(expr: str, value: bool | None
     assert consts == {"_mswindows": False}
     test = ast.parse(expr, mode="eval").body
     assert _bundle.static_truth(test, consts) is value
+
+
+@pytest.mark.parametrize(
+    ("expr", "value"),
+    [
+        ('"nt" in _names', False),
+        ('"posix" in _names', True),
+        ('"posix" not in sys.builtin_module_names', False),
+        ('"_ssl" in _names', None),  # whether it is there depends on the app's link
+        ('"nt" in other', None),
+    ],
+)
+def test_os_interface_module_tests_are_decided_for_the_target(
+    expr: str, value: bool | None
+) -> None:
+    aliases = _bundle.module_names_aliases(
+        ast.parse("import sys\n_names = sys.builtin_module_names\n").body
+    )
+    assert aliases == {"_names"}
+    assert _bundle.static_truth(ast.parse(expr, mode="eval").body, {}, aliases) is value
+
+
+def test_imports_for_another_os_interface_module_stay_out(tmp_path: Path) -> None:
+    _report, zf = _bundle_of(
+        tmp_path,
+        {
+            "app.py": """
+                import sys
+                _names = sys.builtin_module_names
+                if 'posix' in _names:
+                    import forposix
+                elif 'nt' in _names:
+                    import fornt
+            """,
+            "forposix.py": "",
+            "fornt.py": "",
+        },
+    )
+    names = set(zf.namelist())
+    assert "forposix.pyc" in names
+    assert "fornt.pyc" not in names
 
 
 # --- include-modules ---------------------------------------------------------------------------

@@ -324,6 +324,25 @@ def test_kit_key_is_unchanged_by_the_rename() -> None:
     assert kit.META_FILE == "runtime.json"
 
 
+def test_kit_build_fails_when_openssl_kept_its_assembler_p256(tmp_path: Path) -> None:
+    """The -U in OPENSSL_OPTIONS works only while OpenSSL puts the user's flags after its own
+    defines: the kit build reads ec_curve.o's symbol names to know."""
+    from scratchpack.errors import FreezeError
+    from scratchpack.freeze.static import kit
+
+    assert f"-U{kit.OPENSSL_NISTZ256_MACRO}" in kit.OPENSSL_OPTIONS
+    obj = tmp_path / "libcrypto-lib-ec_curve.o"
+    obj.write_bytes(b"\0EC_GFp_mont_method\0EC_GFp_nistp256_method\0")
+    kit._check_p256(obj)
+    for names in (
+        b"\0EC_GFp_nistz256_method\0",
+        b"\0EC_GFp_nistz256_method\0EC_GFp_nistp256_method\0",
+    ):
+        obj.write_bytes(names)
+        with pytest.raises(FreezeError, match="P-256"):
+            kit._check_p256(obj)
+
+
 # ---- the kit's optional libraries -------------------------------------------------------------
 
 

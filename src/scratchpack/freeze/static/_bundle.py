@@ -68,7 +68,10 @@ ALWAYS = (
 #: computed name. module -> what it needs at run time. Everything a stdlib function imports in
 #: Python is found by the scan itself (StdlibAwareFinder).
 HIDDEN_EDGES = {
-    "hashlib": ("_blake2", "_md5", "_sha1", "_sha256", "_sha512", "_sha3"),
+    # blake2b/blake2s always come from _blake2 (hashlib never asks OpenSSL for them); _md5,
+    # _sha1, _sha256, _sha512 and _sha3 only stand in for a digest OpenSSL lacks, and the kit's
+    # OpenSSL has them all: not linked (-55 KB)
+    "hashlib": ("_blake2",),
     "socket": ("encodings.idna",),  # _socket.getaddrinfo() encodes every str host with "idna"
     "time": ("_strptime",),  # time.strptime() imports it from C
     "_datetime": ("time", "_strptime"),
@@ -134,9 +137,13 @@ SOURCE_READERS = frozenset((("anyio._lazyimport", "install_lazy_importer"),))
 #: sys.modules under these names, so neither their code nor their function-level imports count.
 FROZEN_ALIASES = frozenset(("importlib._bootstrap", "importlib._bootstrap_external"))
 
-#: Function-level stdlib imports not followed, each for a reason. (importer, imported)
+#: Stdlib imports not followed, each for a reason. (importer, imported)
 UNFOLLOWED_EDGES = frozenset(
     (
+        # only logs a digest that neither OpenSSL nor a built-in provides, which the kit's
+        # OpenSSL never lacks (see HIDDEN_EDGES); following it bundled logging, pickle, _pickle
+        # and string into every app that hashes (-47 KB linked, -45 KB of bytecode)
+        ("hashlib", "logging"),
         # cannot run: traceback parses a source line to place its ^^^ carets, and the zip holds
         # no source
         ("traceback", "ast"),
@@ -210,21 +217,64 @@ def _str_consts(expr: ast.expr) -> tuple[str, ...] | None:
     return None
 
 
-def static_truth(test: ast.expr, consts: dict[str, bool]) -> bool | None:
+#: The OS interface module each platform builds in: ``"nt" in sys.builtin_module_names`` is a
+#: platform test like ``os.name == "nt"`` (os.py's, which imports ntpath under it); whether
+#: any other name is there depends on what the app's link keeps.
+PLATFORM_MODULES = ("posix", "nt")
+
+
+def _is_module_names(expr: ast.expr, aliases: frozenset[str]) -> bool:
+    """``sys.builtin_module_names``, or a module-level name bound to it (os.py's ``_names``)."""
+    if isinstance(expr, ast.Name):
+        return expr.id in aliases
+    return (
+        isinstance(expr, ast.Attribute)
+        and isinstance(expr.value, ast.Name)
+        and expr.value.id in ("sys", "_sys")
+        and expr.attr == "builtin_module_names"
+    )
+
+
+def module_names_aliases(body: list[ast.stmt]) -> frozenset[str]:
+    """Module-level names bound to ``sys.builtin_module_names`` (``_names = sys.builtin_...``)."""
+    return frozenset(
+        node.targets[0].id
+        for node in body
+        if isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and _is_module_names(node.value, frozenset())
+    )
+
+
+def static_truth(
+    test: ast.expr, consts: dict[str, bool], aliases: frozenset[str] = frozenset()
+) -> bool | None:
     """The value of a platform test (``sys.platform == "win32"``, ``os.name != "nt"``,
-    ``sys.platform.startswith("darwin")``, a module constant set from one, ``not``/``and``/
-    ``or`` of those) on the target; None when it is not such a test."""
+    ``sys.platform.startswith("darwin")``, ``"posix" in sys.builtin_module_names`` or in one
+    of its ``aliases``, a module constant set from one, ``not``/``and``/``or`` of those) on the
+    target; None when it is not such a test."""
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        v = static_truth(test.operand, consts)
+        v = static_truth(test.operand, consts, aliases)
         return None if v is None else not v
     if isinstance(test, ast.BoolOp):
-        vals = [static_truth(v, consts) for v in test.values]
+        vals = [static_truth(v, consts, aliases) for v in test.values]
         decisive = isinstance(test.op, ast.Or)  # True decides an `or`, False an `and`
         if decisive in vals:
             return decisive
         return None if None in vals else not decisive
     if isinstance(test, ast.Name):
         return consts.get(test.id)
+    if (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.In | ast.NotIn)
+        and isinstance(test.left, ast.Constant)
+        and test.left.value in PLATFORM_MODULES
+        and _is_module_names(test.comparators[0], aliases)
+    ):
+        present = test.left.value == os.name
+        return present if isinstance(test.ops[0], ast.In) else not present
     if isinstance(test, ast.Compare) and len(test.ops) == 1:
         value, options = _platform_value(test.left), _str_consts(test.comparators[0])
         if value is None or options is None:
@@ -250,6 +300,7 @@ def static_truth(test: ast.expr, consts: dict[str, bool]) -> bool | None:
 
 def platform_constants(body: list[ast.stmt]) -> dict[str, bool]:
     """Module-level ``NAME = <platform test>`` (``_mswindows = sys.platform == "win32"``)."""
+    aliases = module_names_aliases(body)
     consts: dict[str, bool] = {}
     for node in body:
         if (
@@ -257,7 +308,7 @@ def platform_constants(body: list[ast.stmt]) -> dict[str, bool]:
             and len(node.targets) == 1
             and isinstance(node.targets[0], ast.Name)
         ):
-            v = static_truth(node.value, consts)
+            v = static_truth(node.value, consts, aliases)
             if v is not None:
                 consts[node.targets[0].id] = v
     return consts
@@ -318,13 +369,15 @@ class Site:
 class ScanRules:
     """Which import statements can run. ``lazy``: follow function bodies; ``main``: the
     `if __name__ == "__main__":` block; ``skip_functions``: function names never followed;
-    ``consts``: the module's platform constants; ``probes``: the module's probe functions
-    (probe_functions), whose imports are guarded."""
+    ``consts``: the module's platform constants; ``module_names``: its names for
+    ``sys.builtin_module_names``; ``probes``: the module's probe functions (probe_functions),
+    whose imports are guarded."""
 
     lazy: bool
     main: bool
     skip_functions: tuple[str, ...] = ()
     consts: dict[str, bool] = field(default_factory=dict)
+    module_names: frozenset[str] = frozenset()
     probes: frozenset[ast.FunctionDef | ast.AsyncFunctionDef] = frozenset()
 
 
@@ -345,7 +398,7 @@ def import_sites(body: list[ast.stmt], rules: ScanRules, where: Where = Where())
             ):
                 yield from walk(node.body, lazy=True, guarded=where.guarded or node in rules.probes)
         elif isinstance(node, ast.If):
-            truth = static_truth(node.test, rules.consts)
+            truth = static_truth(node.test, rules.consts, rules.module_names)
             if _is_type_checking(node.test) or (_is_main_guard(node.test) and not rules.main):
                 truth = False
             flag = where.conditional or truth is None
@@ -557,6 +610,7 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
             main=name == self.main,
             skip_functions=CLI_FUNCTIONS if in_stdlib else (),
             consts=platform_constants(tree.body),
+            module_names=module_names_aliases(tree.body),
             probes=frozenset() if in_stdlib else probe_functions(tree),
         )
         edges = self.edges.setdefault(name, set())

@@ -73,9 +73,19 @@ SIZE_CFLAGS = (
 APP_CFLAGS = ("-Os", "-fwrapv", "-DNDEBUG", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables")
 APP_LDFLAGS = ("-static", "-s", "-Wl,--gc-sections")
 
+#: The macro that selects the assembler P-256 implementation (crypto/ec/build.info's $ECDEF);
+#: the kit build checks that ec_curve.c was compiled without it.
+OPENSSL_NISTZ256_MACRO = "ECP_NISTZ256_ASM"
+
 #: OpenSSL features a server/client TLS stack in a container does not need. Removing them shrinks
 #: the runtime by ~1 MB; what stays is TLS 1.2/1.3, AES-GCM, ChaCha20-Poly1305, RSA, ECDSA/ECDHE,
 #: X25519/X448, SHA-1/2/3, BLAKE2, scrypt and PBKDF2 (everything ssl and hashlib use by default).
+#: P-256 runs on OpenSSL's constant-time 64-bit C code (ecp_nistp256.c, as Debian's own build
+#: enables) instead of the assembler one, whose 150 KB precomputed table does not compress: the
+#: assembler files are built either way, and -U after the per-directory -D (OpenSSL puts the
+#: user's flags last) leaves them unreferenced (-176 KB raw, -186 KB gzip for webhello).
+#: No source file names in error records (CPython's messages never show them), no AES-OCB (no TLS
+#: cipher suite uses it and CPython exposes no cipher API).
 OPENSSL_OPTIONS = (
     "no-shared",
     "no-tests",
@@ -128,6 +138,10 @@ OPENSSL_OPTIONS = (
     "no-md4",
     "no-rmd160",
     "no-whirlpool",
+    "no-ocb",
+    "enable-ec_nistp_64_gcc_128",
+    f"-U{OPENSSL_NISTZ256_MACRO}",
+    "no-filenames",
 )
 
 #: liblzma only: no command-line tools, translations or documentation.
@@ -648,6 +662,7 @@ def _build(
             what="installing OpenSSL",
             tool="make",
         )
+        _check_p256(ssl / "crypto" / "ec" / "libcrypto-lib-ec_curve.o")
         installed = dest / INSTALL_PREFIX.lstrip("/")
         (deps / "lib").mkdir(parents=True, exist_ok=True)
         for lib in ("libssl.a", "libcrypto.a"):
@@ -767,6 +782,20 @@ def _build(
             env=env,
             what="linking a test program",
             tool="zig cc",
+        )
+
+
+def _check_p256(ec_curve: Path) -> None:
+    """OpenSSL's curve table must name the C P-256 code, not the assembler one: a later
+    OpenSSL that put its own defines after the user's flags would silently bring the 150 KB
+    table back."""
+    symbols = ec_curve.read_bytes()
+    if b"EC_GFp_nistz256_method" in symbols or b"EC_GFp_nistp256_method" not in symbols:
+        raise FreezeError(
+            f"OpenSSL's P-256 was not switched to its C implementation "
+            f"(-U{OPENSSL_NISTZ256_MACRO} had no effect on {ec_curve.name})",
+            tool="OpenSSL Configure",
+            hint="this is a bug in scratchpack's runtime recipe; please report it",
         )
 
 

@@ -97,6 +97,10 @@ def _hashlib() -> None:
     expect(hashlib.sha3_256(b"abc").hexdigest()[:16], "3a985da74fe225b2")
     expect(hashlib.blake2b(b"abc", digest_size=16).hexdigest()[:16], "cf4ab791c62b8d2b")
     expect(hashlib.sha256(b"abc").hexdigest()[:16], "ba7816bf8f01cfea")
+    expect(hashlib.md5(b"abc").hexdigest()[:16], "900150983cd24fb0")
+    # the static route links no built-in stand-in for a digest OpenSSL has: every guaranteed
+    # name must still construct (from OpenSSL, or _blake2 for blake2b/blake2s)
+    expect(len([hashlib.new(n, b"abc") for n in sorted(hashlib.algorithms_guaranteed)]), 14)
 
 
 @check("ssl")
