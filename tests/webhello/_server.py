@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from testsupport import static_sandbox
 from testsupport.net import free_port
@@ -71,23 +71,95 @@ def custom_command() -> list[str] | None:
     return words
 
 
-def run_suite(
-    env: Mapping[str, str], *args: str, drop: Sequence[str] = ()
-) -> subprocess.CompletedProcess[str]:
-    """Run the behaviour suite in a child pytest with ``env`` added (WEBHELLO_CMD...): how the
-    freezer tests prove a frozen webhello. ``drop`` names variables the child must not see."""
-    child = {**os.environ, **env}
-    for name in ("PYTEST_ADDOPTS", *drop):
-        child.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        cwd=REPO,
-        env=child,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+#: How the behaviour suite is split for a frozen executable: the tests marked ``slow`` (real
+#: deadlines: about a minute of waiting on the server's 60 s keep-alive timer) in one child
+#: pytest, all the others in a second one started beside it, so the minute overlaps the rest.
+SUITE_PARTS = ("slow", "not slow")
+
+_SUMMARY = re.compile(r"^=* ?(\d+ \w+.*) in [\d.]+s")
+_COUNT = re.compile(r"(\d+) (\w+)")
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """What a run of the behaviour suite in child pytests gave, all parts together."""
+
+    returncode: int  # the first part's non-zero exit status, else 0
+    output: str  # each part's whole output, one after the other
+    counts: dict[str, int]  # outcome ("passed", "failed", "skipped"...) -> tests, all parts
+    complete: bool  # each test ran in exactly one part: what one deselected, another ran
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def _counts(output: str) -> dict[str, int]:
+    """pytest's closing line ("797 passed, 1 deselected in 40.1s") as outcome -> number."""
+    summaries = [m.group(1) for line in output.splitlines() if (m := _SUMMARY.match(line))]
+    if not summaries:
+        return {}
+    return {kind: int(n) for n, kind in _COUNT.findall(summaries[-1])}
+
+
+class SuiteRun:
+    """The behaviour suite in child pytests with ``env`` added (WEBHELLO_CMD...), one per
+    SUITE_PARTS entry, all started now: how the freezer tests prove a frozen webhello.
+    ``drop`` names variables the children must not see. ``wait()`` collects the result."""
+
+    def __init__(self, env: Mapping[str, str], *args: str, drop: Sequence[str] = ()) -> None:
+        child = {**os.environ, **env}
+        for name in ("PYTEST_ADDOPTS", *drop):
+            child.pop(name, None)
+        self._parts: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+        for marks in SUITE_PARTS:
+            out = tempfile.TemporaryFile(prefix="webhello-suite-")  # noqa: SIM115 - read in wait()
+            argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marks]
+            proc = subprocess.Popen(
+                [*argv, *args], cwd=REPO, env=child, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            self._parts.append((proc, out))
+
+    def wait(self, timeout: float = 1200) -> SuiteResult:
+        deadline = time.monotonic() + timeout
+        codes, outputs = [], []
+        for proc, out in self._parts:
+            try:
+                codes.append(proc.wait(max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                codes.append(-signal.SIGKILL)
+            with out:
+                out.seek(0)
+                outputs.append(out.read().decode("utf-8", "replace"))
+        per_part = [_counts(text) for text in outputs]
+        totals: dict[str, int] = {}
+        for counts in per_part:
+            for kind, n in counts.items():
+                if kind != "deselected":
+                    totals[kind] = totals.get(kind, 0) + n
+        selected = [
+            sum(n for k, n in c.items() if k not in {"deselected", "warnings"}) for c in per_part
+        ]
+        complete = all(per_part) and all(
+            c.get("deselected", 0) == sum(selected) - own
+            for c, own in zip(per_part, selected, strict=True)
+        )
+        return SuiteResult(
+            returncode=next((code for code in codes if code != 0), 0),
+            output="\n".join(
+                f"--- part -m {marks!r}: exit {code} ---\n{text}"
+                for marks, code, text in zip(SUITE_PARTS, codes, outputs, strict=True)
+            ),
+            counts=totals,
+            complete=complete,
+        )
+
+
+def run_suite(env: Mapping[str, str], *args: str, drop: Sequence[str] = ()) -> SuiteResult:
+    """SuiteRun(...).wait(): the suite's parts side by side, to the end."""
+    return SuiteRun(env, *args, drop=drop).wait()
 
 
 def frozen_executable() -> str | None:
