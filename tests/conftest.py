@@ -25,6 +25,7 @@ from testsupport.registry_server import (
 
 if TYPE_CHECKING:
     from tests._realapps import Builder
+    from tests.webhello._server import EarlySuites
     from testsupport.engines import ContainerRuntime
 
 
@@ -97,6 +98,19 @@ def static_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from testsupport.engines import build_static_server
 
     return build_static_server(tmp_path_factory.mktemp("static-server"))
+
+
+@pytest.fixture(scope="session")
+def behaviour_suites(request: pytest.FixtureRequest) -> Iterator[EarlySuites]:
+    """Runs of the webhello behaviour suite against frozen executables, started early by the
+    fixtures that build them (tests/webhello/_server.py EarlySuites)."""
+    from tests.webhello._server import EarlySuites
+
+    runs = EarlySuites({(item.path, item.name) for item in request.session.items})
+    try:
+        yield runs
+    finally:
+        runs.stop()
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
@@ -73,8 +73,14 @@ def custom_command() -> list[str] | None:
 
 #: How the behaviour suite is split for a frozen executable: the tests marked ``slow`` (real
 #: deadlines: about a minute of waiting on the server's 60 s keep-alive timer) in one child
-#: pytest, all the others in a second one started beside it, so the minute overlaps the rest.
-SUITE_PARTS = ("slow", "not slow")
+#: pytest, all the others in a second one started beside it, so the minute overlaps the rest;
+#: that one spreads its files over two pytest-xdist workers (a module's tests stay together
+#: and in order: they share module-scoped servers), so a server start that is CPU (a one-file
+#: executable's extraction, qemu) uses both cores.
+SUITE_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("slow", ()),
+    ("not slow", ("-n", "2", "--dist", "loadfile")),
+)
 
 _SUMMARY = re.compile(r"^=* ?(\d+ \w+.*) in [\d.]+s")
 _COUNT = re.compile(r"(\d+) (\w+)")
@@ -87,7 +93,7 @@ class SuiteResult:
     returncode: int  # the first part's non-zero exit status, else 0
     output: str  # each part's whole output, one after the other
     counts: dict[str, int]  # outcome ("passed", "failed", "skipped"...) -> tests, all parts
-    complete: bool  # each test ran in exactly one part: what one deselected, another ran
+    complete: bool  # every test of the suite ran: what the first part deselected, the others ran
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
@@ -111,14 +117,23 @@ class SuiteRun:
         for name in ("PYTEST_ADDOPTS", *drop):
             child.pop(name, None)
         self._parts: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
-        for marks in SUITE_PARTS:
+        for marks, options in SUITE_PARTS:
             out = tempfile.TemporaryFile(prefix="webhello-suite-")  # noqa: SIM115 - read in wait()
             argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marks]
+            argv += options
             proc = subprocess.Popen(
                 [*argv, *args], cwd=REPO, env=child, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
             self._parts.append((proc, out))
+
+    def stop(self) -> None:
+        """End the parts still running (a session that ends before its test collected them)."""
+        for proc, out in self._parts:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out.close()
 
     def wait(self, timeout: float = 1200) -> SuiteResult:
         deadline = time.monotonic() + timeout
@@ -142,15 +157,15 @@ class SuiteRun:
         selected = [
             sum(n for k, n in c.items() if k not in {"deselected", "warnings"}) for c in per_part
         ]
-        complete = all(per_part) and all(
-            c.get("deselected", 0) == sum(selected) - own
-            for c, own in zip(per_part, selected, strict=True)
-        )
+        # The first part (no xdist) collects the whole suite and runs only its own marker's
+        # tests; the others together must run exactly what it deselected. (pytest-xdist's
+        # summary has no "deselected": its workers deselect.)
+        complete = all(per_part) and sum(selected[1:]) == per_part[0].get("deselected", -1)
         return SuiteResult(
             returncode=next((code for code in codes if code != 0), 0),
             output="\n".join(
-                f"--- part -m {marks!r}: exit {code} ---\n{text}"
-                for marks, code, text in zip(SUITE_PARTS, codes, outputs, strict=True)
+                f"--- part -m {part[0]!r}: exit {code} ---\n{text}"
+                for part, code, text in zip(SUITE_PARTS, codes, outputs, strict=True)
             ),
             counts=totals,
             complete=complete,
@@ -160,6 +175,36 @@ class SuiteRun:
 def run_suite(env: Mapping[str, str], *args: str, drop: Sequence[str] = ()) -> SuiteResult:
     """SuiteRun(...).wait(): the suite's parts side by side, to the end."""
     return SuiteRun(env, *args, drop=drop).wait()
+
+
+class EarlySuites:
+    """Suite runs started before the test that checks them, by the fixture that builds the
+    executable: the run's minute of waiting then overlaps the tests in between. Keyed by the
+    checking test (its file and name); only a selected test's run is started early."""
+
+    def __init__(self, selected: Iterable[tuple[Path, str]]) -> None:
+        self._selected = {(path.resolve(), name) for path, name in selected}
+        self._runs: dict[tuple[Path, str], SuiteRun] = {}
+
+    def start(
+        self, test: tuple[Path, str], env: Mapping[str, str], *args: str, drop: Sequence[str] = ()
+    ) -> None:
+        key = (test[0].resolve(), test[1])
+        if key in self._selected and key not in self._runs:
+            self._runs[key] = SuiteRun(env, *args, drop=drop)
+
+    def run(
+        self, test: tuple[Path, str], env: Mapping[str, str], *args: str, drop: Sequence[str] = ()
+    ) -> SuiteResult:
+        """The run started early for ``test`` (it must have been given the same env), or one
+        started now; waited for to its end."""
+        run = self._runs.pop((test[0].resolve(), test[1]), None)
+        return (run or SuiteRun(env, *args, drop=drop)).wait()
+
+    def stop(self) -> None:
+        for run in self._runs.values():
+            run.stop()
+        self._runs.clear()
 
 
 def frozen_executable() -> str | None:
