@@ -172,11 +172,6 @@ class SuiteRun:
         )
 
 
-def run_suite(env: Mapping[str, str], *args: str, drop: Sequence[str] = ()) -> SuiteResult:
-    """SuiteRun(...).wait(): the suite's parts side by side, to the end."""
-    return SuiteRun(env, *args, drop=drop).wait()
-
-
 class EarlySuites:
     """Suite runs started before the test that checks them, by the fixture that builds the
     executable: the run's minute of waiting then overlaps the tests in between. Keyed by the
