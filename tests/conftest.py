@@ -24,6 +24,8 @@ from testsupport.registry_server import (
 )
 
 if TYPE_CHECKING:
+    from tests._realapps import Builder
+    from tests.webhello._server import EarlySuites
     from testsupport.engines import ContainerRuntime
 
 
@@ -99,9 +101,50 @@ def static_server(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def behaviour_suites(request: pytest.FixtureRequest) -> Iterator[EarlySuites]:
+    """Runs of the webhello behaviour suite against frozen executables, started early by the
+    fixtures that build them (tests/webhello/_server.py EarlySuites)."""
+    from tests.webhello._server import EarlySuites
+
+    runs = EarlySuites({(item.path, item.name) for item in request.session.items})
+    try:
+        yield runs
+    finally:
+        runs.stop()
+
+
+@pytest.fixture(scope="session")
 def freeze_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One build cache for the whole session: each project is frozen cold once, then reused."""
     return tmp_path_factory.mktemp("freeze-cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def realapps_builds(
+    request: pytest.FixtureRequest,
+    freeze_cache: Path,
+    _kit_in_background: BackgroundKit | None,  # its cache outlives these builds
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Builder | None]:
+    """The builds test_realapps' selected tests will run, started early so that they overlap
+    the other tests: the default route's when the session begins, the static route's once the
+    background kit is built (or when ``static_cache`` is made, for a seeded kit). None when no
+    such test is selected."""
+    from tests._realapps import Builder, planned
+
+    plan = planned(request.session.items)
+    if not plan:
+        yield None
+        return
+    builder = Builder(tmp_path_factory.mktemp("realapps"), plan)
+    builder.start("pyinstaller", freeze_cache)
+    if _kit_in_background is not None:  # else the seeded kit's fixture starts them
+        kit = _kit_in_background
+        kit.when_built(lambda: builder.start("static", kit.cache))
+    try:
+        yield builder
+    finally:
+        builder.close()
 
 
 # --- the --runtime static runtime kit: built cold ONCE per session, shared by every static test --
@@ -135,7 +178,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The kit's tests run last, each module's in its own order: the kit builds in the
     background while all the others run, the default-route half of a module that tests both
     routes included. (Such a module's module-scoped fixtures are made once per half: today
-    test_realapps' Builder and matrix, whose builds and runs are per route anyway.)"""
+    test_realapps' build and matrix, whose builds and runs are per route anyway.)"""
     items.sort(key=_kit_rank)  # stable
     config.stash[_NEEDS_KIT] = any(map(_needs_kit, items))
     config.stash[_NEEDS_ARM64_KIT] = any(_kit_rank(item) == 2 for item in items)
@@ -221,7 +264,9 @@ def arm64_cache(static_cache: Path, _arm64_kit_in_background: BackgroundKit | No
 
 @pytest.fixture(scope="session")
 def static_cache(
-    _kit_in_background: BackgroundKit | None, tmp_path_factory: pytest.TempPathFactory
+    _kit_in_background: BackgroundKit | None,
+    realapps_builds: Builder | None,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Path]:
     """A build cache whose static CPython kit (zlib, OpenSSL, CPython from Debian sources, zig cc)
     is built from scratch in this session, once: this IS the proof that the runtime builds
@@ -237,6 +282,8 @@ def static_cache(
     if _kit_in_background is not None:
         _kit_in_background.wait()  # a failed build is this fixture's error, with its log
         ensure_kit(_kit_in_background.cache, runner=run_subprocess)  # loads what was built
+        if realapps_builds is not None:
+            realapps_builds.start("static", _kit_in_background.cache)
         yield _kit_in_background.cache
         return
     cache = tmp_path_factory.mktemp("static-cache")
@@ -246,5 +293,9 @@ def static_cache(
             pytest.fail(f"{RUNTIME_SEED_ENV} is set: CI must build the static runtime cold")
         _seed_runtime(Path(seed), cache)
     ensure_kit(cache, runner=run_subprocess)
+    if realapps_builds is not None:
+        realapps_builds.start("static", cache)
     yield cache
+    if realapps_builds is not None:
+        realapps_builds.close()  # before their cache goes
     shutil.rmtree(cache, ignore_errors=True)

@@ -21,7 +21,7 @@ import pytest
 from scratchpack.errors import FreezeError, ProjectError
 from scratchpack.freeze import FreezeSpec, FrozenApp, freeze, write_executable
 from tests._fixtures import PROCESS_CHECKS
-from tests.webhello._server import run_suite
+from tests.webhello._server import EarlySuites
 from testsupport import rootfs
 from testsupport.net import free_port, get_status
 
@@ -51,6 +51,8 @@ def frozen_cext(freeze_cache: Path) -> FrozenApp:
 
 @pytest.fixture(scope="session", params=sorted(PYTHONS))
 def frozen_webhello(request: pytest.FixtureRequest, freeze_cache: Path) -> FrozenApp:
+    if request.param == "pyenv":  # the behaviour suite's build: its run starts now
+        request.getfixturevalue("webhello_suite_exe")
     return _freeze(WEBHELLO, freeze_cache, PYTHONS[request.param])
 
 
@@ -419,23 +421,29 @@ def test_python_without_shared_libpython(tmp_path: Path) -> None:
     _assert_no_output(tmp_path / "cache")
 
 
-@pytest.fixture
-def world_readable_dir() -> Iterator[Path]:
-    """A 0755 directory whose ancestors are traversable: the suite runs the binary as uid 1000,
-    and pytest's tmp_path lives under a 0700 directory."""
+#: The behaviour suite's test below, whose run webhello_suite_exe starts (EarlySuites).
+SUITE_TEST = (Path(__file__), "test_webhello_behaviour_suite_passes_against_the_frozen_binary")
+
+
+@pytest.fixture(scope="session")
+def webhello_suite_exe(freeze_cache: Path, behaviour_suites: EarlySuites) -> Iterator[Path]:
+    """webhello frozen (pyenv build) into a 0755 directory whose ancestors are traversable: the
+    suite runs the binary as uid 1000, and pytest's tmp_path lives under a 0700 directory. The
+    suite's run starts here (frozen_webhello asks early), beside the tests before its own."""
     d = Path(tempfile.mkdtemp(prefix="scratchpack-frozen-", dir="/tmp"))
     d.chmod(0o755)
-    yield d
+    exe = write_executable(_freeze(WEBHELLO, freeze_cache), d / "webhello")
+    behaviour_suites.start(SUITE_TEST, {"WEBHELLO_CMD": str(exe)}, "tests/webhello")
+    yield exe
     shutil.rmtree(d, ignore_errors=True)
 
 
 def test_webhello_behaviour_suite_passes_against_the_frozen_binary(
-    freeze_cache: Path, world_readable_dir: Path
+    webhello_suite_exe: Path, behaviour_suites: EarlySuites
 ) -> None:
     """The whole tests/webhello suite, with WEBHELLO_CMD = the frozen executable (pyenv build)."""
-    app = _freeze(WEBHELLO, freeze_cache)
-    exe = write_executable(app, world_readable_dir / "webhello")
-    proc = run_suite({"WEBHELLO_CMD": str(exe)}, "tests/webhello")
-    tail = "\n".join(proc.stdout.splitlines()[-40:])
-    assert proc.returncode == 0, tail
-    assert re.search(r"\d+ passed", tail), tail
+    env = {"WEBHELLO_CMD": str(webhello_suite_exe)}
+    result = behaviour_suites.run(SUITE_TEST, env, "tests/webhello")
+    assert result.returncode == 0, result.tail()
+    assert result.counts.get("passed", 0) > 0, result.tail()
+    assert result.complete, result.tail()

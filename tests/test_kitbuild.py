@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -109,3 +110,16 @@ def test_stopping_an_unfinished_build_stops_its_tools(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert not _alive(tool)
     assert build.outcome().startswith("stopped unfinished after ")
+
+
+def test_work_that_needs_the_kit_starts_when_it_is_built_and_only_then(tmp_path: Path) -> None:
+    built = threading.Event()
+    build = BackgroundKit(tmp_path, tmp_path / "build.log", script="import time; time.sleep(1)")
+    build.when_built(built.set)
+    assert not built.is_set()  # the build takes a second
+    assert built.wait(30)
+    assert build.seconds is not None  # it had ended first
+    failed = threading.Event()
+    BackgroundKit(tmp_path, tmp_path / "fail.log", script=_FAILS).when_built(failed.set)
+    time.sleep(2)
+    assert not failed.is_set()

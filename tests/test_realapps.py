@@ -18,30 +18,24 @@ import contextlib
 import http.client
 import http.server
 import json
-import os
 import re
-import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import threading
-import time
 import tomllib
-from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests._realapps import REALAPPS, Build, Builder
 from testsupport import rootfs, tls
 from testsupport.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
-REALAPPS = Path(__file__).resolve().parent / "realapps"
-SCRATCHPACK = [sys.executable, "-m", "scratchpack"]
 ROUTES = ("pyinstaller", "static")
 PASS, REFUSED = "pass", "refused"
 
@@ -195,114 +189,29 @@ def _cases() -> Iterator[object]:
             yield pytest.param(app, route, id=f"{app}-{route}", marks=marks)
 
 
-# ---- building: one build per (app, route) per session ---------------------------------------
+# ---- building: one build per (app, route) per session, started early (tests/_realapps.py) ----
 
 
-@dataclass(frozen=True)
-class Build:
-    returncode: int
-    stderr: str
-    exe: Path
-    seconds: float
-
-
-class Builder:
-    """Builds each (app, route) once, from a snapshot of its project (the build must not write
-    build/ or *.egg-info into the repository).
-
-    The first build asked for on a route starts every build of that route the session will
-    ask for, two at a time, in the order the tests ask: a build is mostly one busy process
-    (pip, PyInstaller's analysis, the static bundler) or a download, so a second one uses the
-    other core while the tests run the apps already built."""
-
-    def __init__(
-        self, workdir: Path, caches: Mapping[str, Path], planned: Mapping[str, list[str]]
-    ) -> None:
-        self.workdir, self.caches, self.planned = workdir, caches, planned
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="realapps-build")
-        self._builds: dict[tuple[str, str], Future[Build]] = {}
-        self._running: set[subprocess.Popen[str]] = set()
-        self._closing = threading.Event()
-
-    def __call__(self, app: str, route: str) -> Build:
-        if (app, route) not in self._builds:
-            cache = self.caches[route]  # here, not in a worker: it may set up the kit fixture
-            for later in [app, *self.planned.get(route, ())]:
-                if (later, route) not in self._builds:
-                    self._builds[later, route] = self._pool.submit(self._build, later, route, cache)
-        return self._builds[app, route].result()
-
-    def close(self) -> None:
-        """Builds nobody asked for (a test failed or was interrupted first) are stopped: the
-        CLI stops its tools on SIGTERM."""
-        self._closing.set()
-        for proc in list(self._running):
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _build(self, app: str, route: str, cache: Path) -> Build:
-        src = self.workdir / route / "src" / app  # per route: two builds of one app may overlap
-        shutil.copytree(REALAPPS / app, src, ignore=shutil.ignore_patterns("*.egg-info", "build"))
-        out = self.workdir / "out" / route / app
-        out.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-        started = time.monotonic()
-        with subprocess.Popen(
-            [*SCRATCHPACK, "exe", str(src), "--runtime", route, "-o", str(out),
-             "--cache-dir", str(cache)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        ) as proc:  # fmt: skip
-            self._running.add(proc)
-            if self._closing.is_set():  # close() ran while this one was starting
-                proc.terminate()
-            try:
-                _, stderr = proc.communicate(timeout=900)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                _, stderr = proc.communicate()
-                stderr += "\n(stopped after 900 s)"
-            finally:
-                self._running.discard(proc)
-        return Build(proc.returncode, stderr, out, time.monotonic() - started)
-
-
-def _planned(request: pytest.FixtureRequest) -> dict[str, list[str]]:
-    """route -> the apps this session's tests of this module build on it, in the tests' order."""
-    planned: dict[str, list[str]] = {}
-    for item in request.session.items:
-        params = getattr(item, "callspec", None)
-        if item.path != request.path or params is None or "route" not in params.params:
-            continue
-        app = params.params.get("app", "stdlib_matrix")  # test_stdlib_item: the matrix app
-        apps = planned.setdefault(params.params["route"], [])
-        if app not in apps:
-            apps.append(app)
-    return planned
+#: Waits for one (app, route) build of the session: the ``build`` fixture.
+BuildFn = Callable[[str, str], Build]
 
 
 @pytest.fixture(scope="module")
-def build(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, freeze_cache: Path
-) -> Iterator[Builder]:
-    """The static cache (and its kit, built once per session) is only asked for when a static
-    case runs, so `-k pyinstaller` never builds the kit."""
+def build(request: pytest.FixtureRequest, realapps_builds: Builder | None) -> BuildFn:
+    """The session's builds. A static case first asks for the kit, whose fixture starts the
+    static route's builds once it is built, so `-k pyinstaller` never builds the kit."""
+    assert realapps_builds is not None, "tests/conftest.py plans the builds of this module"
+    builds = realapps_builds
 
-    class Caches(dict[str, Path]):
-        def __missing__(self, route: str) -> Path:
-            assert route == "static", route
-            self[route] = path = request.getfixturevalue("static_cache")
-            return path
+    def get(app: str, route: str) -> Build:
+        if route == "static":
+            request.getfixturevalue("static_cache")
+        return builds(app, route)
 
-    caches = Caches(pyinstaller=freeze_cache)
-    builder = Builder(tmp_path_factory.mktemp("realapps"), caches, _planned(request))
-    try:
-        yield builder
-    finally:
-        builder.close()
+    return get
 
 
-def built_exe(build: Builder, app: str, route: str) -> Path:
+def built_exe(build: BuildFn, app: str, route: str) -> Path:
     result = build(app, route)
     assert result.returncode == 0, f"build failed:\n{result.stderr}"
     return result.exe
@@ -452,7 +361,7 @@ def tls_server(tmp: Path) -> Iterator[tuple[int, bytes]]:
 
 
 @pytest.mark.parametrize(("app", "route"), list(_cases()))
-def test_realapp(app: str, route: str, build: Builder, tmp_path: Path) -> None:
+def test_realapp(app: str, route: str, build: BuildFn, tmp_path: Path) -> None:
     outcome = EXPECTED[app][route]
     result = build(app, route)
     if outcome == REFUSED:
@@ -495,7 +404,7 @@ MATRIX_ITEMS = (
 
 
 @pytest.fixture(scope="module")
-def matrix_output(build: Builder, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def matrix_output(build: BuildFn, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The matrix runs once per route; route -> its output (or the build's error)."""
 
     class Outputs(dict[str, str]):

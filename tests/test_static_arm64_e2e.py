@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.webhello._server import run_suite
+from tests.webhello._server import EarlySuites
 from testsupport import static_sandbox
 from testsupport.net import free_port, get_status
 
@@ -62,12 +61,32 @@ def arm64_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+#: The behaviour suite's test below, whose run webhello_arm64 starts (EarlySuites).
+SUITE_TEST = (
+    Path(__file__),
+    "test_arm64_webhello_behaviour_suite_passes_under_qemu_in_read_only_sandbox",
+)
+SUITE_DROP = ("WEBHELLO_SANDBOX_UID",)
+
+
+def _suite_env(exe: Path) -> dict[str, str]:
+    return {
+        "WEBHELLO_CMD": str(exe),
+        "WEBHELLO_SANDBOX": "ro-rootfs",
+        "WEBHELLO_SANDBOX_EMULATOR": QEMU,
+    }
+
+
 @pytest.fixture(scope="session")
 def webhello_arm64(
-    arm64_cache: Path, arm64_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    arm64_cache: Path,
+    arm64_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    behaviour_suites: EarlySuites,
 ) -> dict[str, Any]:
     """webhello frozen for linux/arm64 through the CLI; the first static build of this target
-    cross-builds its kit (SCRATCHPACK_TEST_RUNTIME_SEED may hold it beside the x86-64 one)."""
+    cross-builds its kit (SCRATCHPACK_TEST_RUNTIME_SEED may hold it beside the x86-64 one).
+    The behaviour suite's run under qemu starts here, beside the tests before its own."""
     src = tmp_path_factory.mktemp("webhello-arm64") / "webhello"
     shutil.copytree(
         WEBHELLO, src, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build")
@@ -80,6 +99,7 @@ def webhello_arm64(
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert Path(result["executable"]) == out
+    behaviour_suites.start(SUITE_TEST, _suite_env(out), "tests/webhello", drop=SUITE_DROP)
     return dict(result)
 
 
@@ -136,20 +156,16 @@ def test_arm64_webhello_serves_under_qemu_in_empty_read_only_root_as_uid_1000(
 
 
 def test_arm64_webhello_behaviour_suite_passes_under_qemu_in_read_only_sandbox(
-    webhello_arm64: dict[str, Any],
+    webhello_arm64: dict[str, Any], behaviour_suites: EarlySuites
 ) -> None:
     """tests/webhello against the arm64 executable, every server started under qemu by
     testsupport.static_sandbox (see _server.py's WEBHELLO_SANDBOX_EMULATOR)."""
-    env = {
-        "WEBHELLO_CMD": webhello_arm64["executable"],
-        "WEBHELLO_SANDBOX": "ro-rootfs",
-        "WEBHELLO_SANDBOX_EMULATOR": QEMU,
-    }
-    proc = run_suite(env, "tests/webhello", drop=("WEBHELLO_SANDBOX_UID",))
-    tail = "\n".join(proc.stdout.splitlines()[-60:])
-    assert proc.returncode == 0, tail
-    assert re.search(r"\d+ passed", tail), tail
-    assert not re.search(r"\d+ (skipped|xfailed|xpassed|deselected)", tail), tail
+    env = _suite_env(Path(webhello_arm64["executable"]))
+    result = behaviour_suites.run(SUITE_TEST, env, "tests/webhello", drop=SUITE_DROP)
+    assert result.returncode == 0, result.tail()
+    assert result.counts.get("passed", 0) > 0, result.tail()
+    assert not result.counts.keys() & {"skipped", "xfailed", "xpassed"}, result.tail()
+    assert result.complete, result.tail()  # every test ran, once
 
 
 #: What each app prints last when all its compiled parts worked (under qemu, from the executable).

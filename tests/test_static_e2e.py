@@ -39,7 +39,7 @@ from scratchpack.freeze import FreezeSpec, freeze
 from scratchpack.freeze.static.sources import PACKAGES
 from scratchpack.freeze.static.toolchain import MUSL_VERSION, TARGETS
 from tests._fixtures import PROCESS_CHECKS
-from tests.webhello._server import in_netns, run_suite
+from tests.webhello._server import EarlySuites, in_netns
 from testsupport import rootfs, static_sandbox, tls
 from testsupport.engines import Container, ContainerRuntime
 from testsupport.net import free_port, get_status
@@ -120,12 +120,26 @@ def webhello_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _webhello_copy(tmp_path_factory.mktemp("webhello-snapshot") / "webhello")
 
 
+#: The behaviour suite's test below, whose run webhello_exe starts (EarlySuites).
+SUITE_TEST = (Path(__file__), "test_webhello_behaviour_suite_passes_in_read_only_sandbox")
+SUITE_DROP = ("WEBHELLO_SANDBOX_UID",)
+
+
+def _suite_env(exe: Path) -> dict[str, str]:
+    return {"WEBHELLO_CMD": str(exe), "WEBHELLO_SANDBOX": "ro-rootfs"}
+
+
 @pytest.fixture(scope="session")
-def webhello_exe(static_cache: Path, exe_dir: Path, webhello_src: Path) -> Built:
+def webhello_exe(
+    static_cache: Path, exe_dir: Path, webhello_src: Path, behaviour_suites: EarlySuites
+) -> Built:
     """webhello, built with --no-cache: the first of the two builds the reproducibility test
-    compares (it also lands in the cache, so the image build below reuses it)."""
+    compares (it also lands in the cache, so the image build below reuses it). The behaviour
+    suite's run against it starts here, beside the tests before its own."""
     out = exe_dir / "webhello"
-    return Built(out, build_exe(webhello_src, out, static_cache, "--no-cache"))
+    built = Built(out, build_exe(webhello_src, out, static_cache, "--no-cache"))
+    behaviour_suites.start(SUITE_TEST, _suite_env(out), "tests/webhello", drop=SUITE_DROP)
+    return built
 
 
 @pytest.fixture(scope="session")
@@ -251,16 +265,18 @@ def test_sandbox_launcher_gives_an_empty_read_only_root(probe_exe: Path, exe_dir
     assert seen["executable"] == str(probe_exe)
 
 
-def test_webhello_behaviour_suite_passes_in_read_only_sandbox(webhello_exe: Built) -> None:
+def test_webhello_behaviour_suite_passes_in_read_only_sandbox(
+    webhello_exe: Built, behaviour_suites: EarlySuites
+) -> None:
     """The whole tests/webhello suite against the static executable, every server started by
     testsupport.static_sandbox: empty read-only root, no /tmp, no /proc, the uid each test asks
     for (see _server.py: tests that ask for none run as the invoking user, as in every run)."""
-    env = {"WEBHELLO_CMD": str(webhello_exe.path), "WEBHELLO_SANDBOX": "ro-rootfs"}
-    proc = run_suite(env, "tests/webhello", drop=("WEBHELLO_SANDBOX_UID",))
-    tail = "\n".join(proc.stdout.splitlines()[-60:])
-    assert proc.returncode == 0, tail
-    assert re.search(r"\d+ passed", tail), tail
-    assert not re.search(r"\d+ (skipped|xfailed|xpassed|deselected)", tail), tail
+    env = _suite_env(webhello_exe.path)
+    result = behaviour_suites.run(SUITE_TEST, env, "tests/webhello", drop=SUITE_DROP)
+    assert result.returncode == 0, result.tail()
+    assert result.counts.get("passed", 0) > 0, result.tail()
+    assert not result.counts.keys() & {"skipped", "xfailed", "xpassed"}, result.tail()
+    assert result.complete, result.tail()  # every test ran, once
 
 
 # ---- 4. the image: podman, read-only root, no tmpfs, uid 1000 ---------------------------------

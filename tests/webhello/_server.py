@@ -26,10 +26,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from testsupport import static_sandbox
 from testsupport.net import free_port
@@ -71,23 +71,135 @@ def custom_command() -> list[str] | None:
     return words
 
 
-def run_suite(
-    env: Mapping[str, str], *args: str, drop: Sequence[str] = ()
-) -> subprocess.CompletedProcess[str]:
-    """Run the behaviour suite in a child pytest with ``env`` added (WEBHELLO_CMD...): how the
-    freezer tests prove a frozen webhello. ``drop`` names variables the child must not see."""
-    child = {**os.environ, **env}
-    for name in ("PYTEST_ADDOPTS", *drop):
-        child.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        cwd=REPO,
-        env=child,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+#: How the behaviour suite is split for a frozen executable: the tests marked ``slow`` (real
+#: deadlines: about a minute of waiting on the server's 60 s keep-alive timer) in one child
+#: pytest, all the others in a second one started beside it, so the minute overlaps the rest;
+#: that one spreads its files over two pytest-xdist workers (a module's tests stay together
+#: and in order: they share module-scoped servers), so a server start that is CPU (a one-file
+#: executable's extraction, qemu) uses both cores.
+SUITE_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("slow", ()),
+    ("not slow", ("-n", "2", "--dist", "loadfile")),
+)
+
+_SUMMARY = re.compile(r"^=* ?(\d+ \w+.*) in [\d.]+s")
+_COUNT = re.compile(r"(\d+) (\w+)")
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """What a run of the behaviour suite in child pytests gave, all parts together."""
+
+    returncode: int  # the first part's non-zero exit status, else 0
+    output: str  # each part's whole output, one after the other
+    counts: dict[str, int]  # outcome ("passed", "failed", "skipped"...) -> tests, all parts
+    complete: bool  # every test of the suite ran: what the first part deselected, the others ran
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def _counts(output: str) -> dict[str, int]:
+    """pytest's closing line ("797 passed, 1 deselected in 40.1s") as outcome -> number."""
+    summaries = [m.group(1) for line in output.splitlines() if (m := _SUMMARY.match(line))]
+    if not summaries:
+        return {}
+    return {kind: int(n) for n, kind in _COUNT.findall(summaries[-1])}
+
+
+class SuiteRun:
+    """The behaviour suite in child pytests with ``env`` added (WEBHELLO_CMD...), one per
+    SUITE_PARTS entry, all started now: how the freezer tests prove a frozen webhello.
+    ``drop`` names variables the children must not see. ``wait()`` collects the result."""
+
+    def __init__(self, env: Mapping[str, str], *args: str, drop: Sequence[str] = ()) -> None:
+        child = {**os.environ, **env}
+        for name in ("PYTEST_ADDOPTS", *drop):
+            child.pop(name, None)
+        self._parts: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+        for marks, options in SUITE_PARTS:
+            out = tempfile.TemporaryFile(prefix="webhello-suite-")  # noqa: SIM115 - read in wait()
+            argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", marks]
+            argv += options
+            proc = subprocess.Popen(
+                [*argv, *args], cwd=REPO, env=child, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            self._parts.append((proc, out))
+
+    def stop(self) -> None:
+        """End the parts still running (a session that ends before its test collected them)."""
+        for proc, out in self._parts:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out.close()
+
+    def wait(self, timeout: float = 1200) -> SuiteResult:
+        deadline = time.monotonic() + timeout
+        codes, outputs = [], []
+        for proc, out in self._parts:
+            try:
+                codes.append(proc.wait(max(0.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                codes.append(-signal.SIGKILL)
+            with out:
+                out.seek(0)
+                outputs.append(out.read().decode("utf-8", "replace"))
+        per_part = [_counts(text) for text in outputs]
+        totals: dict[str, int] = {}
+        for counts in per_part:
+            for kind, n in counts.items():
+                if kind != "deselected":
+                    totals[kind] = totals.get(kind, 0) + n
+        selected = [
+            sum(n for k, n in c.items() if k not in {"deselected", "warnings"}) for c in per_part
+        ]
+        # The first part (no xdist) collects the whole suite and runs only its own marker's
+        # tests; the others together must run exactly what it deselected. (pytest-xdist's
+        # summary has no "deselected": its workers deselect.)
+        complete = all(per_part) and sum(selected[1:]) == per_part[0].get("deselected", -1)
+        return SuiteResult(
+            returncode=next((code for code in codes if code != 0), 0),
+            output="\n".join(
+                f"--- part -m {part[0]!r}: exit {code} ---\n{text}"
+                for part, code, text in zip(SUITE_PARTS, codes, outputs, strict=True)
+            ),
+            counts=totals,
+            complete=complete,
+        )
+
+
+class EarlySuites:
+    """Suite runs started before the test that checks them, by the fixture that builds the
+    executable: the run's minute of waiting then overlaps the tests in between. Keyed by the
+    checking test (its file and name); only a selected test's run is started early."""
+
+    def __init__(self, selected: Iterable[tuple[Path, str]]) -> None:
+        self._selected = {(path.resolve(), name) for path, name in selected}
+        self._runs: dict[tuple[Path, str], SuiteRun] = {}
+
+    def start(
+        self, test: tuple[Path, str], env: Mapping[str, str], *args: str, drop: Sequence[str] = ()
+    ) -> None:
+        key = (test[0].resolve(), test[1])
+        if key in self._selected and key not in self._runs:
+            self._runs[key] = SuiteRun(env, *args, drop=drop)
+
+    def run(
+        self, test: tuple[Path, str], env: Mapping[str, str], *args: str, drop: Sequence[str] = ()
+    ) -> SuiteResult:
+        """The run started early for ``test`` (it must have been given the same env), or one
+        started now; waited for to its end."""
+        run = self._runs.pop((test[0].resolve(), test[1]), None)
+        return (run or SuiteRun(env, *args, drop=drop)).wait()
+
+    def stop(self) -> None:
+        for run in self._runs.values():
+            run.stop()
+        self._runs.clear()
 
 
 def frozen_executable() -> str | None:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 #: Run by the build's process: scratchpack's own progress lines (each step and how long it
@@ -83,6 +84,7 @@ class BackgroundKit:
         self.seconds: float | None = None  # how long it ran, once it has ended
         self.waited: float | None = None  # how long the first test that needed it waited
         self._lock = threading.Lock()
+        self._done = threading.Event()  # the process has ended (and been reaped)
         with log.open("wb") as out:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", script, str(cache), *args],
@@ -155,9 +157,22 @@ class BackgroundKit:
             return []
         return re.findall(r"^scratchpack: (.*(?:done in|built in) .*)$", text, re.M)
 
+    def when_built(self, then: Callable[[], None]) -> None:
+        """Call ``then`` in a thread of its own as soon as the build has succeeded (never if
+        it fails or is stopped): work that needs the kit starts then, not when a test asks.
+        It must not touch pytest: no fixture, no alarm (the running test owns those)."""
+
+        def call() -> None:
+            self._done.wait()
+            if self._proc.returncode == 0:
+                then()
+
+        threading.Thread(target=call, name="kit-build-then", daemon=True).start()
+
     def _watch(self) -> None:
         self._proc.wait()
         self._ended()
+        self._done.set()
 
     def _ended(self) -> None:
         with self._lock:
