@@ -102,9 +102,10 @@ def test_stopping_an_unfinished_build_stops_its_tools(tmp_path: Path) -> None:
         time.sleep(0.05)
     tool = int(pid_file.read_text())
     assert _alive(tool)
-    started = time.monotonic()
     build.stop()
-    assert time.monotonic() - started < 15  # the tool's group got SIGTERM, not the grace
+    # it stopped itself on SIGINT (its tool's group got SIGTERM), not SIGKILLed after the grace;
+    # no time bound here: under a loaded machine the niced child may take a while to run
+    assert build._proc.returncode != -signal.SIGKILL, build.log.read_text()
     deadline = time.monotonic() + 10
     while _alive(tool) and time.monotonic() < deadline:
         time.sleep(0.05)
