@@ -725,6 +725,17 @@ def test_musllinux_extensions_load_from_the_executable_in_empty_read_only_root(
     assert ran.returncode == 0, ran.stdout
     names = ("aiohttp", "markupsafe", "msgpack", "orjson", "pydantic", "rust_panic", "yaml")
     assert json.loads(ran.stdout.decode().splitlines()[-1]) == dict.fromkeys(names, True)
+    # the executable as Python, and a spawned multiprocessing child (which runs it as Python and
+    # unpickles orjson.dumps by importing orjson), load the bundled extensions too
+    code = (
+        "import multiprocessing as mp, orjson\n"
+        "p = mp.get_context('spawn').Process(target=orjson.dumps, args=([1],))\n"
+        "p.start(); p.join()\n"
+        "print(orjson.__file__.startswith(__import__('sys').executable + '/'), p.exitcode)\n"
+    )
+    env = {"SCRATCHPACK_PYTHON": "1"}
+    ran = rootfs.run(root, [str(exe), "-c", code], env=env, read_only=True)
+    assert ran.returncode == 0 and ran.stdout.decode().splitlines() == ["True 0"], ran.stdout
 
 
 def test_optional_c_speedup_from_a_musllinux_wheel_is_bundled_and_runs(

@@ -17,13 +17,31 @@
 #include <string.h>
 #include <unistd.h>
 
-/* link.py: the marshalled tuple (zipimport's get_filename patch, the bootstrap), code objects. */
+/* link.py: the marshalled tuple (zipimport's get_filename patch, the bootstrap, the bootstrap's
+ * setup part alone), code objects. */
 extern const unsigned char scratchpack_bootstrap[];
 extern const size_t scratchpack_bootstrap_size;
 
 /* The name the bootstrap's code object gets in __main__; the command exec()s it there, so it
  * runs in __main__'s namespace as its source did when it was the command itself. */
 #define BOOTSTRAP_NAME "__scratchpack_bootstrap__"
+
+/* As Python: the setup part of the bootstrap (the <exe>/ path hook, the extension finder) runs
+ * in its own namespace, so `-c` code and multiprocessing's children find what the app finds. */
+static int run_setup(PyObject *code) {
+    PyObject *globals = PyDict_New();
+    PyObject *name = PyUnicode_FromString("_scratchpack_setup");
+    PyObject *result = NULL;
+    if (globals != NULL && name != NULL &&
+        PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) == 0 &&
+        PyDict_SetItemString(globals, "__name__", name) == 0) {
+        result = PyEval_EvalCode(code, globals, globals);
+    }
+    Py_XDECREF(name);
+    Py_XDECREF(globals);
+    Py_XDECREF(result);
+    return result != NULL ? 0 : -1;
+}
 
 static int install_bootstrap(PyObject *code) {
     PyObject *main_module = PyImport_AddModule("__main__"); /* borrowed */
@@ -200,7 +218,7 @@ int main(int argc, char **argv) {
     PyConfig_Clear(&config);
     PyObject *codes = PyMarshal_ReadObjectFromString((const char *)scratchpack_bootstrap,
                                                      (Py_ssize_t)scratchpack_bootstrap_size);
-    if (codes == NULL || !PyTuple_Check(codes) || PyTuple_GET_SIZE(codes) != 2) {
+    if (codes == NULL || !PyTuple_Check(codes) || PyTuple_GET_SIZE(codes) != 3) {
         PyErr_Print();
         fputs("scratchpack: this executable's bootstrap code is damaged\n", stderr);
         return 1;
@@ -212,8 +230,9 @@ int main(int argc, char **argv) {
     }
     /* From here the bootstrap's path hook answers <exe>/<pkg> import paths, so those may be
      * directories to stat() (zipimport's own search needed them not to be). */
-    scratchpack_selfdir_dirs = !python_mode;
-    int failed = !python_mode && install_bootstrap(PyTuple_GET_ITEM(codes, 1)) != 0;
+    scratchpack_selfdir_dirs = 1;
+    int failed = python_mode ? run_setup(PyTuple_GET_ITEM(codes, 2)) != 0
+                             : install_bootstrap(PyTuple_GET_ITEM(codes, 1)) != 0;
     Py_DECREF(codes);
     if (failed) {
         PyErr_Print();

@@ -289,6 +289,14 @@ def bootstrap_code(entrypoint: str, prelude: str = "") -> str:
     return "\n".join(lines) + "\n" + _SELFDIR + prelude + run
 
 
+def setup_code(prelude: str = "") -> str:
+    """What the executable installs before anything runs when it is Python (SCRATCHPACK_PYTHON=1,
+    and multiprocessing's spawn and forkserver children, which import the app's modules): the
+    ``<exe>/`` path hook and patches, and the finder of the bundled extension modules (without
+    it a spawned child of an app with compiled dependencies cannot import them)."""
+    return "import sys\n" + _SELFDIR + prelude
+
+
 #: zipimporter.get_filename for modules of the executable's own zip (zipdir.c installs it before
 #: the first zip import, in zipimport's namespace): the path of the first entry
 #: ``_get_module_code()`` would try, when that is a .pyc with no .py beside it (so no source
@@ -327,9 +335,12 @@ _COMPILE = (
 )
 
 
-def compiled_bootstrap(kit: Kit, bootstrap: str, workdir: Path, *, runner: Runner) -> bytes:
+def compiled_bootstrap(
+    kit: Kit, bootstrap: str, setup: str, workdir: Path, *, runner: Runner
+) -> bytes:
     """The launcher's Python, compiled and marshalled by the kit's interpreter at build time:
-    the tuple (``ZIPIMPORT_PATCH``'s code, ``bootstrap``'s code).
+    the tuple (``ZIPIMPORT_PATCH``'s code, ``bootstrap``'s code, ``setup``'s code (run instead
+    of the bootstrap when the executable is Python)).
 
     Parsing and compiling them at every start (the parser's and compiler's first use in the
     process) cost ~1.5 ms of a webhello start's ~11 ms of CPU; unmarshalling the code objects
@@ -337,7 +348,7 @@ def compiled_bootstrap(kit: Kit, bootstrap: str, workdir: Path, *, runner: Runne
     interpreter runs (same sources, as for the bundle's .pyc).
     """
     src, out = workdir / "bootstrap.json", workdir / "bootstrap.marshal"
-    src.write_text(json.dumps([ZIPIMPORT_PATCH, bootstrap]), encoding="utf-8")
+    src.write_text(json.dumps([ZIPIMPORT_PATCH, bootstrap, setup]), encoding="utf-8")
     python = kit.build_python or kit.python
     argv = [str(python), "-I", "-S", "-X", "no_debug_ranges", "-c", _COMPILE, str(src), str(out)]
     proc = runner(argv, cwd=workdir)
@@ -378,7 +389,9 @@ def link_executable(
     extra = dict(native.inittab) if native else None
     (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep, extra))
     prelude = native.bootstrap if native else ""
-    boot = compiled_bootstrap(kit, bootstrap_code(entrypoint, prelude), workdir, runner=runner)
+    boot = compiled_bootstrap(
+        kit, bootstrap_code(entrypoint, prelude), setup_code(prelude), workdir, runner=runner
+    )
     (workdir / "bootstrap.c").write_text(_c_bytes(boot))
     sources = importlib.resources.files("scratchpack.freeze.static")
     for name in ("launcher.c", "selfdir.c", "zipdir.c"):
