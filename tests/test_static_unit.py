@@ -217,6 +217,13 @@ print(json.dumps({
 """
 
 
+def _selfdir_code(archive: Path) -> str:
+    """The bootstrap's ``_SELFDIR`` set up for ``archive`` as the executable, runnable alone."""
+    code = _SELFDIR.replace("_scratchpack_selfdir()\n", f"_scratchpack_selfdir({str(archive)!r})\n")
+    assert code != _SELFDIR
+    return "import sys\n" + code
+
+
 def test_bootstrap_selfdir_path_hook_and_as_file(tmp_path: Path) -> None:
     """The bootstrap's zipimport path hook makes the importers zipimport makes, and as_file()
     on a member of the executable's zip gives its path there (selfdir.c serves it), while other
@@ -229,9 +236,7 @@ def test_bootstrap_selfdir_path_hook_and_as_file(tmp_path: Path) -> None:
         zf.writestr("pkg/data.txt", "data")
         zf.writestr("pkg/sub/__init__.py", "")
         zf.writestr("pkg/sub/mod.py", "VALUE = 7")
-    code = _SELFDIR.replace("_scratchpack_selfdir()\n", f"_scratchpack_selfdir({str(archive)!r})\n")
-    assert code != _SELFDIR
-    probe = "import sys\n" + code + SELFDIR_PROBE.replace("ARCHIVE", repr(str(archive)))
+    probe = _selfdir_code(archive) + SELFDIR_PROBE.replace("ARCHIVE", repr(str(archive)))
     proc = subprocess.run(
         [sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=30, check=False
     )
@@ -287,10 +292,9 @@ def test_bootstrap_lists_metadata_through_the_executable_directory(
         zf.writestr("Demo.Pkg-1.0.dist-info/METADATA", "Name: Demo.Pkg\nVersion: 1.0\n")
         zf.writestr("Demo.Pkg-1.0.dist-info/entry_points.txt", "[demo.plugins]\nx = demo:x\n")
         zf.writestr("other-2.0.dist-info/METADATA", "Name: other\nVersion: 2.0\n")
-    code = _SELFDIR.replace("_scratchpack_selfdir()\n", f"_scratchpack_selfdir({str(archive)!r})\n")
     probe = METADATA_PROBE.replace("ARCHIVE", repr(str(archive))).replace("SERVE", str(serve))
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", "import sys\n" + code + probe],
+        [sys.executable, "-I", "-c", _selfdir_code(archive) + probe],
         capture_output=True,
         text=True,
         timeout=30,
