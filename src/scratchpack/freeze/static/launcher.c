@@ -17,8 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* link.py: the marshalled tuple (zipimport's get_filename patch, the bootstrap, the bootstrap's
- * setup part alone), code objects. */
+/* link.py: the marshalled tuple (zipimport's get_filename patch, the bootstrap, the setup run
+ * before it), code objects. */
 extern const unsigned char scratchpack_bootstrap[];
 extern const size_t scratchpack_bootstrap_size;
 
@@ -26,8 +26,8 @@ extern const size_t scratchpack_bootstrap_size;
  * runs in __main__'s namespace as its source did when it was the command itself. */
 #define BOOTSTRAP_NAME "__scratchpack_bootstrap__"
 
-/* As Python: the setup part of the bootstrap (the <exe>/ path hook, the extension finder) runs
- * in its own namespace, so `-c` code and multiprocessing's children find what the app finds. */
+/* The setup code (the <exe>/ path hook, the extension finder) runs first, in its own namespace,
+ * as the app and as Python: `-c` code and multiprocessing's children find what the app finds. */
 static int run_setup(PyObject *code) {
     PyObject *globals = PyDict_New();
     PyObject *name = PyUnicode_FromString("_scratchpack_setup");
@@ -231,8 +231,8 @@ int main(int argc, char **argv) {
     /* From here the bootstrap's path hook answers <exe>/<pkg> import paths, so those may be
      * directories to stat() (zipimport's own search needed them not to be). */
     scratchpack_selfdir_dirs = 1;
-    int failed = python_mode ? run_setup(PyTuple_GET_ITEM(codes, 2)) != 0
-                             : install_bootstrap(PyTuple_GET_ITEM(codes, 1)) != 0;
+    int failed = run_setup(PyTuple_GET_ITEM(codes, 2)) != 0 ||
+                 (!python_mode && install_bootstrap(PyTuple_GET_ITEM(codes, 1)) != 0);
     Py_DECREF(codes);
     if (failed) {
         PyErr_Print();

@@ -255,8 +255,9 @@ def archives(keep: set[str]) -> list[str]:
     return [*out, "libz.a"]
 
 
-def bootstrap_code(entrypoint: str, prelude: str = "") -> str:
-    """The Python the launcher runs: the entry point as a console script would call it.
+def bootstrap_code(entrypoint: str) -> str:
+    """The Python the launcher runs in ``__main__`` after ``setup_code()``'s: the entry point as
+    a console script would call it.
 
     As PID 1 (a container without --init) SIGTERM's default action is ignored by the kernel, so
     an app that installs no handler would never stop on ``docker stop``: exit with 143 instead.
@@ -286,14 +287,15 @@ def bootstrap_code(entrypoint: str, prelude: str = "") -> str:
         note=EXIT_NOTE,
         missing=MISSING_NOTE,
     )
-    return "\n".join(lines) + "\n" + _SELFDIR + prelude + run
+    return "\n".join(lines) + "\n" + run
 
 
 def setup_code(prelude: str = "") -> str:
-    """What the executable installs before anything runs when it is Python (SCRATCHPACK_PYTHON=1,
-    and multiprocessing's spawn and forkserver children, which import the app's modules): the
-    ``<exe>/`` path hook and patches, and the finder of the bundled extension modules (without
-    it a spawned child of an app with compiled dependencies cannot import them)."""
+    """What the executable installs before anything else runs, as the app and as Python
+    (SCRATCHPACK_PYTHON=1, and multiprocessing's spawn and forkserver children, which import the
+    app's modules): the ``<exe>/`` path hook and patches, and ``prelude`` (the finder of the
+    bundled extension modules; without it a spawned child of an app with compiled dependencies
+    cannot import them). One code object for both, so the executable holds it once."""
     return "import sys\n" + _SELFDIR + prelude
 
 
@@ -339,8 +341,8 @@ def compiled_bootstrap(
     kit: Kit, bootstrap: str, setup: str, workdir: Path, *, runner: Runner
 ) -> bytes:
     """The launcher's Python, compiled and marshalled by the kit's interpreter at build time:
-    the tuple (``ZIPIMPORT_PATCH``'s code, ``bootstrap``'s code, ``setup``'s code (run instead
-    of the bootstrap when the executable is Python)).
+    the tuple (``ZIPIMPORT_PATCH``'s code, ``bootstrap``'s code, ``setup``'s code (run first,
+    as the app and as Python)).
 
     Parsing and compiling them at every start (the parser's and compiler's first use in the
     process) cost ~1.5 ms of a webhello start's ~11 ms of CPU; unmarshalling the code objects
@@ -390,7 +392,7 @@ def link_executable(
     (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep, extra))
     prelude = native.bootstrap if native else ""
     boot = compiled_bootstrap(
-        kit, bootstrap_code(entrypoint, prelude), setup_code(prelude), workdir, runner=runner
+        kit, bootstrap_code(entrypoint), setup_code(prelude), workdir, runner=runner
     )
     (workdir / "bootstrap.c").write_text(_c_bytes(boot))
     sources = importlib.resources.files("scratchpack.freeze.static")
