@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,31 +218,41 @@ print(json.dumps({
 """
 
 
-def _selfdir_code(archive: Path) -> str:
-    """The bootstrap's ``_SELFDIR`` set up for ``archive`` as the executable, runnable alone."""
+def _selfdir_probe(archive: Path, members: dict[str, str], probe: str) -> Any:
+    """Write ``members`` as the executable's zip at ``archive``, then run the setup's
+    ``_SELFDIR`` for it and ``probe`` (ARCHIVE: the archive's path) in a fresh interpreter; the
+    JSON the probe prints."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
     code = _SELFDIR.replace("_scratchpack_selfdir()\n", f"_scratchpack_selfdir({str(archive)!r})\n")
     assert code != _SELFDIR
-    return "import sys\n" + code
+    source = "import sys\n" + code + probe.replace("ARCHIVE", repr(str(archive)))
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", source],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def test_bootstrap_selfdir_path_hook_and_as_file(tmp_path: Path) -> None:
     """The bootstrap's zipimport path hook makes the importers zipimport makes, and as_file()
     on a member of the executable's zip gives its path there (selfdir.c serves it), while other
     resources keep the copying default."""
-    import zipfile
-
     archive = tmp_path / "exe"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("pkg/__init__.py", "")
-        zf.writestr("pkg/data.txt", "data")
-        zf.writestr("pkg/sub/__init__.py", "")
-        zf.writestr("pkg/sub/mod.py", "VALUE = 7")
-    probe = _selfdir_code(archive) + SELFDIR_PROBE.replace("ARCHIVE", repr(str(archive)))
-    proc = subprocess.run(
-        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=30, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    got = json.loads(proc.stdout)
+    members = {
+        "pkg/__init__.py": "",
+        "pkg/data.txt": "data",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/mod.py": "VALUE = 7",
+    }
+    got = _selfdir_probe(archive, members, SELFDIR_PROBE)
     assert got["made"] == [
         [True, str(archive), "pkg/"],
         [True, str(archive), "pkg/sub/"],
@@ -282,26 +293,16 @@ def test_bootstrap_lists_metadata_through_the_executable_directory(
 ) -> None:
     """importlib.metadata finds the dist-info directories by listing ``<exe>/`` (selfdir.c
     answers it in C) and reads them as ``<exe>/<name>.dist-info/...`` paths, never opening
-    ``zipfile.Path``; where the listing fails (the launcher as plain Python, no selfdir view)
-    it falls back to CPython's zip reading, which still answers."""
-    import zipfile
-
+    ``zipfile.Path``; where the listing fails (no selfdir view, as on this host) it falls back
+    to CPython's zip reading, which still answers."""
     archive = tmp_path / "exe"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("demo/__init__.py", "")
-        zf.writestr("Demo.Pkg-1.0.dist-info/METADATA", "Name: Demo.Pkg\nVersion: 1.0\n")
-        zf.writestr("Demo.Pkg-1.0.dist-info/entry_points.txt", "[demo.plugins]\nx = demo:x\n")
-        zf.writestr("other-2.0.dist-info/METADATA", "Name: other\nVersion: 2.0\n")
-    probe = METADATA_PROBE.replace("ARCHIVE", repr(str(archive))).replace("SERVE", str(serve))
-    proc = subprocess.run(
-        [sys.executable, "-I", "-c", _selfdir_code(archive) + probe],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    got = json.loads(proc.stdout)
+    members = {
+        "demo/__init__.py": "",
+        "Demo.Pkg-1.0.dist-info/METADATA": "Name: Demo.Pkg\nVersion: 1.0\n",
+        "Demo.Pkg-1.0.dist-info/entry_points.txt": "[demo.plugins]\nx = demo:x\n",
+        "other-2.0.dist-info/METADATA": "Name: other\nVersion: 2.0\n",
+    }
+    got = _selfdir_probe(archive, members, METADATA_PROBE.replace("SERVE", str(serve)))
     dist = f"{archive}/Demo.Pkg-1.0.dist-info"
     if serve:
         assert got["listed"] == [f"{archive}/"]
