@@ -837,6 +837,20 @@ def test_caught_import_error_gets_the_note_at_a_non_zero_exit(
     assert ": colorsys, scratchpack_optional_speedup." in lines[1], lines
     assert "[tool.scratchpack] include-modules" in lines[1]
 
+    # An uncaught error: printed from the entry point down (no frame of the launcher's own),
+    # exit 1; an uncaught KeyboardInterrupt: 130, as Python's (PID 1 ignores the SIGINT).
+    raised = rootfs.run(tmp_path / "root", [str(exe), "raise"], read_only=True)
+    lines = raised.stdout.decode().splitlines()
+    assert raised.returncode == 1, lines
+    assert lines[0] == "Traceback (most recent call last):", lines
+    assert lines[1].startswith('  File "<scratchpack entry point>", line '), lines
+    assert [line.split(", ")[-1] for line in lines[2:4]] == ["in main", "in fail"], lines
+    assert lines[4] == "ValueError: failed on purpose", lines
+    interrupted = rootfs.run(tmp_path / "root", [str(exe), "interrupt"], read_only=True)
+    lines = interrupted.stdout.decode().splitlines()
+    assert interrupted.returncode == 130, lines
+    assert lines[-1] == "KeyboardInterrupt", lines
+
 
 def test_entrypoint_names_a_console_script_of_a_dependency(
     static_cache: Path, exe_dir: Path, tmp_path: Path

@@ -13,6 +13,7 @@
 #include <Python.h>
 #include <marshal.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,9 +23,9 @@
 extern const unsigned char scratchpack_bootstrap[];
 extern const size_t scratchpack_bootstrap_size;
 
-/* The name the bootstrap's code object gets in __main__; the command exec()s it there, so it
- * runs in __main__'s namespace as its source did when it was the command itself. */
-#define BOOTSTRAP_NAME "__scratchpack_bootstrap__"
+/* CPython's flag (pythonrun.c) for an exception that ended the program being KeyboardInterrupt:
+ * Py_RunMain() then exits by SIGINT, as a shell expects of a program stopped by ^C. */
+extern int _Py_UnhandledKeyboardInterrupt;
 
 /* The setup code (the <exe>/ path hook, the extension finder) runs first, in its own namespace,
  * as the app and as Python: `-c` code and multiprocessing's children find what the app finds. */
@@ -43,11 +44,38 @@ static int run_setup(PyObject *code) {
     return result != NULL ? 0 : -1;
 }
 
-static int install_bootstrap(PyObject *code) {
+/* The app: the bootstrap's code runs in __main__ as Py_RunMain() would run a -c command, but
+ * with no command of its own, so a traceback starts at the entry point instead of at a
+ * one-line `exec(...)` frame. Its ending is Py_RunMain()'s: SystemExit exits through
+ * PyErr_Print(), another exception is printed and exits 1, an unhandled KeyboardInterrupt
+ * exits by SIGINT (130 where SIGINT is ignored, as for PID 1), a failing finalisation 120. */
+static int run_app(PyObject *code) {
     PyObject *main_module = PyImport_AddModule("__main__"); /* borrowed */
-    return main_module != NULL
-        ? PyDict_SetItemString(PyModule_GetDict(main_module), BOOTSTRAP_NAME, code)
-        : -1;
+    int exitcode = 0;
+    _Py_UnhandledKeyboardInterrupt = 0;
+    PyObject *result = NULL;
+    if (main_module != NULL) {
+        PyObject *globals = PyModule_GetDict(main_module); /* borrowed */
+        result = PyEval_EvalCode(code, globals, globals);
+    }
+    Py_DECREF(code);
+    if (result == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+            _Py_UnhandledKeyboardInterrupt = 1;
+        }
+        PyErr_Print();
+        exitcode = 1;
+    }
+    Py_XDECREF(result);
+    if (Py_FinalizeEx() < 0) {
+        exitcode = 120;
+    }
+    if (_Py_UnhandledKeyboardInterrupt) {
+        signal(SIGINT, SIG_DFL);
+        kill(getpid(), SIGINT);
+        exitcode = 128 + SIGINT;
+    }
+    return exitcode;
 }
 
 /* selfdir.c: the executable's path as a read-only directory of its zip's members. */
@@ -202,12 +230,6 @@ int main(int argc, char **argv) {
     if (PyStatus_Exception(status)) {
         return stop(&config, status);
     }
-    if (!python_mode) {
-        status = PyConfig_SetBytesString(&config, &config.run_command, "exec(" BOOTSTRAP_NAME ")");
-        if (PyStatus_Exception(status)) {
-            return stop(&config, status);
-        }
-    }
     /* Two phases: zipimport gets its C directory reader before the main phase imports
      * encodings, the first module read from the zip. */
     config._init_main = 0;
@@ -231,13 +253,18 @@ int main(int argc, char **argv) {
     /* From here the bootstrap's path hook answers <exe>/<pkg> import paths, so those may be
      * directories to stat() (zipimport's own search needed them not to be). */
     scratchpack_selfdir_dirs = 1;
-    int failed = run_setup(PyTuple_GET_ITEM(codes, 2)) != 0 ||
-                 (!python_mode && install_bootstrap(PyTuple_GET_ITEM(codes, 1)) != 0);
+    PyObject *bootstrap = Py_NewRef(PyTuple_GET_ITEM(codes, 1));
+    int failed = run_setup(PyTuple_GET_ITEM(codes, 2)) != 0;
     Py_DECREF(codes);
     if (failed) {
+        Py_DECREF(bootstrap);
         PyErr_Print();
         Py_Finalize();
         return 1;
     }
-    return Py_RunMain();
+    if (python_mode) {
+        Py_DECREF(bootstrap);
+        return Py_RunMain();
+    }
+    return run_app(bootstrap);
 }

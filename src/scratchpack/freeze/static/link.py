@@ -325,13 +325,17 @@ zipimporter.get_filename = _scratchpack_get_filename(zipimporter.get_filename)
 del _scratchpack_get_filename
 """
 
-#: Run by the kit's interpreter: compile the sources in argv[1] (a JSON list) as the launcher
-#: would run them and write the tuple of code objects, marshalled, to argv[2].
+#: The file names the launcher's code objects carry, as tracebacks show them (in the tuple's
+#: order). Names in angle brackets: linecache does not look for source files by them.
+CODE_NAMES = ("<scratchpack zipimport patch>", "<scratchpack entry point>", "<scratchpack setup>")
+
+#: Run by the kit's interpreter: compile the [source, file name] pairs in argv[1] (JSON) as the
+#: launcher would run them and write the tuple of code objects, marshalled, to argv[2].
 _COMPILE = (
     "import json, marshal, sys\n"
     "with open(sys.argv[1], encoding='utf-8') as f:\n"
     "    sources = json.load(f)\n"
-    "codes = tuple(compile(s, '<string>', 'exec', dont_inherit=True) for s in sources)\n"
+    "codes = tuple(compile(s, n, 'exec', dont_inherit=True) for s, n in sources)\n"
     "with open(sys.argv[2], 'wb') as f:\n"
     "    f.write(marshal.dumps(codes))\n"
 )
@@ -350,7 +354,8 @@ def compiled_bootstrap(
     interpreter runs (same sources, as for the bundle's .pyc).
     """
     src, out = workdir / "bootstrap.json", workdir / "bootstrap.marshal"
-    src.write_text(json.dumps([ZIPIMPORT_PATCH, bootstrap, setup]), encoding="utf-8")
+    sources = zip((ZIPIMPORT_PATCH, bootstrap, setup), CODE_NAMES, strict=True)
+    src.write_text(json.dumps(list(sources)), encoding="utf-8")
     python = kit.build_python or kit.python
     argv = [str(python), "-I", "-S", "-X", "no_debug_ranges", "-c", _COMPILE, str(src), str(out)]
     proc = runner(argv, cwd=workdir)
