@@ -102,6 +102,10 @@ SELFDIR_WRAPS = tuple(
     )
 )
 
+#: launcher.c's calloc: large blocks come zeroed from the allocator's fresh mmap, so their
+#: pages stay out of memory until written (zig's libc memsets them all).
+ALLOC_WRAPS = ("-Wl,--wrap=calloc",)
+
 _ENTRY = re.compile(r'^\s*\{"([A-Za-z0-9_]+)", (PyInit_\w+)\},\s*$')
 _EXTERN = re.compile(r"^extern PyObject\* PyInit_(\w+)\(void\);\s*$")
 
@@ -423,7 +427,17 @@ def link_executable(
         objects.append(str(obj))
     libs = [str(kit.libdir / name) for name in ("libpython3.11.a", *archives(keep))] + ["-lm"]
     proc = runner(
-        ["zcc", *APP_CFLAGS, *APP_LDFLAGS, *SELFDIR_WRAPS, "-o", str(out), *objects, *libs],
+        [
+            "zcc",
+            *APP_CFLAGS,
+            *APP_LDFLAGS,
+            *SELFDIR_WRAPS,
+            *ALLOC_WRAPS,
+            "-o",
+            str(out),
+            *objects,
+            *libs,
+        ],
         cwd=workdir,
         env=env,
     )
