@@ -674,6 +674,22 @@ def test_webhello_links_none_of_the_optional_libraries(webhello_exe: Built) -> N
         assert marker not in data, marker
 
 
+def _section_sizes(path: Path) -> dict[str, int]:
+    """An ELF64 little-endian file's section names -> sizes, from its section headers."""
+    data = path.read_bytes()
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = headers[shstrndx][4]
+    return {data[names + h[0] : data.index(b"\0", names + h[0])].decode(): h[5] for h in headers}
+
+
+def test_webhello_code_its_start_runs_is_gathered_ahead_of_the_rest(webhello_exe: Built) -> None:
+    """link.HOT_TEXT: the listed functions are linked into one section ahead of .text."""
+    sections = _section_sizes(webhello_exe.path)
+    assert 400_000 < sections[".text.hot"] < sections[".text"], sections
+
+
 #: As Python: a large zeroed block (bytes(n) is calloc underneath) after a same-sized block was
 #: written and freed, so an allocator that reused it would hand back 0xa5 bytes.
 ZEROED_BLOCKS = """\
