@@ -385,9 +385,8 @@ def test_packaged_hot_text_lists_the_interpreters_start() -> None:
     text = importlib.resources.files("scratchpack.freeze.static").joinpath(HOT_TEXT).read_text()
     names = hot_text_names(text)
     assert len(names) > 1000
-    order = [names.index(n) for n in ("_start", "main", "Py_InitializeFromConfig")]
-    assert order == sorted(order), order  # first called first
-    assert {"_PyEval_EvalFrameDefault", "PyObject_Malloc"} <= set(names)
+    core = {"_start", "main", "Py_InitializeFromConfig", "_PyEval_EvalFrameDefault"}
+    assert core | {"PyObject_Malloc", "PyInit__socket", "PyInit_select"} <= set(names)
 
 
 def test_setup_lines_of_the_setup_py_modules_are_read_as_modules_by_makesetup() -> None:

@@ -106,8 +106,8 @@ SELFDIR_WRAPS = tuple(
 #: pages stay out of memory until written (zig's libc memsets them all).
 ALLOC_WRAPS = ("-Wl,--wrap=calloc",)
 
-#: The functions an app's start and first requests run (hot_text.txt, in the order first
-#: called; made by bench/hot_text.py), which the link gathers ahead of the rest of the code.
+#: The functions an app's start and first requests run (hot_text.txt, made by
+#: bench/hot_text.py), which the link gathers ahead of the rest of the code, in their order.
 #: Scattered among the 3.3 MB of code, they made ~1.9 MB of it resident: every page fault maps
 #: the 64 KiB around it, cold neighbours too. Gathered (0.65 MB), webhello's idle resident code
 #: is ~1.1 MB. Functions an app runs that are not listed stay where they were.
