@@ -6,12 +6,14 @@
 Builds `scratchpack exe examples/webhello --runtime static` with the kit in CACHE, links it a
 second time without `-s` and without the hot-text script (same objects, the linker's own
 layout, now with symbols), and runs that under gdb with a breakpoint on every function; each
-breakpoint disables itself when first hit. The server starts on a free loopback port, answers
-one GET /, idles for --idle s and is stopped with SIGTERM; the functions hit before the
-SIGTERM (shutdown's are not) are written in the order that layout had them: neighbours from
-one source file stay neighbours, which gzip rewards (first-call order cost 9 KB more of
-webhello's gzip -9 for the same resident code). Needs gdb and nm. Takes about a minute: every
-first call stops the program once.
+breakpoint disables itself when first hit. The server runs as in a scratch container (an
+empty root, PID 1 of its namespace, uid 1000: testsupport.rootfs's root, entered with
+`unshare -R`) on a free loopback port, answers one GET /, idles for --idle s and is stopped
+with SIGTERM; the functions hit before the SIGTERM (shutdown's are not) are written in the
+order that layout had them: neighbours from one source file stay neighbours, which gzip
+rewards (first-call order cost 9 KB more of webhello's gzip -9 for the same resident code).
+Needs root (namespaces), gdb and nm. Takes about a minute: every first call stops the program
+once.
 
 Why webhello: it is the interpreter's own start (the core, importlib, zipimport, unmarshal,
 the built-ins every app imports) plus a socket server's request path; an app's other functions
@@ -23,33 +25,42 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import webhello_bench as wb
 
+from testsupport import rootfs
 from testsupport.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "src" / "scratchpack" / "freeze" / "static" / "hot_text.txt"
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
-HEADER = """\
-# The functions the static runtime runs to start an app and serve its first requests, in the
-# linker's own order: the link puts them ahead of the rest of the code (link.HOT_TEXT), so the
-# pages a running app needs are not scattered over the whole text. Made by bench/hot_text.py
-# ({what}).
-# A name that matches no section costs nothing; an app's functions not listed stay in .text.
-"""
+HEADER = (
+    "The functions the static runtime runs to start an app and serve its first requests, in the "
+    "linker's own order: the link puts them ahead of the rest of the code (link.HOT_TEXT), so "
+    "the pages a running app needs are not scattered over the whole text. Made by "
+    "bench/hot_text.py ({what}). A name that matches no section costs nothing; an app's "
+    "functions not listed stay in .text."
+)
 
-#: Run by gdb: a self-disabling breakpoint at each address of argv's function table; at exit,
-#: the hits with their times.
+
+def header(what: str) -> str:
+    """The list's comment block."""
+    text = HEADER.format(what=what)
+    return textwrap.fill(text, 96, initial_indent="# ", subsequent_indent="# ") + "\n"
+
+
+#: Run by gdb on `unshare ... /app`: it follows unshare's child into the exec of the app, then
+#: sets a self-disabling breakpoint at each address of the function table; at the app's exit
+#: it writes the hits with their times.
 GDB_SCRIPT = """\
 import time, gdb
 table, hits_file = {table!r}, {hits!r}
@@ -63,15 +74,21 @@ class First(gdb.Breakpoint):
         hits.append((time.time(), int(self.location[1:], 16)))
         self.enabled = False
         return False
-for address in names:
-    First(f"*{{address:#x}}", internal=True)
 def write(_event):
     with open(hits_file, "w") as f:
         for when, address in hits:
             f.write(f"{{when:.6f}} {{' '.join(names[address])}}\\n")
 gdb.events.exited.connect(write)
+for setting in ("follow-fork-mode child", "detach-on-fork on", "follow-exec-mode same"):
+    gdb.execute("set " + setting)
 gdb.execute("handle SIGTERM SIGPIPE pass nostop noprint")
+gdb.execute("catch exec")
 gdb.execute("run")
+while open(f"/proc/{{gdb.selected_inferior().pid}}/comm").read().strip() != "app":
+    gdb.execute("continue")
+for address in names:
+    First(f"*{{address:#x}}", internal=True)
+gdb.execute("continue")
 """
 
 
@@ -129,13 +146,14 @@ def trace(exe: Path, work: Path, idle: float) -> list[str]:
     hits = work / "hits.txt"
     script = work / "trace.py"
     script.write_text(GDB_SCRIPT.format(table=str(table), hits=str(hits)))
-    www = work / "www"
-    www.mkdir()
+    root = work / "root"
+    rootfs.make_scratch_rootfs(root, exe)
     port = free_port()
-    argv = [str(exe), "-addr", f"127.0.0.1:{port}"]
+    # as in a scratch container: PID 1 of its namespace, uid 1000, nothing else in its root
+    unshare = ["unshare", "-p", "-f", "-R", str(root), "-S", "1000", "-G", "1000"]
+    argv = [*unshare, "/app", "-addr", f"127.0.0.1:{port}"]
     gdb = subprocess.Popen(
         ["gdb", "-q", "-batch", "-x", str(script), "--args", *argv],
-        cwd=www,
         env={"PATH": "/usr/bin:/bin"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -149,9 +167,10 @@ def trace(exe: Path, work: Path, idle: float) -> list[str]:
             time.sleep(0.5)
         time.sleep(idle)
         cut = time.time()
-        children = Path(f"/proc/{gdb.pid}/task/{gdb.pid}/children").read_text().split()
-        for pid in children:
-            os.kill(int(pid), signal.SIGTERM)
+        unshared = Path(f"/proc/{gdb.pid}/task/{gdb.pid}/children").read_text().split()
+        for parent in unshared:
+            for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+                os.kill(int(pid), signal.SIGTERM)  # the app: PID 1 in its namespace
         gdb.wait(timeout=120)
     finally:
         if gdb.poll() is None:
@@ -177,9 +196,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hot-text-") as d:
         work = Path(d)
         names = trace(build_unstripped(args.cache_dir, work), work, args.idle)
-        shutil.rmtree(work / "www", ignore_errors=True)
-    what = f"webhello on kit {kit_key()}: start, one GET /, {args.idle:g} s idle, traced under gdb"
-    args.out.write_text(HEADER.format(what=what) + "".join(f"{n}\n" for n in names))
+    what = (
+        f"webhello on kit {kit_key()} as PID 1 and uid 1000 in an empty root: start, one GET /, "
+        f"{args.idle:g} s idle, traced under gdb"
+    )
+    args.out.write_text(header(what) + "".join(f"{n}\n" for n in names))
     print(f"{args.out}: {len(names)} functions", file=sys.stderr)
     return 0
 
