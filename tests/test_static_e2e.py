@@ -674,6 +674,57 @@ def test_webhello_links_none_of_the_optional_libraries(webhello_exe: Built) -> N
         assert marker not in data, marker
 
 
+def _section_sizes(path: Path) -> dict[str, int]:
+    """An ELF64 little-endian file's section names -> sizes, from its section headers."""
+    data = path.read_bytes()
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = headers[shstrndx][4]
+    return {data[names + h[0] : data.index(b"\0", names + h[0])].decode(): h[5] for h in headers}
+
+
+def test_webhello_code_its_start_runs_is_gathered_ahead_of_the_rest(webhello_exe: Built) -> None:
+    """link.HOT_TEXT: the listed functions are linked into one section ahead of .text."""
+    sections = _section_sizes(webhello_exe.path)
+    assert 400_000 < sections[".text.hot"] < sections[".text"], sections
+
+
+#: As Python: a large zeroed block (bytes(n) is calloc underneath) after a same-sized block was
+#: written and freed, so an allocator that reused it would hand back 0xa5 bytes.
+ZEROED_BLOCKS = """\
+def rss():
+    with open('/proc/self/status') as f:
+        return int(next(line for line in f if line.startswith('VmRSS:')).split()[1])
+for n in (64 << 10, 200 << 10, 64 << 20):
+    dirty = bytearray(b'\\xa5') * n
+    del dirty
+    before = rss()
+    block = bytes(n)
+    grew = rss() - before
+    print(n, block.count(0) == n, grew < 256)
+    del block
+"""
+
+
+def test_large_zeroed_blocks_are_zero_and_stay_out_of_memory_until_written(
+    webhello_exe: Built,
+) -> None:
+    """launcher.c's calloc: a large calloc block costs no memory before it is written (zig's
+    libc memsets it, which made obmalloc's 384 KiB arena map resident in every process), and
+    it is still all zeros."""
+    proc = subprocess.run(
+        [str(webhello_exe.path), "-c", ZEROED_BLOCKS],
+        env={"SCRATCHPACK_PYTHON": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"{n} True True" for n in (65536, 204800, 67108864)]
+
+
 # ---- 7. C extensions: musllinux ones load from the executable, glibc-only ones are refused ------
 
 

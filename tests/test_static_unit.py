@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from scratchpack.errors import FreezeError
 from scratchpack.freeze import static as static_freezer
 from scratchpack.freeze.static import _bundle
 from scratchpack.freeze.static.kit import (
@@ -27,10 +28,13 @@ from scratchpack.freeze.static.kit import (
 from scratchpack.freeze.static.link import (
     _SELFDIR,
     CORE_BUILTINS,
+    HOT_TEXT,
     MISSING_NOTE,
     archives,
     bootstrap_code,
     config_c,
+    hot_text_names,
+    hot_text_script,
 )
 from scratchpack.freeze.static.sources import PACKAGES
 
@@ -363,6 +367,26 @@ def test_link_adds_a_library_only_for_a_module_that_needs_it() -> None:
     assert archives({"_curses", "_curses_panel"}) == ["libpanelw.a", "libncursesw.a", "libz.a"]
     everything = archives(set(MODULE_ARCHIVES) | {"_hashlib"})
     assert len(everything) == len(set(everything)) == 11
+
+
+def test_hot_text_script_gathers_the_listed_functions_ahead_of_text_in_order() -> None:
+    names = hot_text_names("# comment\nmain\n\n  Py_Initialize \nmain\nc.malloc.malloc\n")
+    assert names == ["main", "Py_Initialize", "c.malloc.malloc"]
+    assert hot_text_script(names) == (
+        "SECTIONS {\n  .text.hot : {\n"
+        "    *(.text.main)\n    *(.text.Py_Initialize)\n    *(.text.c.malloc.malloc)\n"
+        "  }\n} INSERT BEFORE .text;\n"
+    )
+    with pytest.raises(FreezeError, match="not a C function name"):
+        hot_text_names("main\n*(.data)\n")
+
+
+def test_packaged_hot_text_lists_the_interpreters_start() -> None:
+    text = importlib.resources.files("scratchpack.freeze.static").joinpath(HOT_TEXT).read_text()
+    names = hot_text_names(text)
+    assert len(names) > 1000
+    core = {"_start", "main", "Py_InitializeFromConfig", "_PyEval_EvalFrameDefault"}
+    assert core | {"PyObject_Malloc", "PyInit__socket", "PyInit_select"} <= set(names)
 
 
 def test_setup_lines_of_the_setup_py_modules_are_read_as_modules_by_makesetup() -> None:

@@ -108,6 +108,7 @@ def freezer_digest() -> str:
         "selfdir.c",
         "zipdir.c",
         "link.py",
+        "hot_text.txt",
         "__init__.py",
         *native,
     ):

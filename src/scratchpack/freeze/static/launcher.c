@@ -85,6 +85,23 @@ extern int scratchpack_selfdir_dirs;
 /* zipdir.c: zipimport's table of contents read in C, installed before the first zip import. */
 void scratchpack_zipdir_install(PyObject *get_filename);
 
+/* calloc, for every caller in the executable (link.py: -Wl,--wrap=calloc): zig's libc (0.17)
+ * zero-fills every calloc block with memset, and the kit's malloc serves each block above
+ * 32 KiB (plus its 16-byte header) from its own fresh anonymous mmap, unmapped again on free,
+ * which the kernel already gives zeroed. The memset made every page of such a block resident:
+ * obmalloc's arena map alone (a 256 KiB and a 128 KiB calloc, of which a few pages are ever
+ * used) was 384 KiB of every process's idle memory. Large blocks are taken as they come; the
+ * 64 KiB bound leaves a margin above the allocator's largest reused size class. */
+#define FRESH_MAP_MIN ((size_t)64 * 1024)
+void *__real_calloc(size_t count, size_t size);
+void *__wrap_calloc(size_t count, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total) || total < FRESH_MAP_MIN) {
+        return __real_calloc(count, size);
+    }
+    return malloc(total);
+}
+
 /* The executable's absolute path: argv[0] if it has a slash, else a $PATH search, else /proc. */
 static int find_self(const char *argv0, char *out) {
     if (strchr(argv0, '/') != NULL) {
