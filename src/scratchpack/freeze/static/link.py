@@ -255,12 +255,25 @@ def archives(keep: set[str]) -> list[str]:
     return [*out, "libz.a"]
 
 
+#: The cyclic GC's generation-0 threshold while the entry point's module is imported: never
+#: reached, so no collection runs during the import. Importing an app allocates tens of
+#: thousands of long-lived objects (FastAPI's: ~40,000 in ~100 young collections, 7 % of its
+#: start's CPU) that the young generations scan again and again only to promote them. After the
+#: import they all go to the oldest generation unscanned (``gc.freeze()`` then
+#: ``gc.unfreeze()``), where the next full collection sees them as it would have; the app's own
+#: threshold, or its own frozen objects, if it set any while importing, are left alone. (An import
+#: that fails ends the run, so no try/finally: it would hold the restoring code twice.)
+GC_DEFERRED = 1_000_000_000
+
+
 def bootstrap_code(entrypoint: str) -> str:
     """The Python the launcher runs in ``__main__`` after ``setup_code()``'s: the entry point as
     a console script would call it.
 
     As PID 1 (a container without --init) SIGTERM's default action is ignored by the kernel, so
     an app that installs no handler would never stop on ``docker stop``: exit with 143 instead.
+    A ``module:attr`` entry point's module is imported with the cyclic GC deferred
+    (``GC_DEFERRED``); a bare module runs through runpy, import and run in one.
     """
     module, _, attr = entrypoint.partition(":")
     lines = [
@@ -275,7 +288,15 @@ def bootstrap_code(entrypoint: str) -> str:
     if attr:
         head, _, rest = attr.partition(".")
         body = [
+            "import gc as _scratchpack_gc",
+            "_scratchpack_threshold = _scratchpack_gc.get_threshold()",
+            f"_scratchpack_gc.set_threshold({GC_DEFERRED})",
             f"from {module} import {head} as _scratchpack_entry",
+            f"if _scratchpack_gc.get_threshold()[0] == {GC_DEFERRED}:",
+            "    if not _scratchpack_gc.get_freeze_count():",
+            "        _scratchpack_gc.freeze()",
+            "        _scratchpack_gc.unfreeze()",
+            "    _scratchpack_gc.set_threshold(*_scratchpack_threshold)",
             "sys.exit(_scratchpack_entry" + (f".{rest}" if rest else "") + "())",
         ]
     else:
