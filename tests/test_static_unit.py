@@ -30,6 +30,7 @@ from scratchpack.freeze.static.link import (
     CORE_BUILTINS,
     GC_DEFERRED,
     MISSING_NOTE,
+    ZIPIMPORT_PATCH,
     archives,
     bootstrap_code,
     config_c,
@@ -254,6 +255,57 @@ def test_bootstrap_defers_the_cyclic_gc_while_the_entry_module_imports(
     else:
         assert got["threshold"] == list(gc.get_threshold())
         assert got["frozen"] > 20000 and not got["marker_in_oldest"]
+
+
+ZIPIMPORT_PROBE = """\
+import importlib.util, json, marshal, sys, zipfile, zipimport
+archive = sys.argv[1]
+sys.executable = archive  # the patch's get_filename answers for the executable's own zip
+exec(PATCH, vars(zipimport))
+seen = []
+def loads(data, original=marshal.loads):
+    seen.append(type(data).__name__)
+    return original(data)
+zipimport.marshal = type(sys)('marshal')
+zipimport.marshal.loads = loads
+importer = zipimport.zipimporter(archive)
+spec = importer.find_spec('mod')
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps({'value': module.VALUE, 'file': module.__file__, 'loads': seen}))
+"""
+
+
+def test_zipimport_patch_names_the_pyc_and_unmarshals_without_copying(tmp_path: Path) -> None:
+    """get_filename answers from the table (no unmarshal), and the one unmarshal per module
+    reads a memoryview of the member, not a copy of it; the module is the same."""
+    import py_compile
+    import zipfile
+
+    (tmp_path / "mod.py").write_text("VALUE = 42\n")
+    pyc = py_compile.compile(str(tmp_path / "mod.py"), cfile=str(tmp_path / "mod.pyc"))
+    archive = tmp_path / "app.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(pyc, "mod.pyc")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"PATCH = {ZIPIMPORT_PATCH!r}\n" + ZIPIMPORT_PROBE,
+            str(archive),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "value": 42,
+        "file": f"{archive}/mod.pyc",
+        "loads": ["memoryview"],
+    }
 
 
 SELFDIR_PROBE = """\

@@ -326,6 +326,10 @@ def setup_code(prelude: str = "") -> str:
 #: timestamp can reject it). CPython 3.11's own get_filename reads and unmarshals the module's
 #: code only to return its path, and find_spec() asks it for every module; anything else goes
 #: to the original, which loads the code.
+#: And ``_unmarshal_code`` gets the member's bytes as a memoryview: it unmarshals ``data[16:]``,
+#: a copy of the whole .pyc per module where importlib's own loader slices a memoryview (FastAPI
+#: imports 5 MB of .pyc over 32 KiB, which zig's malloc maps and unmaps per block: ~1,200 page
+#: faults).
 ZIPIMPORT_PATCH = """\
 def _scratchpack_get_filename(original):
     import sys
@@ -343,7 +347,12 @@ def _scratchpack_get_filename(original):
     get_filename.__qualname__ = original.__qualname__
     return get_filename
 zipimporter.get_filename = _scratchpack_get_filename(zipimporter.get_filename)
-del _scratchpack_get_filename
+def _scratchpack_unmarshal(original):
+    def unmarshal(self, pathname, fullpath, fullname, data):
+        return original(self, pathname, fullpath, fullname, memoryview(data))
+    return unmarshal
+_unmarshal_code = _scratchpack_unmarshal(_unmarshal_code)
+del _scratchpack_get_filename, _scratchpack_unmarshal
 """
 
 #: Run by the kit's interpreter: compile the sources in argv[1] (a JSON list) as the launcher
