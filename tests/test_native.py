@@ -207,9 +207,23 @@ def _bundle_native(tmp_path: Path, site: Path) -> tuple[dict[str, object], zipfi
             "compression": "stored",
             "optimize": 0,
             "native_roots": [str(site)],
+            "elf_align": 4096,
         }
     )
     return report, zipfile.ZipFile(out)
+
+
+def _data_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    """Where a member's bytes start: after its local header, name and extra field."""
+    with path.open("rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+    return (
+        info.header_offset
+        + 30
+        + int.from_bytes(local[26:28], "little")
+        + int.from_bytes(local[28:30], "little")
+    )
 
 
 def test_bundle_stores_a_musllinux_extension_and_its_wheels_libraries(tmp_path: Path) -> None:
@@ -220,6 +234,15 @@ def test_bundle_stores_a_musllinux_extension_and_its_wheels_libraries(tmp_path: 
     assert zf.read(f"fast/_core{EXT}") == b"\x7fELF core"
     assert zf.read("fast.libs/libgcc_s-1a2b.so.1") == b"\x7fELF gcc"
     assert zf.getinfo(f"fast/_core{EXT}").compress_type == zipfile.ZIP_STORED  # loaded in place
+    # the ELF members' bytes start at page boundaries (the loader maps them from the file); the
+    # padding is in the local header only; other members are not padded
+    path = tmp_path / "modules.zip"
+    for member in (f"fast/_core{EXT}", "fast.libs/libgcc_s-1a2b.so.1"):
+        info = zf.getinfo(member)
+        assert _data_offset(path, info) % 4096 == 0
+        assert info.extra == b""
+    init = zf.getinfo("fast/__init__.pyc")
+    assert _data_offset(path, init) == init.header_offset + 30 + len(init.filename)
 
 
 def test_bundle_keeps_an_optional_speedup_that_loads(tmp_path: Path) -> None:

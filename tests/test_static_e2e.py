@@ -753,6 +753,28 @@ def test_glibc_only_extension_app_fails_clearly_and_writes_nothing(
     assert not outputs.exists() or not list(outputs.glob("*/app-cext-required"))
 
 
+#: Run by the executable as Python: where pydantic-core's bytes are in the executable, and the
+#: executable's own file mappings (permissions, file offset) once it is loaded.
+MAPS_PROBE = """\
+import json, struct, sys, zipfile
+import pydantic_core._pydantic_core
+with zipfile.ZipFile(sys.executable) as zf:
+    info = zf.getinfo('pydantic_core/_pydantic_core.cpython-311-x86_64-linux-musl.so')
+with open(sys.executable, 'rb') as f:
+    f.seek(info.header_offset)
+    local = f.read(30)
+name, extra = struct.unpack('<HH', local[26:30])
+mapped, wx = [], []
+for line in open('/proc/self/maps'):
+    fields = line.split()
+    if 'w' in fields[1] and 'x' in fields[1]:
+        wx.append(line)
+    if fields[-1] == sys.executable:
+        mapped.append([fields[1], int(fields[2], 16)])
+print(json.dumps({'data': info.header_offset + 30 + name + extra, 'mapped': mapped, 'wx': wx}))
+"""
+
+
 def test_musllinux_extensions_load_from_the_executable_in_empty_read_only_root(
     static_cache: Path, exe_dir: Path, tmp_path: Path
 ) -> None:
@@ -787,6 +809,17 @@ def test_musllinux_extensions_load_from_the_executable_in_empty_read_only_root(
     env = {"SCRATCHPACK_PYTHON": "1"}
     ran = rootfs.run(root, [str(exe), "-c", code], env=env, read_only=True)
     assert ran.returncode == 0 and ran.stdout.decode().splitlines() == ["True 0"], ran.stdout
+    # on the host (it has /proc): pydantic-core's code is a mapping of the executable's own file
+    # at its member's page-aligned bytes, not a copy; no mapping is writable and executable
+    maps = subprocess.run(
+        [str(out), "-c", MAPS_PROBE], env={"SCRATCHPACK_PYTHON": "1"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert maps.returncode == 0, maps.stderr
+    got = json.loads(maps.stdout)
+    assert got["data"] % 4096 == 0, got
+    assert ["r-xp", got["data"]] in got["mapped"], got
+    assert got["wx"] == [], got
 
 
 def test_optional_c_speedup_from_a_musllinux_wheel_is_bundled_and_runs(

@@ -5,6 +5,7 @@ bootstrap and the kit key (its pyproject settings: test_project_config.py). The 
 from __future__ import annotations
 
 import ast
+import gc
 import importlib.resources
 import json
 import re
@@ -28,8 +29,10 @@ from scratchpack.freeze.static.kit import (
 from scratchpack.freeze.static.link import (
     _SELFDIR,
     CORE_BUILTINS,
+    GC_DEFERRED,
     HOT_TEXT,
     MISSING_NOTE,
+    ZIPIMPORT_PATCH,
     archives,
     bootstrap_code,
     config_c,
@@ -200,6 +203,118 @@ def test_bootstrap_names_failed_imports_at_a_non_zero_exit(
         assert line == "", proc.stderr
     if note and arg == "caught":
         assert ": needed_by_name_xyz, optional_speedup_xyz." in line, line
+
+
+GC_APP = """\
+import gc, json, sys
+collections = []
+gc.callbacks.append(lambda phase, info: collections.append(phase))
+threshold_at_import = gc.get_threshold()
+kept = [[i] for i in range(20000)]  # far beyond generation 0's threshold
+marker = kept[-1]
+if sys.argv[1:] == ['own-threshold']:
+    gc.set_threshold(500, 5, 5)
+if sys.argv[1:] == ['own-freeze']:
+    gc.freeze()
+if sys.argv[1:] == ['cycles']:  # as an import that never returns would make them
+    for _ in range(threshold_at_import[0] + 1000):
+        cycle = []
+        cycle.append(cycle)
+def main():
+    in_import = len(collections)
+    young = gc.get_objects(0) + gc.get_objects(1)
+    print(json.dumps({
+        'deferred': threshold_at_import[0],
+        'collections_in_import': in_import,
+        'threshold': gc.get_threshold(),
+        'marker_in_oldest': any(o is marker for o in gc.get_objects(2)),
+        'marker_young': any(o is marker for o in young),
+        'frozen': gc.get_freeze_count(),
+    }))
+"""
+
+
+@pytest.mark.parametrize("arg", ["plain", "own-threshold", "own-freeze", "cycles"])
+def test_bootstrap_defers_the_cyclic_gc_while_the_entry_module_imports(
+    tmp_path: Path, arg: str
+) -> None:
+    """No collection during the import, the import's objects go to the oldest generation
+    (still seen by the collector and by gc.get_objects()), and the threshold is back; an app
+    that set its own threshold or froze objects while importing keeps them; an import that
+    makes garbage beyond the deferred threshold (one that never returns) is still collected."""
+    (tmp_path / "fixture_app.py").write_text(GC_APP)
+    proc = subprocess.run(
+        [sys.executable, "-c", bootstrap_code("fixture_app:main"), arg],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["deferred"] == GC_DEFERRED
+    assert (got["collections_in_import"] == 0) is (arg not in ("own-threshold", "cycles"))
+    if arg in ("plain", "cycles"):
+        assert got["threshold"] == list(gc.get_threshold())
+        assert got["marker_in_oldest"] and not got["marker_young"]
+        assert got["frozen"] == 0
+    elif arg == "own-threshold":
+        assert got["threshold"] == [500, 5, 5]
+    else:
+        assert got["threshold"] == list(gc.get_threshold())
+        assert got["frozen"] > 20000 and not got["marker_in_oldest"]
+
+
+ZIPIMPORT_PROBE = """\
+import importlib.util, json, marshal, sys, zipfile, zipimport
+archive = sys.argv[1]
+sys.executable = archive  # the patch's get_filename answers for the executable's own zip
+exec(PATCH, vars(zipimport))
+seen = []
+def loads(data, original=marshal.loads):
+    seen.append(type(data).__name__)
+    return original(data)
+zipimport.marshal = type(sys)('marshal')
+zipimport.marshal.loads = loads
+importer = zipimport.zipimporter(archive)
+spec = importer.find_spec('mod')
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps({'value': module.VALUE, 'file': module.__file__, 'loads': seen}))
+"""
+
+
+def test_zipimport_patch_names_the_pyc_and_unmarshals_without_copying(tmp_path: Path) -> None:
+    """get_filename answers from the table (no unmarshal), and the one unmarshal per module
+    reads a memoryview of the member, not a copy of it; the module is the same."""
+    import py_compile
+    import zipfile
+
+    (tmp_path / "mod.py").write_text("VALUE = 42\n")
+    pyc = py_compile.compile(str(tmp_path / "mod.py"), cfile=str(tmp_path / "mod.pyc"))
+    archive = tmp_path / "app.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(pyc, "mod.pyc")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"PATCH = {ZIPIMPORT_PATCH!r}\n" + ZIPIMPORT_PROBE,
+            str(archive),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "value": 42,
+        "file": f"{archive}/mod.pyc",
+        "loads": ["memoryview"],
+    }
 
 
 SELFDIR_PROBE = """\

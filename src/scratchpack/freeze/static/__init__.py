@@ -81,6 +81,13 @@ __all__ = [
 #: "stored" and "deflated" are the all-or-nothing choices.
 ZIP_COMPRESSION = "cold"
 
+#: Where the bundled extension modules' and libraries' bytes start in the executable: at a
+#: multiple of the page (the zip pads them, the executable is padded before the zip), so the
+#: loader (elfload.c) maps their read-only segments from the file instead of copying them
+#: (pydantic-core: 4.6 of its 4.8 MB). 4 KiB pages (x86-64, most aarch64 kernels); on a
+#: kernel with larger pages the loader copies, as before. Costs < 4 KiB per member.
+ELF_ALIGN = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class StaticBuild:
@@ -221,6 +228,7 @@ def build_static(
         request["multiarch"] = target.multiarch
     if musl_site:  # the bootstrap's finder for them needs importlib.machinery
         request |= {"native_roots": roots, "native_suffix": extension_suffix(target.machine)}
+        request["elf_align"] = ELF_ALIGN
         request["includes"] = [*includes, "importlib.machinery"]
     request_file = workdir / "bundle-request.json"
     request_file.write_text(json.dumps(request))
@@ -248,6 +256,8 @@ def build_static(
                 kit, builtins, entrypoint, exe, workdir / "link", runner=runner, native=native
             )
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
+        if native is not None:  # the zip's ELF members then start at page boundaries
+            f.write(bytes(-f.tell() % ELF_ALIGN))
         shutil.copyfileobj(z, f, 1 << 20)
     exe.chmod(0o755)
     return StaticBuild(

@@ -7,7 +7,8 @@ reads one JSON request file (argv[1]), writes one JSON report to stdout.
 Request: entry (module), run_main, search_path, stdlib, app_paths (non-stdlib roots),
 excludes, includes, distributions (dist-info names to keep), output (zip path), compression
 ("stored"/"deflated"), optimize; optional native_roots and native_suffix (where musllinux
-wheels are unpacked, their extension modules' suffix), multiarch (an executable for another
+wheels are unpacked, their extension modules' suffix), elf_align (where ELF members' bytes
+start: a multiple of it from the zip's start), multiarch (an executable for another
 machine: its triple, which names its sysconfig data; this interpreter is then the host's kit,
 built from the same sources, so its bytecode and built-in modules are the target's).
 Report: builtins (C modules to link), modules, packages (top-level non-stdlib modules), files,
@@ -1128,7 +1129,7 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
             and isinstance(entries[arc], bytes)
             and arc.removesuffix(".pyc").removesuffix("/__init__").replace("/", ".") not in warm
         }
-    _write_zip(req["output"], entries, req["compression"], deflate)
+    _write_zip(req["output"], entries, req["compression"], deflate, req.get("elf_align", 0))
     return {
         "deflated": len(deflate),
         "builtins": sorted(used_builtins),
@@ -1218,11 +1219,35 @@ class Stored:
     path: str
 
 
+#: The local header's extra field that pads a member so its bytes start at an aligned offset
+#: (the ID Android's zipalign uses; its data: the alignment, then zeros).
+ALIGNMENT_EXTRA_ID = 0xD935
+
+
+def _alignment_extra(header_offset: int, name: bytes, align: int) -> bytes:
+    """The extra field that puts the bytes of a member whose local header starts at
+    ``header_offset`` at a multiple of ``align``."""
+    start = header_offset + 30 + len(name) + 6
+    pad = -start % align
+    return (
+        ALIGNMENT_EXTRA_ID.to_bytes(2, "little")
+        + (2 + pad).to_bytes(2, "little")
+        + align.to_bytes(2, "little")
+        + bytes(pad)
+    )
+
+
 def _write_zip(
-    output: str, entries: dict[str, bytes | Stored], compression: str, deflate: set[str]
+    output: str,
+    entries: dict[str, bytes | Stored],
+    compression: str,
+    deflate: set[str],
+    elf_align: int = 0,
 ) -> None:
     """Sorted, fixed dates and modes: the same modules give the same bytes. Members are
-    deflated for compression "deflated", and those in ``deflate`` for "cold"."""
+    deflated for compression "deflated", and those in ``deflate`` for "cold". With
+    ``elf_align``, a stored ELF member's bytes start at a multiple of it (the loader maps its
+    read-only segments from the executable's file; the central directory keeps no padding)."""
     tmp = output + ".part"
     with zipfile.ZipFile(tmp, "w") as zf:
         for arc in sorted(entries):
@@ -1239,7 +1264,12 @@ def _write_zip(
             zinfo.external_attr = 0o100444 << 16
             data = entries[arc]
             if isinstance(data, bytes):
+                aligned = elf_align and not packed and data[:4] == b"\x7fELF"
+                if aligned and zf.fp is not None:  # fp: open until the with block ends
+                    zinfo.extra = _alignment_extra(zf.fp.tell(), arc.encode(), elf_align)
                 zf.writestr(zinfo, data, compresslevel=level)
+                if aligned:
+                    zinfo.extra = b""  # for the central directory, written at the end
                 continue
             zinfo.file_size = os.path.getsize(data.path)
             with open(data.path, "rb") as src, zf.open(zinfo, "w") as dst:

@@ -443,6 +443,30 @@ static void run_fini(void) {
     }
 }
 
+/* Whether read-only PT_LOAD i can be a private mapping of the executable's file instead of a
+ * copy: the bundler puts an object's bytes at a page boundary of the file, so its offsets
+ * match its addresses modulo the page as a dynamic loader needs. Only what is never written
+ * (elf.py refuses text relocations) and shares no page with a writable segment: the pages are
+ * then read on demand from the page cache, shared between processes, and never copied. */
+static int file_mappable(const Elf64_Phdr *ph, int phnum, int i, off_t at, size_t page) {
+    if ((ph[i].p_flags & PF_W) || ph[i].p_memsz != ph[i].p_filesz ||
+        ((uint64_t)at + ph[i].p_offset - ph[i].p_vaddr) % page != 0) {
+        return 0;
+    }
+    uint64_t first = ph[i].p_vaddr & ~(uint64_t)(page - 1);
+    uint64_t last = (ph[i].p_vaddr + ph[i].p_memsz + page - 1) & ~(uint64_t)(page - 1);
+    for (int k = 0; k < phnum; k++) {
+        if (ph[k].p_type == PT_LOAD && (ph[k].p_flags & PF_W)) {
+            uint64_t wfirst = ph[k].p_vaddr & ~(uint64_t)(page - 1);
+            uint64_t wlast = (ph[k].p_vaddr + ph[k].p_memsz + page - 1) & ~(uint64_t)(page - 1);
+            if (wfirst < last && first < wlast) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
 static int load_object(const char *exe, const char *member, struct object **deps, int ndeps,
                        struct object **out) {
     int fd = open(exe, O_RDONLY | O_CLOEXEC);
@@ -490,11 +514,25 @@ static int load_object(const char *exe, const char *member, struct object **deps
     }
     o->bias = (uintptr_t)o->base - lo;
     Elf64_Dyn *dyn = NULL;
+    unsigned char mapped[64] = {0}; /* PT_LOAD i mapped from the file (i < 64) */
     for (int i = 0; i < o->phnum; i++) {
         if (ph[i].p_type == PT_LOAD && ph[i].p_filesz > 0) {
-            if (ph[i].p_offset + ph[i].p_filesz > size ||
-                pread(fd, (void *)(o->bias + ph[i].p_vaddr), ph[i].p_filesz,
-                      at + (off_t)ph[i].p_offset) != (ssize_t)ph[i].p_filesz) {
+            if (ph[i].p_offset + ph[i].p_filesz > size) {
+                close(fd);
+                return fail("%s: a segment lies outside its member%s", o->path, "");
+            }
+            if (i < 64 && file_mappable(ph, o->phnum, i, at, page)) {
+                uintptr_t start = (o->bias + ph[i].p_vaddr) & ~(page - 1);
+                off_t from = at + (off_t)(ph[i].p_offset & ~(page - 1));
+                size_t len = o->bias + ph[i].p_vaddr + ph[i].p_filesz - start;
+                if (mmap((void *)start, len, prot_of(ph[i].p_flags), MAP_PRIVATE | MAP_FIXED, fd,
+                         from) == MAP_FAILED) {
+                    close(fd);
+                    return fail("%s: cannot map a segment: %s", o->path, strerror(errno));
+                }
+                mapped[i] = 1;
+            } else if (pread(fd, (void *)(o->bias + ph[i].p_vaddr), ph[i].p_filesz,
+                             at + (off_t)ph[i].p_offset) != (ssize_t)ph[i].p_filesz) {
                 close(fd);
                 return fail("%s: cannot read a segment%s", o->path, "");
             }
@@ -571,9 +609,10 @@ static int load_object(const char *exe, const char *member, struct object **deps
         (jmprel != NULL && relocate_rela(o, jmprel, pltrelsz / sizeof *jmprel) != 0)) {
         return -1;
     }
-    /* The code was written through the data cache: make the instruction cache see it. */
+    /* The code copied was written through the data cache: make the instruction cache see it
+     * (the kernel does that for the pages of a file mapping). */
     for (int i = 0; i < o->phnum; i++) {
-        if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X)) {
+        if (ph[i].p_type == PT_LOAD && (ph[i].p_flags & PF_X) && !(i < 64 && mapped[i])) {
             char *start = (char *)(o->bias + ph[i].p_vaddr);
             __builtin___clear_cache(start, start + ph[i].p_memsz);
         }
