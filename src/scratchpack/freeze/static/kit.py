@@ -58,8 +58,11 @@ OPENSSL_DIR = "/etc/ssl"
 
 #: Size flags for everything (zlib, OpenSSL, CPython, the launcher).
 #: No unwind tables: nothing in a C-only static binary unwinds, and .eh_frame was 0.5 MB.
+#: zig cc hands clang -Os for -Oz too; ``-Xclang=-Oz`` (one token, so OpenSSL's Configure and
+#: every configure keep it whole) reaches clang's code generator past the driver.
 SIZE_CFLAGS = (
     "-Os",
+    "-Xclang=-Oz",
     "-ffunction-sections",
     "-fdata-sections",
     "-fno-asynchronous-unwind-tables",
@@ -850,7 +853,8 @@ def _build(
         # before the rest: make then finds them up to date and keeps them
         _sh(
             runner,
-            ["make", jobs, f"EXTRA_CFLAGS={HOT_OPT}", *HOT_OBJECTS],
+            # -Xclang too: SIZE_CFLAGS' -Xclang=-Oz would otherwise override the driver's -O2
+            ["make", jobs, f"EXTRA_CFLAGS={HOT_OPT} -Xclang={HOT_OPT}", *HOT_OBJECTS],
             cwd=py,
             env=env,
             what="compiling the interpreter's hot objects",
