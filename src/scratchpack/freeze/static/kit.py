@@ -48,7 +48,7 @@ from scratchpack.freeze.static.toolchain import (
 )
 
 #: Bumped whenever the recipe below changes the kit's bytes.
-RECIPE_VERSION = "6"
+RECIPE_VERSION = "7"
 PYTHON_VERSION = "3.11"
 
 #: Where configure believes things live; only strings inside the binary, never read at run time
@@ -58,8 +58,11 @@ OPENSSL_DIR = "/etc/ssl"
 
 #: Size flags for everything (zlib, OpenSSL, CPython, the launcher).
 #: No unwind tables: nothing in a C-only static binary unwinds, and .eh_frame was 0.5 MB.
+#: zig cc hands clang -Os for -Oz too; ``-Xclang=-Oz`` (one token, so OpenSSL's Configure and
+#: every configure keep it whole) reaches clang's code generator past the driver.
 SIZE_CFLAGS = (
     "-Os",
+    "-Xclang=-Oz",
     "-ffunction-sections",
     "-fdata-sections",
     "-fno-asynchronous-unwind-tables",
@@ -306,16 +309,30 @@ CPYTHON_OPTIONS = (
 #: other stdlib module, instead of every executable carrying ~150 KB of them.
 UNFROZEN = ("ntpath", "site", "_sitebuiltins", "importlib.util", "importlib.machinery", "runpy")
 
+#: freeze_modules.py's sections the kit drops whole: CPython's own import tests (``__hello__``,
+#: the ``__phello__`` package, ``frozen_only`` and their aliases), 4.3 KB of deep-frozen code no
+#: app imports; ``import __hello__`` then finds Lib/__hello__.py like any stdlib module.
+UNFROZEN_SECTIONS = ("Test module",)
+
 #: Runs CPython's Tools/scripts/freeze_modules.py (which regenerates Makefile.pre.in's frozen
-#: module rules and Python/frozen.c) with UNFROZEN taken out of its list.
+#: module rules and Python/frozen.c) with UNFROZEN and UNFROZEN_SECTIONS taken out of its list.
 _FREEZE_LIST = """
-import sys
+import pathlib, sys
+script = pathlib.Path("Tools/scripts/freeze_modules.py")
+empty_ok = script.read_text().replace(  # a dropped section leaves its list of lines empty
+    "        if not lines[0]:\\n", "        if lines and not lines[0]:\\n"
+)
+assert "if lines and not lines[0]" in empty_ok
+script.write_text(empty_ok)
 sys.path.insert(0, "Tools/scripts")
 import freeze_modules as f
-drop = set(sys.argv[1:])
+sections = set(sys.argv[1].split(","))
+drop = set(sys.argv[2:])
+assert sections <= {section for section, _specs in f.FROZEN}, sections
 f.FROZEN = [
     (section, kept)
     for section, specs in f.FROZEN
+    if section not in sections
     for kept in [[s for s in specs if s.split(":")[0].strip() not in drop]]
     if kept
 ]
@@ -341,6 +358,43 @@ FROZEN_EDITS = (
         "    config.parse_argv = 1;\n    config.code_debug_ranges = 0;\n",
     ),
     ("Programs/_freeze_module.py", '"exec", optimize=0,', '"exec", optimize=2,'),
+)
+
+#: A scratchpack executable initialises Python once per process. pystate.c keeps a second,
+#: constant copy of the whole initial runtime state (166,688 B: the static objects (small ints,
+#: one-byte bytes and strings, interned identifiers) and the main interpreter's zero-filled
+#: state) to reset ``_PyRuntime`` when an embedding program calls Py_Initialize again after
+#: Py_Finalize, and to fill each new thread state and sub-interpreter from. The edits drop the
+#: copy: a second initialisation fails with an error saying so, and new thread states and
+#: sub-interpreters are assigned the same initialisers (_PyThreadState_INIT,
+#: _PyInterpreterState_INIT), which clang compiles to a memset and a few stores.
+#: (file, text, replacement)
+RUNTIME_EDITS = (
+    (
+        "Python/pystate.c",
+        '/* We use "initial" if the runtime gets re-used\n'
+        "   (e.g. Py_Finalize() followed by Py_Initialize(). */\n"
+        "static const _PyRuntimeState initial = _PyRuntimeState_INIT;\n",
+        "",
+    ),
+    (
+        "Python/pystate.c",
+        "        memcpy(runtime, &initial, sizeof(*runtime));\n",
+        '        return _PyStatus_ERR("this static Python initialises once per process: '
+        'Py_Initialize() after Py_Finalize() is not supported");\n',
+    ),
+    (
+        "Python/pystate.c",
+        "        memcpy(interp, &initial._main_interpreter,\n               sizeof(*interp));\n",
+        "        *interp = (PyInterpreterState)_PyInterpreterState_INIT;\n",
+    ),
+    (
+        "Python/pystate.c",
+        "        memcpy(tstate,\n"
+        "               &initial._main_interpreter._initial_thread,\n"
+        "               sizeof(*tstate));\n",
+        "        *tstate = (PyThreadState)_PyThreadState_INIT;\n",
+    ),
 )
 
 #: Stdlib parts that never belong in a static container executable (GUI, IDE, tests, installers).
@@ -451,8 +505,9 @@ def kit_key(target: Target | None = None) -> str:
         "archives": MODULE_ARCHIVES,
         "ctypes_dl": (CTYPES_DL_CFLAGS, _ctypes_dl_source()),
         "docsig": _package_text("docsig.py"),
-        "unfrozen": (UNFROZEN, _FREEZE_LIST),
+        "unfrozen": (UNFROZEN, UNFROZEN_SECTIONS, _FREEZE_LIST),
         "frozen_edits": FROZEN_EDITS,
+        "runtime_edits": RUNTIME_EDITS,
     }
     if target != host:
         doc["cross"] = {
@@ -570,13 +625,17 @@ def _builtin_names(config_c: Path) -> list[str]:
 
 
 #: Run by the fresh kit interpreter: builtins keep their signatures and lose their prose, the
-#: UNFROZEN modules are not frozen, and the frozen ones lost docstrings and columns (FROZEN_EDITS).
+#: UNFROZEN modules are not frozen, the frozen ones lost docstrings and columns (FROZEN_EDITS), and
+#: a thread starts from the initialiser RUNTIME_EDITS put in place of the runtime's copy.
 _PROBE = (
     "assert len.__text_signature__ == '($module, obj, /)' and len.__doc__ is None, len.__doc__; "
-    f"import _imp; assert not any(map(_imp.is_frozen, {UNFROZEN!r})), 'frozen'; "
+    f"import _imp; assert not any(map(_imp.is_frozen, {(*UNFROZEN, '__hello__')!r})), 'frozen'; "
     "assert _imp.is_frozen('posixpath'); import posixpath as p; "
     "assert p.__doc__ is None and all(c is None for _l, _e, c, _x in p.join.__code__.co_positions()"
-    "), 'frozen code keeps its docstrings or column positions'"
+    "), 'frozen code keeps its docstrings or column positions'; "
+    "import _thread; done = _thread.allocate_lock(); done.acquire(); got = []; "
+    "_thread.start_new_thread(lambda: (got.append(sum(range(10))), done.release()), ()); "
+    "done.acquire(); assert got == [45], 'a new thread state (RUNTIME_EDITS) does not run'"
 )
 
 
@@ -722,14 +781,17 @@ def _build(
     with step("taking the modules a static executable does not start with off the frozen list"):
         _sh(
             runner,
-            [sys.executable, "-I", "-c", _FREEZE_LIST, *UNFROZEN],
+            [sys.executable, "-I", "-c", _FREEZE_LIST, ",".join(UNFROZEN_SECTIONS), *UNFROZEN],
             cwd=py,
             env=env,
             what="regenerating the frozen module list",
             tool="Tools/scripts/freeze_modules.py",
         )
-    with step("compiling the frozen modules without docstrings or column positions"):
-        for rel, text, replacement in FROZEN_EDITS:
+    with step(
+        "compiling the frozen modules without docstrings or column positions, and "
+        "without the runtime state's second copy"
+    ):
+        for rel, text, replacement in (*FROZEN_EDITS, *RUNTIME_EDITS):
             path = py / rel
             source = path.read_text()
             if source.count(text) != 1:
@@ -791,7 +853,8 @@ def _build(
         # before the rest: make then finds them up to date and keeps them
         _sh(
             runner,
-            ["make", jobs, f"EXTRA_CFLAGS={HOT_OPT}", *HOT_OBJECTS],
+            # -Xclang too: SIZE_CFLAGS' -Xclang=-Oz would otherwise override the driver's -O2
+            ["make", jobs, f"EXTRA_CFLAGS={HOT_OPT} -Xclang={HOT_OPT}", *HOT_OBJECTS],
             cwd=py,
             env=env,
             what="compiling the interpreter's hot objects",
