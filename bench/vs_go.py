@@ -323,15 +323,17 @@ def report(variants: list[Variant], args: argparse.Namespace, info: list[str]) -
 
 
 def client_line(variants: list[Variant], titles: dict[str, str]) -> str:
-    """wrk's own CPU per request and the req/s its one core allows at that cost: where a
-    route's req/s sit at that ceiling for every server, the client is the bound, and the
-    server CPU per request rows are the comparison that remains."""
+    """wrk's own CPU per request against each server, and the req/s its one core allows at
+    that cost: where a route's req/s sit at that ceiling for every server, the client is the
+    bound, and the server CPU per request rows are the comparison that remains."""
     parts = []
     for sc in wb.SCENARIOS:
-        us = med([x for v in variants for x in v.client_us[sc.name]])
-        cap = f"{1e6 / us:,.0f}" if us else "-"
-        parts.append(f"{titles[sc.name].removesuffix(' req/s')} {us:.1f} us (<= {cap} req/s)")
-    return "client (wrk, one core) CPU per request, all servers: " + ", ".join(parts)
+        each = []
+        for v in variants:
+            us = med(v.client_us[sc.name])
+            each.append(f"{v.label} {us:.1f} us (<= {1e6 / us:,.0f} req/s)" if us else "-")
+        parts.append(f"{titles[sc.name].removesuffix(' req/s')}: " + ", ".join(each))
+    return "client (wrk, one core) CPU per request: " + "; ".join(parts)
 
 
 def targets_met(ours: Variant, go: Variant, sizes: dict[str, tuple[int, int]]) -> list[list[str]]:
