@@ -96,7 +96,7 @@ _TCP_INFO_SEGS_IN = 140  # offset of tcpi_segs_in in Linux's struct tcp_info (si
 
 
 class _Lost(_Proto):
-    """Stops the loop when the transport reports the connection lost."""
+    """Records pause_writing and connection_lost (then stops the loop)."""
 
     def connection_made(self, transport: Any) -> None:
         pass
@@ -104,6 +104,9 @@ class _Lost(_Proto):
     def connection_lost(self, exc: Exception | None) -> None:
         self._made.append(exc)
         self._loop.stop()
+
+    def pause_writing(self) -> None:
+        self._made.append("pause_writing")
 
 
 def _tcp_pair() -> tuple[socket.socket, socket.socket]:
@@ -168,7 +171,8 @@ def test_the_last_answer_arrives_even_when_close_resets() -> None:
 
 
 def test_a_last_answer_larger_than_the_send_buffer_is_sent_whole() -> None:
-    """What send() did not take waits for the socket; the connection closes after it."""
+    """What send() did not take waits for the socket, above the high-water mark tells the
+    protocol (which then applies its write deadline), and the connection closes after it."""
     client, server = _tcp_pair()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
     data = bytes(range(256)) * 16384  # 4 MiB
@@ -176,6 +180,6 @@ def test_a_last_answer_larger_than_the_send_buffer_is_sent_whole() -> None:
     with client:
         reader = threading.Thread(target=lambda: got.append(_read_all(client)))
         reader.start()
-        assert _last_write(server, data) == [None]
+        assert _last_write(server, data) == ["pause_writing", None]
         reader.join(30)
         assert got == [data]
