@@ -175,7 +175,7 @@ def test_a_last_answer_larger_than_the_send_buffer_is_sent_whole() -> None:
     protocol (which then applies its write deadline), and the connection closes after it."""
     client, server = _tcp_pair()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    data = bytes(range(256)) * 16384  # 4 MiB
+    data = bytes(range(256)) * 4096  # 1 MiB, well above the 256 KiB high-water mark
     got: list[bytes] = []
     with client:
         reader = threading.Thread(target=lambda: got.append(_read_all(client)))
