@@ -19,6 +19,9 @@ variants interleaved run by run:
 
 - GET /, GET /www/etc/passwd, GET / with -disableKeepalive: req/s over --rounds runs each of
   --duration s, after one warm-up run (the servers of a scenario run side by side, idle but one);
+- server CPU per request on each route (the server's threads, /proc/PID/task/*/schedstat,
+  over each wrk run): what req/s cannot show once the client is the bound. wrk's own CPU per
+  request (rusage) is printed below the table with the req/s its one core allows at that cost;
 - RSS after load: the server's RSS after the GET / runs;
 - idle RSS: 1 s after the first 200 of a fresh start;
 - start to first 200: spawn (unshare + chroot included) to the first 200 on GET /, polled
@@ -35,6 +38,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -125,6 +129,8 @@ class Variant:
     idle_rss: list[float] = field(default_factory=list)
     load_rss: list[float] = field(default_factory=list)
     rps: dict[str, list[float]] = field(default_factory=dict)
+    server_us: dict[str, list[float]] = field(default_factory=dict)
+    client_us: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -181,6 +187,17 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def children_cpu_seconds() -> float:
+    """CPU time of this script's waited-for children (each wrk run adds its own)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def per_request_us(before: float, after: float, requests: int) -> float:
+    """CPU microseconds per request between two CPU-time readings (seconds)."""
+    return (after - before) / requests * 1e6 if requests else 0.0
+
+
 def measure_starts(variants: list[Variant], runs: int, logs: Path) -> None:
     for i in range(runs):
         for v in rotate(variants, i):
@@ -205,14 +222,20 @@ def measure_rps(variants: list[Variant], args: argparse.Namespace, logs: Path) -
                     raise RuntimeError(f"{v.label}: GET {sc.path} is not 200")
                 ports[v.label] = (port, app)
                 v.rps[sc.name], v.errors[sc.name] = [], 0
+                v.server_us[sc.name], v.client_us[sc.name] = [], []
             for v in variants:
                 url = f"http://127.0.0.1:{ports[v.label][0]}{sc.path}"
                 wb.run_wrk(wb.wrk_argv(url, duration=wb.WARMUP_SECONDS, **kw))
             for i in range(args.rounds):
                 for v in rotate(variants, i):
-                    url = f"http://127.0.0.1:{ports[v.label][0]}{sc.path}"
+                    port, app = ports[v.label]
+                    url = f"http://127.0.0.1:{port}{sc.path}"
+                    srv0, cli0 = cpu_seconds(app), children_cpu_seconds()
                     run = wb.run_wrk(wb.wrk_argv(url, duration=args.duration, **kw))
+                    srv1, cli1 = cpu_seconds(app), children_cpu_seconds()
                     v.rps[sc.name].append(run.rps)
+                    v.server_us[sc.name].append(per_request_us(srv0, srv1, run.requests))
+                    v.client_us[sc.name].append(per_request_us(cli0, cli1, run.requests))
                     v.errors[sc.name] += run.non2xx + run.socket_errors
                 note(
                     f"{sc.name} round {i + 1}/{args.rounds}: "
@@ -257,6 +280,13 @@ def report(variants: list[Variant], args: argparse.Namespace, info: list[str]) -
     }
     for sc in wb.SCENARIOS:
         row(titles[sc.name], {v.label: med(v.rps[sc.name]) for v in variants}, ",.0f", higher=True)
+    for sc in wb.SCENARIOS:
+        row(
+            f"server CPU per request, {titles[sc.name].removesuffix(' req/s')} (us)",
+            {v.label: med(v.server_us[sc.name]) for v in variants},
+            ".1f",
+            higher=False,
+        )
     row("RSS after load (MiB)", {v.label: med(v.load_rss) for v in variants}, ".1f", higher=False)
     row("idle RSS (MiB)", {v.label: med(v.idle_rss) for v in variants}, ".1f", higher=False)
     row(
@@ -285,10 +315,25 @@ def report(variants: list[Variant], args: argparse.Namespace, info: list[str]) -
         for v in variants
     )
     errors = ", ".join(f"{v.label} {sum(v.errors.values())}" for v in variants)
-    lines += [f"runs: {runs}", f"non-2xx + socket errors: {errors}", ""]
+    lines += [f"runs: {runs}", f"non-2xx + socket errors: {errors}", client_line(variants, titles)]
+    lines += [""]
     targets = targets_met(variants[1], go, sizes)
     lines += [sb.table(["issue 14 target", "measured", "verdict"], targets)]
     return "\n".join(lines)
+
+
+def client_line(variants: list[Variant], titles: dict[str, str]) -> str:
+    """wrk's own CPU per request against each server, and the req/s its one core allows at
+    that cost: where a route's req/s sit at that ceiling for every server, the client is the
+    bound, and the server CPU per request rows are the comparison that remains."""
+    parts = []
+    for sc in wb.SCENARIOS:
+        each = []
+        for v in variants:
+            us = med(v.client_us[sc.name])
+            each.append(f"{v.label} {us:.1f} us (<= {1e6 / us:,.0f} req/s)" if us else "-")
+        parts.append(f"{titles[sc.name].removesuffix(' req/s')}: " + ", ".join(each))
+    return "client (wrk, one core) CPU per request: " + "; ".join(parts)
 
 
 def targets_met(ours: Variant, go: Variant, sizes: dict[str, tuple[int, int]]) -> list[list[str]]:
@@ -403,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "idle_rss": v.idle_rss,
                             "load_rss": v.load_rss,
                             "rps": v.rps,
+                            "server_us": v.server_us,
+                            "client_us": v.client_us,
                             "errors": v.errors,
                         }
                         for v in variants

@@ -110,6 +110,10 @@ class FakeTransport:
             self.proto.resume_writing()
         return data
 
+    def write_last(self, data: bytes) -> None:
+        self.write(data)
+        self.close()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import socket
+import struct
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from webhello.loop import Loop
-from webhello.transport import Acceptor
+from webhello.transport import Acceptor, SocketTransport
 
 
 class _Proto:
@@ -85,3 +88,98 @@ def test_a_listener_without_tcp_options_still_accepts(tmp_path: Path) -> None:
         return c
 
     assert _accept(listener, connect, 2, lambda sock: sock.family) == [socket.AF_UNIX] * 2
+
+
+# --- write_last: the answer and the FIN in one segment ----------------------------------------
+
+_TCP_INFO_SEGS_IN = 140  # offset of tcpi_segs_in in Linux's struct tcp_info (since 4.2)
+
+
+class _Lost(_Proto):
+    """Records pause_writing and connection_lost (then stops the loop)."""
+
+    def connection_made(self, transport: Any) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._made.append(exc)
+        self._loop.stop()
+
+    def pause_writing(self) -> None:
+        self._made.append("pause_writing")
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """(client, accepted server side) of one connection on 127.0.0.1, the server with
+    TCP_NODELAY as webhello's listener gives it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    server.setblocking(False)
+    return client, server
+
+
+def _last_write(server: socket.socket, data: bytes) -> list[Any]:
+    """webhello's transport on ``server`` sends ``data`` with write_last; run until it is
+    closed. Returns what connection_lost got."""
+    loop = Loop()
+    lost: list[Any] = []
+    tr = SocketTransport(loop, server, _Lost(loop, lost), ("127.0.0.1", 1), watch=False)
+    tr.write_last(data)
+    loop.run_forever()
+    return lost
+
+
+def _read_all(client: socket.socket) -> bytes:
+    chunks = []
+    while chunk := client.recv(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_the_last_answer_and_the_fin_leave_in_one_segment() -> None:
+    """A `Connection: close` answer: the client gets it and EOF from one segment (the SYN-ACK
+    and that one: 2 received), not answer then FIN (3)."""
+    client, server = _tcp_pair()
+    with client:
+        assert _last_write(server, b"x" * 1200) == [None]
+        assert _read_all(client) == b"x" * 1200
+        info = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        (segs_in,) = struct.unpack_from("I", info, _TCP_INFO_SEGS_IN)
+        assert segs_in == 2
+
+
+def test_the_last_answer_arrives_even_when_close_resets() -> None:
+    """Input the server never read makes close() send a reset; the answer (and the FIN) went
+    out before it, so the client still reads it whole (held by MSG_MORE at close() it would
+    be discarded with the reset)."""
+    client, server = _tcp_pair()
+    with client:
+        client.sendall(b"GET / HTTP/1.1\r\n\r\n" * 4)
+        time.sleep(0.05)  # the unread input is in the server's receive queue
+        assert _last_write(server, b"y" * 5000) == [None]
+        got = b""
+        try:
+            while chunk := client.recv(1 << 16):
+                got += chunk
+        except ConnectionResetError:
+            pass
+        assert got == b"y" * 5000
+
+
+def test_a_last_answer_larger_than_the_send_buffer_is_sent_whole() -> None:
+    """What send() did not take waits for the socket, above the high-water mark tells the
+    protocol (which then applies its write deadline), and the connection closes after it."""
+    client, server = _tcp_pair()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    data = bytes(range(256)) * 4096  # 1 MiB, well above the 256 KiB high-water mark
+    got: list[bytes] = []
+    with client:
+        reader = threading.Thread(target=lambda: got.append(_read_all(client)))
+        reader.start()
+        assert _last_write(server, data) == ["pause_writing", None]
+        reader.join(30)
+        assert got == [data]

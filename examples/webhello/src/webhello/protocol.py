@@ -180,15 +180,15 @@ class HttpProtocol:
                 return
             if type(r) is tuple:
                 data, close, stream = r
+                if stream is None and (close or self._state.closing):
+                    t.write_last(data)
+                    return
                 t.write(data)
                 if stream is not None:
                     self._stream = stream
                     self._after_close = close
                     t.pause_reading()
                     self._pump()
-                    return
-                if close or self._state.closing:
-                    t.close()
                     return
                 if self._paused:
                     return
@@ -285,10 +285,10 @@ class HttpProtocol:
         t = self._transport
         if t is None:
             return
-        t.write(d.data)
         if d.close or self._eof or self._state.closing:
-            t.close()
+            t.write_last(d.data)
             return
+        t.write(d.data)
         if not self._paused:
             self._process()
 
@@ -334,6 +334,10 @@ class _TlsShim:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._owner.send(bytes(data))
+
+    def write_last(self, data: bytes) -> None:
+        self._owner.send(data)
+        self._owner.shutdown()
 
     def close(self) -> None:
         self._owner.shutdown()
