@@ -511,6 +511,38 @@ def test_stdlib_docstrings_are_dropped_and_the_apps_kept(tmp_path: Path) -> None
     assert out.split() == ["App.", "Doc.", "None", "None", "None", "aa/bb"]
 
 
+def test_strip_docstrings_drops_only_the_named_distributions_docstrings(tmp_path: Path) -> None:
+    """``strip-docstrings``: the project's own modules (its RECORD's top-level packages) are
+    compiled without docstrings, asserts kept; a dependency's keep theirs (it may read them)."""
+    files = {
+        "app/__init__.py": '"""App."""\nfrom . import cli\nimport dep\n',
+        "app/cli.py": 'class C:\n    """C."""\ndef f(x):\n    """Fdoc."""\n    assert x, "kept"\n',
+        "app-1.0.dist-info/RECORD": "app/__init__.py,,\napp/cli.py,,\n",
+        "dep.py": '"""Dep."""\ndef g():\n    """G."""\n',
+        "dep-2.0.dist-info/RECORD": "dep.py,,\n",
+    }
+    site = _tree(tmp_path / "site", files)
+    out = tmp_path / "modules.zip"
+    request = bundle_request("app", STDLIB, [site], out) | {"strip_docstrings": ["app"]}
+    _bundle.bundle(request)
+    plain = _bundle_of(tmp_path / "plain", files)[1]
+    check = (
+        "import app, app.cli, dep\n"
+        "print(app.__doc__, app.cli.C.__doc__, app.cli.f.__doc__, dep.__doc__, dep.g.__doc__)"
+    )
+    assert _run_from_zip(str(out), check).split() == ["None", "None", "None", "Dep.", "G."]
+    assert _run_from_zip(plain.filename or "", check).split() == [
+        "App.",
+        "C.",
+        "Fdoc.",
+        "Dep.",
+        "G.",
+    ]
+    stripped = zipfile.ZipFile(out).read("app/cli.pyc")
+    assert b"Fdoc." not in stripped and b"kept" in stripped
+    assert len(stripped) < len(plain.read("app/cli.pyc"))
+
+
 def test_cold_compression_deflates_only_what_functions_import(tmp_path: Path) -> None:
     """Stdlib modules reached only through function-level imports are deflated; the app, its
     module-level imports and the interpreter's start-up codecs stay stored."""

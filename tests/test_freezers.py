@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -275,6 +276,11 @@ def test_pyinstaller_cache_key_part() -> None:
     assert "tzdata==2026.6" in TOOL_PINS  # the time zone data two builds embed
     static_key = StaticFreezer().cache_key(project, compression="xz")
     assert set(static_key) == {"tools"}
+    stripped = replace(project, freeze=replace(project.freeze, strip_docstrings=True))
+    assert StaticFreezer().cache_key(stripped, compression="xz") == {
+        **static_key,
+        "strip_docstrings": True,
+    }
 
 
 def _py(**kw: object) -> PythonInfo:

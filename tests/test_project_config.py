@@ -202,6 +202,8 @@ def test_runtime_and_include_modules_from_pyproject() -> None:
     info = _info({"runtime": "static", "include-modules": ["encodings.cp1252", "email.*"]})
     assert info.freeze.runtime == "static"
     assert info.freeze.include_modules == ("encodings.cp1252", "email.*")
+    assert info.freeze.strip_docstrings is False
+    assert _info({"strip-docstrings": True}).freeze.strip_docstrings is True
 
 
 @pytest.mark.parametrize(
@@ -210,6 +212,7 @@ def test_runtime_and_include_modules_from_pyproject() -> None:
         ({"runtime": "go"}, "must be 'pyinstaller' or 'static'"),
         ({"include-modules": ["not a module"]}, "is not a module name"),
         ({"include-modules": "json"}, "must be a list of strings"),
+        ({"strip-docstrings": "yes"}, "strip-docstrings = 'yes': must be true or false"),
     ],
 )
 def test_bad_static_settings_are_project_errors(tool: dict[str, object], message: str) -> None:

@@ -579,3 +579,18 @@ def test_the_host_kit_key_has_no_cross_part_and_each_target_its_own_key() -> Non
         assert kit.kit_key(host_target()) in keys
     finally:
         kit.CROSS_CONFIG_SITE = kit.CROSS_CONFIG_SITE[:-1]
+
+
+def test_source_edits_need_their_text_exactly_once(tmp_path: Path) -> None:
+    """A changed upstream source fails the kit build instead of keeping what an edit removed
+    (kit.OPENSSL_EDITS: the key encoders and the KDFs no TLS or hashlib path uses)."""
+    from scratchpack.freeze.static import kit
+
+    table = '{ "HKDF" },\n{ "SSKDF" },\n'
+    (tmp_path / "p.c").write_text(table)
+    kit._edit_sources(tmp_path, (("p.c", '{ "SSKDF" },\n', ""),))
+    assert (tmp_path / "p.c").read_text() == '{ "HKDF" },\n'
+    for text in ('{ "SSKDF" },\n', '"'):  # gone now / not unique
+        with pytest.raises(FreezeError, match="does not hold"):
+            kit._edit_sources(tmp_path, (("p.c", text, ""),))
+    assert any("encoders.inc" in text for _rel, text, _new in kit.OPENSSL_EDITS)

@@ -72,6 +72,8 @@ class FreezeSettings:
     runtime: Runtime | None = None  # runtime = "pyinstaller" | "static"; None: the default route
     exclude_modules: tuple[str, ...] = ()  # exclude-modules, proven by the app's tests
     include_modules: tuple[str, ...] = ()  # include-modules (dynamic imports; "pkg.*")
+    #: strip-docstrings: the project's own modules compiled without docstrings (static route)
+    strip_docstrings: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +381,19 @@ def _freeze_settings(tool: Mapping[str, Any]) -> FreezeSettings:
             f"[tool.scratchpack] runtime = {runtime!r}: must be 'pyinstaller' or 'static'",
             hint="static needs a pure-Python app; pyinstaller freezes anything",
         )
-    return FreezeSettings(runtime=runtime, exclude_modules=excludes, include_modules=includes)
+    strip = tool.get("strip-docstrings", False)
+    if not isinstance(strip, bool):
+        raise ProjectError(
+            f"[tool.scratchpack] strip-docstrings = {strip!r}: must be true or false",
+            hint="strip-docstrings = true drops the app's docstrings; leave it out if the app "
+            "reads __doc__",
+        )
+    return FreezeSettings(
+        runtime=runtime,
+        exclude_modules=excludes,
+        include_modules=includes,
+        strip_docstrings=strip,
+    )
 
 
 def project_config(data: Mapping[str, Any], entrypoint: str | None = None) -> ProjectConfig:

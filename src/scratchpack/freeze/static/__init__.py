@@ -199,9 +199,11 @@ def build_static(
     cache_dir: Path,
     runner: Runner,
     target: Target | None = None,
+    strip_docstrings_of: str | None = None,
 ) -> StaticBuild:
     """Build ``workdir/static/<name>``: the kit's interpreter, the app's built-ins and modules,
-    for ``target`` (default: this machine)."""
+    for ``target`` (default: this machine); the modules of distribution
+    ``strip_docstrings_of`` (the project's, when it opts in) are compiled without docstrings."""
     target = target or host_target()
     kit = ensure_kit(cache_dir, runner=runner, target=target)
     site_dirs = site_packages(benv, runner=runner)
@@ -224,6 +226,8 @@ def build_static(
         "compression": ZIP_COMPRESSION,
         "optimize": 0,
     }
+    if strip_docstrings_of:
+        request["strip_docstrings"] = [strip_docstrings_of]
     if target != host_target():  # analysed by the host's kit: say whose sysconfig data to name
         request["multiarch"] = target.multiarch
     if musl_site:  # the bootstrap's finder for them needs importlib.machinery
@@ -416,7 +420,8 @@ class StaticFreezer:
 
     def cache_key(self, project: ProjectConfig, *, compression: Compression) -> dict[str, object]:
         """The kit and this package's code decide the bytes; staticx compression does not."""
-        return {"tools": freezer_digest()}
+        strip = {"strip_docstrings": True} if project.freeze.strip_docstrings else {}
+        return {"tools": freezer_digest(), **strip}
 
     def build(self, job: Build, *, runner: Runner) -> Built:
         entrypoint = job.project.entrypoint
@@ -434,6 +439,7 @@ class StaticFreezer:
             cache_dir=job.cache_dir,
             runner=runner,
             target=target_for(job.platform),
+            strip_docstrings_of=job.project.name if job.project.freeze.strip_docstrings else None,
         )
         # what the zip holds beyond the requirement closure: tzdata, from the build venv
         known = {d.name.lower().replace("_", "-") for d in job.distributions}

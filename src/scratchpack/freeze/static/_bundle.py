@@ -6,7 +6,8 @@ reads one JSON request file (argv[1]), writes one JSON report to stdout.
 
 Request: entry (module), run_main, search_path, stdlib, app_paths (non-stdlib roots),
 excludes, includes, distributions (dist-info names to keep), output (zip path), compression
-("stored"/"deflated"), optimize; optional native_roots and native_suffix (where musllinux
+("stored"/"deflated"), optimize; optional strip_docstrings (distributions whose modules are
+compiled without docstrings), native_roots and native_suffix (where musllinux
 wheels are unpacked, their extension modules' suffix), elf_align (where ELF members' bytes
 start: a multiple of it from the zip's start), multiarch (an executable for another
 machine: its triple, which names its sysconfig data; this interpreter is then the host's kit,
@@ -1054,6 +1055,12 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
     native: list[dict[str, str]] = []
     left_out: list[dict[str, str]] = []
     app_files: list[str] = []
+    no_docs = {
+        top
+        for dist in req.get("strip_docstrings", [])
+        for root in app_paths
+        for top in _distribution_tops(root, dist)
+    }
     for name, mod in sorted(finder.modules.items()):
         path: str | None = getattr(mod, "__file__", None)
         is_pkg = getattr(mod, "__path__", None) is not None
@@ -1089,7 +1096,9 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
             source = f.read()
         try:
             tree = ast.parse(source, rel)
-            if not root:  # the stdlib copes with -OO, i.e. with no docstrings (-20 % of its .pyc)
+            # the stdlib copes with -OO, i.e. with no docstrings (-20 % of its .pyc); the app's
+            # own modules lose theirs when the project says it never reads them
+            if not root or name.partition(".")[0] in no_docs:
                 tree = without_docstrings(tree)
             code = compile(tree, rel, "exec", dont_inherit=True, optimize=req["optimize"])
         except SyntaxError as err:

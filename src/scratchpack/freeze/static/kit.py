@@ -48,7 +48,7 @@ from scratchpack.freeze.static.toolchain import (
 )
 
 #: Bumped whenever the recipe below changes the kit's bytes.
-RECIPE_VERSION = "7"
+RECIPE_VERSION = "8"
 PYTHON_VERSION = "3.11"
 
 #: Where configure believes things live; only strings inside the binary, never read at run time
@@ -149,6 +149,55 @@ OPENSSL_OPTIONS = (
     "enable-ec_nistp_64_gcc_128",
     f"-U{OPENSSL_NISTZ256_MACRO}",
     "no-filenames",
+)
+
+#: Algorithms OpenSSL's providers register in dispatch tables (so --gc-sections keeps them all)
+#: that neither libssl nor CPython's ``_ssl`` and ``_hashlib`` can reach:
+#: - key encoders (DER/PEM/text writers of keys): libssl never writes a key, ``_ssl`` writes only
+#:   certificates and sessions (i2d_X509, i2d_SSL_SESSION: ASN.1 templates, not encoders) and
+#:   ``_hashlib`` no key at all; the encoders' callers (PEM_write_*, i2d_PUBKEY, X509_PUBKEY_set,
+#:   EVP_PKEY2PKCS8, EVP_PKEY_print_*) are certificate, request and key writers none of them
+#:   calls. Both the default and the base provider (never loaded here) list them. Decoders stay:
+#:   reading certificates and (encrypted) PEM keys needs them.
+#: - KDFs for other protocols: SSKDF and X963KDF (ECDH with a KDF, CMS), X942KDF (DH with a KDF,
+#:   CMS), KBKDF (SP 800-108), KRB5KDF (Kerberos), SSHKDF (SSH), PKCS12KDF (PKCS#12 files and
+#:   their PBE ciphers, all disabled above). TLS uses HKDF, TLS13-KDF and TLS1-PRF; hashlib
+#:   PBKDF2 and scrypt; encrypted PEM keys PBKDF2 or scrypt.
+#: (file, text, replacement)
+OPENSSL_EDITS = (
+    (
+        "providers/defltprov.c",
+        '#define ENCODER_PROVIDER "default"\n#include "encoders.inc"\n',
+        "",
+    ),
+    (
+        "providers/baseprov.c",
+        '#define ENCODER_PROVIDER "base"\n#include "encoders.inc"\n',
+        "",
+    ),
+    (
+        "providers/defltprov.c",
+        '    { PROV_NAMES_SSKDF, "provider=default", ossl_kdf_sskdf_functions },\n',
+        "",
+    ),
+    (
+        "providers/defltprov.c",
+        '    { PROV_NAMES_PKCS12KDF, "provider=default", ossl_kdf_pkcs12_functions },\n'
+        '    { PROV_NAMES_SSHKDF, "provider=default", ossl_kdf_sshkdf_functions },\n'
+        '    { PROV_NAMES_X963KDF, "provider=default", ossl_kdf_x963_kdf_functions },\n',
+        "",
+    ),
+    (
+        "providers/defltprov.c",
+        '    { PROV_NAMES_KBKDF, "provider=default", ossl_kdf_kbkdf_functions },\n'
+        '    { PROV_NAMES_X942KDF_ASN1, "provider=default", ossl_kdf_x942_kdf_functions },\n',
+        "",
+    ),
+    (
+        "providers/defltprov.c",
+        '    { PROV_NAMES_KRB5KDF, "provider=default", ossl_kdf_krb5kdf_functions },\n',
+        "",
+    ),
 )
 
 #: liblzma only: no command-line tools, translations or documentation.
@@ -508,6 +557,7 @@ def kit_key(target: Target | None = None) -> str:
         "unfrozen": (UNFROZEN, UNFROZEN_SECTIONS, _FREEZE_LIST),
         "frozen_edits": FROZEN_EDITS,
         "runtime_edits": RUNTIME_EDITS,
+        "openssl_edits": OPENSSL_EDITS,
     }
     if target != host:
         doc["cross"] = {
@@ -673,6 +723,21 @@ def _sh(
         )
 
 
+def _edit_sources(root: Path, edits: tuple[tuple[str, str, str], ...]) -> None:
+    """Apply the recipe's (file, text, replacement) edits; each text must occur exactly once, so
+    a changed source fails the build instead of silently keeping what the edit removed."""
+    for rel, text, replacement in edits:
+        path = root / rel
+        source = path.read_text()
+        if source.count(text) != 1:
+            raise FreezeError(
+                f"{rel} does not hold {text.strip()!r} once",
+                tool="the kit recipe",
+                hint="this is a bug in scratchpack's runtime recipe; please report it",
+            )
+        path.write_text(source.replace(text, replacement))
+
+
 #: Debian packages of the build tools whose package name differs from the tool's.
 _TOOL_PACKAGES = {"tclsh": "tcl", "readelf": "binutils"}  # tclsh generates SQLite's amalgamation
 
@@ -722,6 +787,7 @@ def _build(
         _sh(runner, ["make", "install"], cwd=zlib, env=env, what="installing zlib", tool="make")
 
     ssl = srcs["openssl"]
+    _edit_sources(ssl, OPENSSL_EDITS)
     with step("compiling OpenSSL (the longest step)"):
         _sh(
             runner,
@@ -791,16 +857,7 @@ def _build(
         "compiling the frozen modules without docstrings or column positions, and "
         "without the runtime state's second copy"
     ):
-        for rel, text, replacement in (*FROZEN_EDITS, *RUNTIME_EDITS):
-            path = py / rel
-            source = path.read_text()
-            if source.count(text) != 1:
-                raise FreezeError(
-                    f"{rel} does not hold {text.strip()!r} once",
-                    tool="the kit recipe",
-                    hint="this is a bug in scratchpack's runtime recipe; please report it",
-                )
-            path.write_text(source.replace(text, replacement))
+        _edit_sources(py, (*FROZEN_EDITS, *RUNTIME_EDITS))
     cross_env: dict[str, str] = {}
     if cross:
         site = work / "config.site"
