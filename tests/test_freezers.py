@@ -375,6 +375,16 @@ def test_spec_collects_package_data_metadata_and_includes(tmp_path: Path) -> Non
     assert 'collect_submodules("gunicorn")' in tools.hooks["hook-gunicorn.py"]
 
 
+def test_excluding_what_pyinstallers_start_needs_keeps_it(tmp_path: Path) -> None:
+    """typing excluded (the static route leaves it out): PyInstaller's pkgutil runtime hook
+    still imports it, so the spec keeps it and excludes the rest."""
+    tools = FakeTools()
+    project = _project(tmp_path, 'exclude-modules = ["typing", "calendar"]\n')
+    freeze(FreezeSpec(project, cache_dir=tmp_path / "c", python=sys.executable), runner=tools)
+    (text,) = tools.specs
+    assert "    excludes=['calendar'],\n" in text
+
+
 def test_include_modules_change_the_cache_key(tmp_path: Path) -> None:
     plain = freeze(
         FreezeSpec(_project(tmp_path), cache_dir=tmp_path / "c", python=sys.executable),

@@ -455,6 +455,14 @@ class Onefile:
     binaries: tuple[str, ...] = ()  # the host's shared libraries PyInstaller bundled
 
 
+#: Modules PyInstaller's own start-up imports, whatever the app's exclude-modules say: its runtime
+#: hook pyi_rth_pkgutil registers a ``functools.singledispatch`` implementation, and register()
+#: imports typing for it (``_is_union_type``). exclude-modules names what the APP never
+#: imports; excluding these would stop the executable before the app runs
+#: (``Failed to execute script 'pyi_rth_pkgutil'``), so this route keeps them.
+BOOTSTRAP_MODULES = frozenset({"typing"})
+
+
 def recipe_digest() -> str:
     """A digest of this module (the spec, the hooks, the launcher): part of the cache key."""
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
@@ -511,7 +519,7 @@ def run_pyinstaller(
             hooks=str(hooks),
             script=str(script),
             hidden=hidden,
-            excludes=sorted(excludes),
+            excludes=sorted(set(excludes) - BOOTSTRAP_MODULES),
             name=name,
         )
     )
