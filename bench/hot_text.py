@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -36,12 +35,12 @@ from typing import Any
 
 import webhello_bench as wb
 
+from scratchpack.freeze.static.link import FUNCTION_NAME, HOT_TEXT
 from testsupport import rootfs
 from testsupport.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "src" / "scratchpack" / "freeze" / "static" / "hot_text.txt"
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+OUT = REPO / "src" / "scratchpack" / "freeze" / "static" / HOT_TEXT
 
 HEADER = (
     "The functions the static runtime runs to start an app and serve its first requests, in the "
@@ -181,7 +180,7 @@ def trace(exe: Path, work: Path, idle: float) -> list[str]:
     for line in hits.read_text().splitlines():
         when, *aliases = line.split()
         if float(when) < cut:
-            names.update(dict.fromkeys(a for a in aliases if NAME.fullmatch(a)))
+            names.update(dict.fromkeys(a for a in aliases if FUNCTION_NAME.fullmatch(a)))
     return sorted(names, key=lambda name: (address[name], name))
 
 

@@ -112,7 +112,8 @@ ALLOC_WRAPS = ("-Wl,--wrap=calloc",)
 #: the 64 KiB around it, cold neighbours too. Gathered (0.65 MB), webhello's idle resident code
 #: is 0.76 MB. Functions an app runs that are not listed stay where they were.
 HOT_TEXT = "hot_text.txt"
-_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+#: A name the list may hold (bench/hot_text.py keeps only these from the symbol table).
+FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
 def hot_text_names(text: str) -> list[str]:
@@ -120,7 +121,7 @@ def hot_text_names(text: str) -> list[str]:
     names = [line.strip() for line in text.splitlines()]
     names = [n for n in names if n and not n.startswith("#")]
     for name in names:
-        if not _FUNCTION_NAME.fullmatch(name):
+        if not FUNCTION_NAME.fullmatch(name):
             raise FreezeError(
                 f"{HOT_TEXT}: not a C function name: {name!r}",
                 hint="this is a bug in scratchpack's static runtime; please report it",
