@@ -337,8 +337,16 @@ def test_link_adds_loader_table_builtin_and_finder_and_names_a_missing_symbol(
 
     root = tmp_path / "kit"
     (root / "share").mkdir(parents=True)
-    (root / "share" / "config.c").write_text(CONFIG_C)
-    kit = Kit(root, "k", "3.11.2", ("posix",), 0.0, Toolchain(tmp_path, tmp_path, tmp_path))
+    # the kit's config.c also lists _ast with the AST object conversions' pointer (kit.AST_EDITS)
+    ast_lines = (
+        "extern PyObject* PyInit__ast(void);\n"
+        "const struct _PyAST_Conversions *const _PyAST_ConversionsLinked = 0;\n"
+    )
+    template = ast_lines + CONFIG_C.replace(
+        "    /* Sentinel */", '    {"_ast", PyInit__ast},\n    /* Sentinel */'
+    )
+    (root / "share" / "config.c").write_text(template)
+    kit = Kit(root, "k", "3.11.2", ("posix", "_ast"), 0.0, Toolchain(tmp_path, tmp_path, tmp_path))
     load_plan = elf.LoadPlan(
         objects={}, needed={"a/_x.so": ("a.libs/liby.so.1",)}, imports={"PyFoo_Missing": False}
     )
@@ -358,6 +366,9 @@ def test_link_adds_loader_table_builtin_and_finder_and_names_a_missing_symbol(
     assert {"elfload.c", "elfsyms.c"} <= compiled
     config = (work / "config.c").read_text()
     assert '{"_scratchpack_ext", PyInit__scratchpack_ext},' in config
+    # C code may ask Py_CompileStringObject for AST objects: an app with extensions links _ast
+    assert '{"_ast", PyInit__ast},' in config
+    assert "_PyAST_ConversionsLinked" in config
     assert config.index("extern PyObject* PyInit__scratchpack_ext(void);") < config.index(
         "struct _inittab"
     )

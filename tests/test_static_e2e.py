@@ -237,6 +237,8 @@ def test_scratch_root_is_really_empty_and_read_only(probe_exe: Path, tmp_path: P
     assert (seen["uid"], seen["gid"], seen["pid"]) == (1000, 1000, 1)
     assert seen["executable"] == "/app"
     assert not (root / "probe-write").exists()
+    # the probe asks compile() for an AST object without importing ast: the scan links _ast
+    assert seen["ast"] == {"ok": ["Module", 42]}
 
 
 # ---- 3. the whole behaviour suite in the read-only sandbox -----------------------------------
@@ -535,6 +537,7 @@ def _tls_keys(directory: Path) -> dict[str, bytes]:
     """Self-signed localhost certificates with RSA, ECDSA P-256 and Ed25519 keys, each key
     encrypted (PBES2: PBKDF2 with AES-256-CBC; the Ed25519 one scrypt) with password "secret"."""
     files: dict[str, bytes] = {}
+    files.update(_p224_chain(directory))
     for name, newkey in (
         ("rsa", ["rsa:2048"]),
         ("ec", ["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]),
@@ -561,14 +564,42 @@ def _tls_keys(directory: Path) -> dict[str, bytes]:
     return files
 
 
+def _p224_chain(directory: Path) -> dict[str, bytes]:
+    """A localhost ECDSA P-256 certificate issued by a P-224 CA, chain and CA in one file: the
+    client verifies the leaf's signature with the CA's P-224 key (the kit runs P-224 on the
+    generic prime-field code: kit.OPENSSL_UNREACHED_EDITS)."""
+    ca_key, ca, key, csr, cert = (directory / f"p224{n}" for n in ("ca.key", "ca.pem", ".key",
+                                                                   ".csr", ".pem"))  # fmt: skip
+    for cmd in (
+        ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp224r1", "-noenc",
+         "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=p224 CA"],
+        ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc",
+         "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-out", cert, "-days", "2",
+         "-sha256", "-extfile", "/dev/stdin"],
+        ["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", key, "-passout", "pass:secret",
+         "-out", f"{key}.pbes2"],
+    ):  # fmt: skip
+        subprocess.run(
+            ["openssl", *map(str, cmd)], check=True, capture_output=True,
+            input=b"subjectAltName=DNS:localhost\n",
+        )  # fmt: skip
+    return {
+        "keys/p224.key": Path(f"{key}.pbes2").read_bytes(),
+        "keys/p224.pem": cert.read_bytes() + ca.read_bytes(),
+    }
+
+
 def test_hashlib_and_tls_keys_work_in_empty_read_only_root(probe_exe: Path, tmp_path: Path) -> None:
     """Every digest hashlib lists, PBKDF2 and scrypt, and TLS 1.2 and 1.3 handshakes with RSA,
-    ECDSA P-256 and Ed25519 certificates whose keys are encrypted PEM (PBKDF2 and scrypt): what
-    the kit's OpenSSL keeps after its edits (kit.OPENSSL_EDITS) is all these need."""
+    ECDSA P-256 and Ed25519 certificates whose keys are encrypted PEM (PBKDF2 and scrypt), and
+    one issued by a P-224 CA: what the kit's OpenSSL keeps after its edits (kit.OPENSSL_EDITS,
+    kit.OPENSSL_UNREACHED_EDITS) is all these need."""
     (tmp_path / "gen").mkdir()
     root = tmp_path / "root"
     exe = rootfs.make_scratch_rootfs(root, probe_exe, files=_tls_keys(tmp_path / "gen"))
-    proc = rootfs.run(root, [str(exe), "crypto", "/keys", "rsa", "ec", "ed25519"], read_only=True)
+    names = ["rsa", "ec", "ed25519", "p224"]
+    proc = rootfs.run(root, [str(exe), "crypto", "/keys", *names], read_only=True)
     assert proc.returncode == 0, proc.stdout
     got = json.loads(proc.stdout)
     assert hashlib.algorithms_guaranteed <= set(got["available"]), got["available"]
@@ -578,7 +609,7 @@ def test_hashlib_and_tls_keys_work_in_empty_read_only_root(probe_exe: Path, tmp_
         assert digest == {"ok": want}, name
     assert got["pbkdf2"] == hashlib.pbkdf2_hmac("sha256", b"pw", b"salt", 1000).hex()
     assert got["scrypt"] == {"ok": hashlib.scrypt(b"pw", salt=b"salt", n=16, r=8, p=1).hex()}
-    assert len(got["tls"]) == 6, got["tls"]
+    assert len(got["tls"]) == 2 * len(names), got["tls"]
     for case, result in got["tls"].items():
         ok = result.get("ok", result)
         assert ok["data"] == "ping" and ok["peer"] == {"commonName": "localhost"}, (case, result)
@@ -716,8 +747,9 @@ def test_time_zones_from_the_bundled_tzdata_in_empty_read_only_root(
 
 
 def test_webhello_links_none_of_the_optional_libraries(webhello_exe: Built) -> None:
-    """Only what an app imports is linked: webhello imports none of those modules; and its
-    modules carry no docstrings (its pyproject.toml's strip-docstrings)."""
+    """Only what an app imports is linked: webhello imports none of those modules, nor ast
+    (so no AST object conversions: kit.AST_EDITS); and its modules carry no docstrings (its
+    pyproject.toml's strip-docstrings)."""
     size = webhello_exe.path.stat().st_size
     assert size <= WEBHELLO_SIZE_MEASURED * 1.02, size
     data = webhello_exe.path.read_bytes()
@@ -727,8 +759,31 @@ def test_webhello_links_none_of_the_optional_libraries(webhello_exe: Built) -> N
         b"/usr/share/terminfo",
         b"no dynamic loader",  # ctypes_dl.c
         b"every limit and timeout in one place",  # config.py's docstring: strip-docstrings
+        b"expected some sort of mod",  # Python-ast.c's obj2ast_mod
     ):
         assert marker not in data, marker
+    # what no module of the app could ask for fails clearly (code run from a string here)
+    proc = subprocess.run(
+        [str(webhello_exe.path), "-c", AST_UNLINKED],
+        env={"SCRATCHPACK_PYTHON": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["6", "False", "ModuleNotFoundError", "_ast"], proc.stdout
+
+
+#: compile() to code works; to an AST object it raises, naming the module it needs.
+AST_UNLINKED = """\
+import sys
+print(eval(compile("2 * 3", "<x>", "eval")), "_ast" in sys.builtin_module_names)
+try:
+    compile("x", "<x>", "eval", 0x400)
+except ModuleNotFoundError as exc:
+    print(type(exc).__name__, exc.name)
+"""
 
 
 def _section_sizes(path: Path) -> dict[str, int]:

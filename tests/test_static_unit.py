@@ -109,6 +109,52 @@ def test_config_c_keeps_only_the_wanted_modules() -> None:
 
 def test_core_builtins_include_what_the_interpreter_needs_to_start() -> None:
     assert {"posix", "_io", "_codecs", "_signal", "_thread", "marshal"} <= CORE_BUILTINS
+    assert "_ast" not in CORE_BUILTINS  # linked when the app can make AST objects
+
+
+AST_TEMPLATE = """#include "Python.h"
+extern PyObject* PyInit__ast(void);
+extern const struct _PyAST_Conversions _PyAST_ConversionsTable; \
+const struct _PyAST_Conversions *const _PyAST_ConversionsLinked = &_PyAST_ConversionsTable;
+struct _inittab _PyImport_Inittab[] = {
+    {"_ast", PyInit__ast},
+    {0, 0}
+};
+"""  # the conversions' line is one line (the backslash joins it), as in the kit's config.c
+
+
+def test_config_c_points_at_the_ast_conversions_only_with_the_ast_module() -> None:
+    """kit.AST_EDITS: without _ast nothing references compile()'s AST object conversions."""
+    without = config_c(AST_TEMPLATE, {"posix"})
+    assert "_PyAST_Conversions" not in without
+    assert "PyInit__ast" not in without
+    assert config_c(AST_TEMPLATE, {"_ast"}) == AST_TEMPLATE
+
+
+@pytest.mark.parametrize(
+    ("source", "expect"),
+    [
+        ("compile(src, 'f', 'exec')", False),
+        ("compile(src, 'f', 'exec', 0, True)", False),
+        ("compile(src, 'f', 'exec', dont_inherit=True, optimize=2)", False),
+        ("compile(src, 'f', 'exec', 0x400)", True),
+        ("compile(src, 'f', 'exec', flags=1024)", True),
+        ("compile(src, 'f', 'exec', flags)", True),
+        ("compile(*args)", True),
+        ("compile(src, 'f', 'exec', **kw)", True),
+        ("builtins.compile(src, 'f', 'exec', flags)", True),
+        ("builtins.compile(src, 'f', 'exec')", False),
+        ("run(compile, src)", True),
+        ("f = builtins.compile", True),
+        ("getattr(builtins, 'compile')", True),
+        ("getattr(builtins, name)", False),  # a computed name: not seen, as imports by one
+        ("re.compile(p, flags)", False),
+        ("def compile(p, f=0): pass\ncompile(p, f, x, y)\nuse(compile)", False),  # re's own
+        ("from re import compile\ncompile(p, flags)", False),
+    ],
+)
+def test_scan_links_ast_when_compile_may_make_ast_objects(source: str, expect: bool) -> None:
+    assert _bundle.makes_ast_objects(ast.parse(source)) is expect
 
 
 @pytest.mark.parametrize(

@@ -506,6 +506,92 @@ def _codec_names(tree: ast.AST) -> Iterator[str]:
                     yield sub.value
 
 
+#: compile()'s flag for an AST object instead of code (``ast.PyCF_ONLY_AST``).
+PYCF_ONLY_AST = 0x400
+_BUILTINS_NAMES = ("builtins", "__builtins__")
+
+
+def _is_builtins_compile(node: ast.AST) -> bool:
+    """``builtins.compile`` or ``__builtins__.compile``."""
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "compile"
+        and isinstance(node.value, ast.Name)
+        and node.value.id in _BUILTINS_NAMES
+    )
+
+
+def _may_ask_for_ast(call: ast.Call) -> bool:
+    """Whether this call of compile() may pass PyCF_ONLY_AST: flags that are not a constant
+    without it, or arguments unpacked from a sequence or mapping."""
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(
+        kw.arg is None for kw in call.keywords
+    ):
+        return True
+    flags = call.args[3] if len(call.args) > 3 else None
+    flags = next((kw.value for kw in call.keywords if kw.arg == "flags"), flags)
+    if flags is None:
+        return False
+    return not (
+        isinstance(flags, ast.Constant)
+        and isinstance(flags.value, int)
+        and not flags.value & PYCF_ONLY_AST
+    )
+
+
+def _binds_compile(tree: ast.Module) -> bool:
+    """Whether the module binds the name ``compile`` itself (a def, an import, an assignment)."""
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            name = n.name
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            name = n.id
+        elif isinstance(n, ast.alias):
+            name = n.asname or n.name
+        else:
+            continue
+        if name == "compile":
+            return True
+    return False
+
+
+def makes_ast_objects(tree: ast.Module) -> bool:
+    """Whether a module may make or compile AST objects without importing ``ast``: a call of
+    the builtin compile() that may ask for one (``compile(src, name, "exec", 0x400)``), or
+    compile() handed on by reference (``f = compile``, ``builtins.compile``,
+    ``getattr(builtins, "compile")``), whose calls the scan cannot follow. The executable then
+    links ``_ast`` and with it the AST object conversions (kit.AST_EDITS); a module that binds
+    ``compile`` itself (``re``, ``from re import compile``) calls its own. Not seen, as with
+    imports by computed name: code run from strings (exec, eval) and builtins looked up by a
+    computed name (``getattr(builtins, name)``)."""
+    own = _binds_compile(tree)
+
+    def is_compile(node: ast.AST) -> bool:
+        return _is_builtins_compile(node) or (
+            not own and isinstance(node, ast.Name) and node.id == "compile"
+        )
+
+    called = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        if is_compile(node.func):
+            called.add(id(node.func))
+            if _may_ask_for_ast(node):
+                return True
+        elif (
+            isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id in _BUILTINS_NAMES
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value == "compile"
+        ):
+            return True
+    return any(id(node) not in called and is_compile(node) for node in ast.walk(tree))
+
+
 class StdlibAwareFinder(modulefinder.ModuleFinder):
     """modulefinder, reading imports from the source's syntax tree instead of its bytecode.
 
@@ -595,6 +681,8 @@ class StdlibAwareFinder(modulefinder.ModuleFinder):
         with open(path, "rb") as f:
             tree = ast.parse(f.read(), path)
         in_stdlib = path.startswith(self.stdlib)
+        if makes_ast_objects(tree):
+            self._hook("_ast", m, None, level=0)  # links compile()'s AST objects
         if in_stdlib:
             self.codec_strings.update(_codec_names(tree))
         else:

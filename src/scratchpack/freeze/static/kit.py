@@ -48,7 +48,7 @@ from scratchpack.freeze.static.toolchain import (
 )
 
 #: Bumped whenever the recipe below changes the kit's bytes.
-RECIPE_VERSION = "8"
+RECIPE_VERSION = "9"
 PYTHON_VERSION = "3.11"
 
 #: Where configure believes things live; only strings inside the binary, never read at run time
@@ -446,6 +446,141 @@ RUNTIME_EDITS = (
     ),
 )
 
+# --- Size, fifth pass (issue 14): code no app of this executable can reach -------------------
+
+#: compile() to and from AST objects (``compile(src, name, mode, ast.PyCF_ONLY_AST)``,
+#: ``compile(tree, ...)``) goes through Python-ast.c's conversions (obj2ast_*, ast2obj_*, the
+#: ~120 AST types' initialisation) and ast.c's validator: ~120 KB of every executable, which
+#: only apps that make AST objects use. The edits route compile(), Py_CompileStringObject()
+#: and the interpreter's finalisation to them through one table, ``_PyAST_ConversionsLinked``,
+#: a weak pointer that only config.c defines, on the line it shares with ``_PyAST_Conversions``:
+#: link.config_c drops that line when the app links no ``_ast`` module, so nothing references
+#: the conversions and ``--gc-sections`` drops them. The bundle links ``_ast`` whenever a
+#: module imports ``ast``/``_ast`` or can call compile() with flags (_bundle.makes_ast_objects),
+#: and link.py whenever extension modules are bundled; without it, compile() with
+#: ``PyCF_ONLY_AST`` raises ModuleNotFoundError for ``_ast`` (the kit's own interpreter, whose
+#: config.c keeps the line, is unchanged).
+#: (file, text, replacement)
+AST_CONVERSIONS = "_PyAST_Conversions"
+AST_EDITS = (
+    (
+        "Include/internal/pycore_ast.h",
+        "int PyAST_Check(PyObject* obj);\n",
+        "int PyAST_Check(PyObject* obj);\n"
+        "\n"
+        "/* scratchpack: compile() and Py_CompileStringObject() reach the AST object conversions\n"
+        "   only through this table; an executable's config.c points _PyAST_ConversionsLinked at\n"
+        "   it only when the executable links the _ast module (else the pointer is NULL and the\n"
+        "   linker drops the conversions). */\n"
+        "struct _PyAST_Conversions {\n"
+        "    int (*check)(PyObject *);\n"
+        "    mod_ty (*obj2mod)(PyObject *, PyArena *, int);\n"
+        "    PyObject *(*mod2obj)(mod_ty);\n"
+        "    int (*validate)(mod_ty);\n"
+        "    void (*fini)(PyInterpreterState *);\n"
+        "};\n"
+        "extern const struct _PyAST_Conversions _PyAST_ConversionsTable;\n"
+        "extern const struct _PyAST_Conversions *const _PyAST_ConversionsLinked\n"
+        "    __attribute__((weak));\n"
+        "static inline const struct _PyAST_Conversions *\n"
+        "_PyAST_GetConversions(void)\n"
+        "{\n"
+        "    return &_PyAST_ConversionsLinked != NULL ? _PyAST_ConversionsLinked : NULL;\n"
+        "}\n",
+    ),
+    (
+        "Python/Python-ast.c",
+        "int PyAST_Check(PyObject* obj)\n{\n",
+        "const struct _PyAST_Conversions _PyAST_ConversionsTable = {\n"
+        "    PyAST_Check, PyAST_obj2mod, PyAST_mod2obj, _PyAST_Validate, _PyAST_Fini,\n"
+        "};\n"
+        "\n"
+        "int PyAST_Check(PyObject* obj)\n{\n",
+    ),
+    (
+        "Modules/config.c.in",
+        "extern PyObject* PyInit__ast(void);\n",
+        "extern PyObject* PyInit__ast(void);\n"
+        "extern const struct _PyAST_Conversions _PyAST_ConversionsTable; "
+        "const struct _PyAST_Conversions *const _PyAST_ConversionsLinked = "
+        "&_PyAST_ConversionsTable;\n",
+    ),
+    (
+        "Python/bltinmodule.c",
+        "    is_ast = PyAST_Check(source);\n",
+        "    const struct _PyAST_Conversions *ast_conv = _PyAST_GetConversions();\n"
+        "    is_ast = ast_conv != NULL ? ast_conv->check(source) : 0;\n",
+    ),
+    (
+        "Python/bltinmodule.c",
+        "            mod = PyAST_obj2mod(source, arena, compile_mode);\n"
+        "            if (mod == NULL || !_PyAST_Validate(mod)) {\n",
+        "            mod = ast_conv->obj2mod(source, arena, compile_mode);\n"
+        "            if (mod == NULL || !ast_conv->validate(mod)) {\n",
+    ),
+    (
+        "Python/pythonrun.c",
+        "        PyObject *result = PyAST_mod2obj(mod);\n",
+        "        const struct _PyAST_Conversions *ast_conv = _PyAST_GetConversions();\n"
+        "        PyObject *result = NULL;\n"
+        "        if (ast_conv != NULL) {\n"
+        "            result = ast_conv->mod2obj(mod);\n"
+        "        }\n"
+        "        else {\n"
+        "            PyObject *msg = PyUnicode_FromString(\n"
+        '                "compile() to AST objects needs the _ast module, which this static "\n'
+        '                "executable does not link: none of its modules imports ast");\n'
+        '            PyObject *name = PyUnicode_FromString("_ast");\n'
+        "            if (msg != NULL && name != NULL) {\n"
+        "                PyErr_SetImportErrorSubclass("
+        "PyExc_ModuleNotFoundError, msg, name, NULL);\n"
+        "            }\n"
+        "            Py_XDECREF(msg);\n"
+        "            Py_XDECREF(name);\n"
+        "        }\n",
+    ),
+    (
+        "Python/pystate.c",
+        '#include "pycore_ceval.h"\n',
+        '#include "pycore_ast.h"           // _PyAST_GetConversions()\n#include "pycore_ceval.h"\n',
+    ),
+    (
+        "Python/pystate.c",
+        "    _PyAST_Fini(interp);\n",
+        "    if (_PyAST_GetConversions() != NULL) {\n"
+        "        _PyAST_GetConversions()->fini(interp);\n"
+        "    }\n",
+    ),
+)
+
+#: OpenSSL code that stays linked although no path of this build reaches it:
+#: - DTLS: ``no-dtls`` drops the DTLS 1.0/1.2 methods, but DTLS_method(), DTLS_server_method()
+#:   and DTLS_client_method() stay, and every record and state machine function branches on
+#:   SSL_IS_DTLS() (a flag only those methods' enc data, DTLSv1_enc_data and DTLSv1_2_enc_data,
+#:   carry) into the d1_*, rec_layer_d1 and statem_dtls code. CPython's ``_ssl`` makes its
+#:   contexts from TLS_method(), TLS_client_method() and TLS_server_method() only (and the
+#:   disabled SSLv3/TLSv1/TLSv1.1 methods), so SSL_IS_DTLS() is false in every executable:
+#:   the edit says so to the compiler.
+#: - P-224's 64-bit C implementation (ecp_nistp224.c): no TLS group of this build (X25519,
+#:   P-256, X448, P-521, P-384, FFDHE) and no default signature algorithm uses P-224, so only
+#:   a certificate or key on that curve reaches it; it then runs on the generic prime-field
+#:   code that P-384 uses (same results; slower, like P-384).
+#: (file, text, replacement)
+OPENSSL_UNREACHED_EDITS = (
+    (
+        "ssl/ssl_local.h",
+        "#define SSL_IS_DTLS(s) (s->method->ssl3_enc->enc_flags & SSL_ENC_FLAG_DTLS)\n",
+        "#define SSL_IS_DTLS(s) 0 /* scratchpack: no-dtls, and _ssl makes TLS methods only */\n",
+    ),
+    (
+        "crypto/ec/ec_curve.c",
+        "    { NID_secp224r1, &_EC_NIST_PRIME_224.h, EC_GFp_nistp224_method,\n",
+        "    { NID_secp224r1, &_EC_NIST_PRIME_224.h, 0,\n",
+    ),
+)
+
+# --- end of the fifth size pass ------------------------------------------------------------
+
 #: Stdlib parts that never belong in a static container executable (GUI, IDE, tests, installers).
 STDLIB_SKIP = frozenset(
     {
@@ -558,6 +693,8 @@ def kit_key(target: Target | None = None) -> str:
         "frozen_edits": FROZEN_EDITS,
         "runtime_edits": RUNTIME_EDITS,
         "openssl_edits": OPENSSL_EDITS,
+        "ast_edits": AST_EDITS,
+        "openssl_unreached_edits": OPENSSL_UNREACHED_EDITS,
     }
     if target != host:
         doc["cross"] = {
@@ -787,7 +924,7 @@ def _build(
         _sh(runner, ["make", "install"], cwd=zlib, env=env, what="installing zlib", tool="make")
 
     ssl = srcs["openssl"]
-    _edit_sources(ssl, OPENSSL_EDITS)
+    _edit_sources(ssl, (*OPENSSL_EDITS, *OPENSSL_UNREACHED_EDITS))
     with step("compiling OpenSSL (the longest step)"):
         _sh(
             runner,
@@ -857,7 +994,7 @@ def _build(
         "compiling the frozen modules without docstrings or column positions, and "
         "without the runtime state's second copy"
     ):
-        _edit_sources(py, (*FROZEN_EDITS, *RUNTIME_EDITS))
+        _edit_sources(py, (*FROZEN_EDITS, *RUNTIME_EDITS, *AST_EDITS))
     cross_env: dict[str, str] = {}
     if cross:
         site = work / "config.site"

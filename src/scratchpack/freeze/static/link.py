@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 
 from scratchpack._types import Runner
 from scratchpack.errors import FreezeError
-from scratchpack.freeze.static.kit import APP_CFLAGS, APP_LDFLAGS, MODULE_ARCHIVES, Kit
+from scratchpack.freeze.static.kit import (
+    APP_CFLAGS,
+    APP_LDFLAGS,
+    AST_CONVERSIONS,
+    MODULE_ARCHIVES,
+    Kit,
+)
 
 if TYPE_CHECKING:
     from scratchpack.freeze.static.native import NativeLink
@@ -25,7 +31,6 @@ CORE_BUILTINS = frozenset(
     {
         "marshal",
         "_imp",
-        "_ast",
         "_tokenize",
         "builtins",
         "sys",
@@ -143,9 +148,12 @@ _EXTERN = re.compile(r"^extern PyObject\* PyInit_(\w+)\(void\);\s*$")
 
 def config_c(template: str, keep: set[str], extra: dict[str, str] | None = None) -> str:
     """The kit's config.c with every inittab entry (and its extern) not in ``keep`` removed,
-    and the ``extra`` built-ins (module -> init function) added before the sentinel."""
+    the AST object conversions' pointer with ``_ast``, and the ``extra`` built-ins (module ->
+    init function) added before the sentinel."""
     out = []
     for line in template.splitlines(keepends=True):
+        if AST_CONVERSIONS in line and "_ast" not in keep:
+            continue  # compile()'s AST objects come with the _ast module (kit.AST_EDITS)
         if extra and line.strip() == "/* Sentinel */":
             out += [f'    {{"{m}", {f}}},\n' for m, f in sorted(extra.items())]
         if extra and line.startswith("struct _inittab _PyImport_Inittab[]"):
@@ -458,7 +466,10 @@ def link_executable(
 ) -> None:
     """Compile the launcher and link ``out`` with the wanted built-ins the kit has (and, for
     bundled extension modules, ``native``'s loader, symbol table, built-in and finder)."""
-    keep = (builtins | CORE_BUILTINS) & set(kit.builtins)
+    # extension modules may compile to AST objects from C (Py_CompileStringObject with
+    # PyCF_ONLY_AST), which the bundle's scan of Python code cannot see
+    ast = {"_ast"} if native is not None else set()
+    keep = (builtins | CORE_BUILTINS | ast) & set(kit.builtins)
     extra = dict(native.inittab) if native else None
     (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep, extra))
     prelude = native.bootstrap if native else ""
