@@ -565,6 +565,20 @@ AST_EDITS = (
 #:   P-256, X448, P-521, P-384, FFDHE) and no default signature algorithm uses P-224, so only
 #:   a certificate or key on that curve reaches it; it then runs on the generic prime-field
 #:   code that P-384 uses (same results; slower, like P-384).
+#: - DTLS_method(), whose only caller left is statem_lib.c's version check, which compares its
+#:   method's version field with it: that field is the constant DTLS_ANY_VERSION, so the edit
+#:   compares with the constant and DTLS_method's d1_* and statem_dtls code is not linked.
+#: - The MACs no path fetches: BLAKE2BMAC, BLAKE2SMAC, CMAC, GMAC, KMAC-128/256 and POLY1305 as
+#:   EVP_MACs. libssl fetches HMAC only (its ChaCha20-Poly1305 calls Poly1305 directly), the
+#:   KDFs that fetched CMAC and KMAC (KBKDF, SSKDF) are out (OPENSSL_EDITS), hashlib's hmac
+#:   uses HMAC_* (digests, never EVP_MAC) and keyed BLAKE2 comes from CPython's ``_blake2``.
+#: - The function names OpenSSL records with each error (``ERR_set_debug``'s ``__func__``):
+#:   only ERR_get_error_all() and ERR_peek_*_func/_all() read them, and their one caller here
+#:   is ERR_print_errors_cb() from UI_process() (a PEM pass phrase prompt) when the UI has
+#:   UI_FLAG_PRINT_ERRORS, which only UI_ctrl() sets, and nothing calls UI_ctrl(); CPython
+#:   reads an error's library and reason, never its function (ERR_func_error_string() is NULL
+#:   in OpenSSL 3). The names are "" instead, as file names and lines already are
+#:   (``no-filenames``).
 #: (file, text, replacement)
 OPENSSL_UNREACHED_EDITS = (
     (
@@ -576,6 +590,45 @@ OPENSSL_UNREACHED_EDITS = (
         "crypto/ec/ec_curve.c",
         "    { NID_secp224r1, &_EC_NIST_PRIME_224.h, EC_GFp_nistp224_method,\n",
         "    { NID_secp224r1, &_EC_NIST_PRIME_224.h, 0,\n",
+    ),
+    (
+        "ssl/statem/statem_lib.c",
+        "    else if (s->ctx->method->version == DTLS_method()->version)\n",
+        "    else if (s->ctx->method->version == DTLS_ANY_VERSION)\n",
+    ),
+    (
+        "providers/defltprov.c",
+        '    { PROV_NAMES_BLAKE2BMAC, "provider=default", ossl_blake2bmac_functions },\n'
+        '    { PROV_NAMES_BLAKE2SMAC, "provider=default", ossl_blake2smac_functions },\n',
+        "",
+    ),
+    (
+        "providers/defltprov.c",
+        '    { PROV_NAMES_CMAC, "provider=default", ossl_cmac_functions },\n',
+        "",
+    ),
+    (
+        "providers/defltprov.c",
+        '    { PROV_NAMES_GMAC, "provider=default", ossl_gmac_functions },\n',
+        "",
+    ),
+    (
+        "providers/defltprov.c",
+        '    { PROV_NAMES_KMAC_128, "provider=default", ossl_kmac128_functions },\n'
+        '    { PROV_NAMES_KMAC_256, "provider=default", ossl_kmac256_functions },\n',
+        "",
+    ),
+    (
+        "providers/defltprov.c",
+        '    { PROV_NAMES_POLY1305, "provider=default", ossl_poly1305_functions },\n',
+        "",
+    ),
+    (
+        "include/openssl/macros.h",
+        "#ifndef OPENSSL_FUNC\n#if defined(__STDC_VERSION__)\n",
+        '#ifndef OPENSSL_FUNC\n#define OPENSSL_FUNC "" /* scratchpack: nothing reads them */\n'
+        "#endif\n"
+        "#ifndef OPENSSL_FUNC\n#if defined(__STDC_VERSION__)\n",
     ),
 )
 

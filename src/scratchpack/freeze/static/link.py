@@ -27,11 +27,13 @@ if TYPE_CHECKING:
     from scratchpack.freeze.static.native import NativeLink
 
 #: Built-ins CPython itself needs to start (Modules/Setup.bootstrap and Python/), always linked.
+#: Not ``_ast``, ``_tokenize``, ``_symtable`` or ``_tracemalloc``: only their Python modules
+#: (ast, tokenize, symtable, tracemalloc) import them, so the scan links them with those
+#: (``-X tracemalloc`` starts tracing from C, without the module).
 CORE_BUILTINS = frozenset(
     {
         "marshal",
         "_imp",
-        "_tokenize",
         "builtins",
         "sys",
         "gc",
@@ -56,8 +58,6 @@ CORE_BUILTINS = frozenset(
         "_locale",
         "atexit",
         "faulthandler",
-        "_tracemalloc",
-        "_symtable",
     }
 )
 
