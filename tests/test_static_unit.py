@@ -152,6 +152,7 @@ def test_config_c_points_at_the_ast_conversions_only_with_the_ast_module() -> No
         ("re.compile(p, flags)", False),
         ("def compile(p, f=0): pass\ncompile(p, f, x, y)\nuse(compile)", False),  # re's own
         ("from re import compile\ncompile(p, flags)", False),
+        ("from builtins import compile\ncompile(src, 'f', 'exec', flags)", True),
     ],
 )
 def test_scan_links_ast_when_compile_may_make_ast_objects(source: str, expect: bool) -> None:

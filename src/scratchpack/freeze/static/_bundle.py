@@ -540,17 +540,20 @@ def _may_ask_for_ast(call: ast.Call) -> bool:
 
 
 def _binds_compile(tree: ast.Module) -> bool:
-    """Whether the module binds the name ``compile`` itself (a def, an import, an assignment)."""
+    """Whether the module binds the name ``compile`` to something of its own (a def, an
+    assignment, an import other than ``from builtins import compile``)."""
     for n in ast.walk(tree):
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            name = n.name
+            names = [n.name]
         elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-            name = n.id
-        elif isinstance(n, ast.alias):
-            name = n.asname or n.name
+            names = [n.id]
+        elif isinstance(n, ast.Import) or (
+            isinstance(n, ast.ImportFrom) and n.module not in _BUILTINS_NAMES
+        ):
+            names = [a.asname or a.name for a in n.names]
         else:
             continue
-        if name == "compile":
+        if "compile" in names:
             return True
     return False
 
