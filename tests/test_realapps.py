@@ -400,6 +400,7 @@ MATRIX_ITEMS = (
     "multiprocessing.spawn", "multiprocessing.forkserver", "ProcessPoolExecutor",
     "ProcessPoolExecutor.spawn", "subprocess.sys.executable", "importlib.resources",
     "pkgutil.get_data", "__file__.open", "curses", "asyncio", "getaddrinfo",
+    "ast.symtable.tokenize.tracemalloc",
 )  # fmt: skip
 
 

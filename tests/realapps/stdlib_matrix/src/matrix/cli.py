@@ -292,6 +292,29 @@ def _getaddrinfo() -> None:
         raise AssertionError(f"localhost resolved to {sorted(addrs)}")
 
 
+@check("ast.symtable.tokenize.tracemalloc")
+def _compiler_modules() -> None:
+    # the static route links their C modules only for an app that imports them (link.py)
+    import ast
+    import symtable
+    import tokenize
+    import tracemalloc
+
+    space: dict[str, object] = {}
+    exec(compile(ast.parse("x = 6 * 7"), "<matrix>", "exec"), space)
+    expect(space["x"], 42)
+    table = symtable.symtable("def f(a):\n    return a\n", "<matrix>", "exec")
+    expect([t.get_name() for t in table.get_children()], ["f"])
+    tokens = tokenize._generate_tokens_from_c_tokenizer("a + 1")  # the C tokenizer, _tokenize
+    expect([t.string for t in tokens][:3], ["a", "+", "1"])
+    tracemalloc.start()
+    try:
+        block = bytearray(100_000)
+        expect(tracemalloc.get_traced_memory()[0] >= len(block), True)
+    finally:
+        tracemalloc.stop()
+
+
 def main() -> int:
     if os.environ.get("MATRIX_PARENT"):
         print(f"matrix: this app was run again as a child process: argv={sys.argv[1:]}")
