@@ -82,9 +82,9 @@ __all__ = [
 ZIP_COMPRESSION = "cold"
 #: A project's ``compress-start-modules = true``: all bytecode deflated, the start's too
 #: (extension modules and package data stay as they are). The executable is smaller (webhello:
-#: -155 KB raw; the same after gzip, which squeezes stored bytecode anyway) and every start
-#: inflates what it imports, at ~300 MB/s here (webhello's 240 KB: +0.75 ms of CPU). Not the
-#: default: FastAPI imports 5 MB of bytecode at start.
+#: -144 KB raw; +5 KB after gzip, which squeezes stored bytecode anyway) and every start
+#: inflates what it imports, at ~300 MB/s here (webhello's 240 KB: +0.75-0.85 ms of CPU). Not
+#: the default: FastAPI imports 5 MB of bytecode at start.
 START_COMPRESSION = "bytecode"
 
 #: Where the bundled extension modules' and libraries' bytes start in the executable: at a
