@@ -10,6 +10,7 @@ without any tmpfs.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import http.server
@@ -786,6 +787,66 @@ def test_large_zeroed_blocks_are_zero_and_stay_out_of_memory_until_written(
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"{n} True True" for n in (65536, 204800, 67108864)]
+
+
+#: Imports from a zip on sys.path; prints what each module gave, or the exception it raised, and
+#: whether zipimport's member reader is zipdir.c's (a built-in function) or CPython's.
+ZIP_MEMBERS = """
+import sys, zipimport
+sys.path.insert(0, sys.argv[1])
+out = {}
+for name in ('plain', 'packed', 'squeezed', 'broken'):
+    try:
+        out[name] = __import__(name).X
+    except Exception as err:
+        out[name] = [type(err).__name__, str(err)]
+print(repr(out))
+print(type(zipimport._get_data).__name__)
+"""
+
+
+def test_zip_members_read_in_c_give_what_zipimports_own_reader_gives(
+    webhello_exe: Built, tmp_path: Path
+) -> None:
+    """zipdir.c's ``_get_data``: a stored and a deflated member import as with CPython's own
+    reader (the host's), and a member it leaves to that reader (bzip2, a damaged local header)
+    fails as it does there."""
+    archive = tmp_path / "mods.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, method, text in (
+            ("plain", zipfile.ZIP_STORED, "'stored'"),
+            ("packed", zipfile.ZIP_DEFLATED, "'deflated' * 5000"),
+            ("squeezed", zipfile.ZIP_BZIP2, "1"),
+            ("broken", zipfile.ZIP_STORED, "2"),
+        ):
+            info = zipfile.ZipInfo(f"{name}.py", (2020, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            zf.writestr(info, f"X = {text}\n")
+        broken = zf.getinfo("broken.py").header_offset
+    data = bytearray(archive.read_bytes())
+    data[broken : broken + 4] = b"PK\x09\x09"  # no longer a local header's signature
+    archive.write_bytes(bytes(data))
+    runs = []
+    for argv, env in (
+        ([str(webhello_exe.path)], {"SCRATCHPACK_PYTHON": "1"}),
+        ([sys.executable, "-I", "-S"], {}),
+    ):
+        proc = subprocess.run(
+            [*argv, "-c", ZIP_MEMBERS, str(archive)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        runs.append(proc.stdout.splitlines())
+    (ours, reader), (host, host_reader) = runs
+    assert reader == "builtin_function_or_method" and host_reader == "function"
+    assert ours == host, (ours, host)
+    got = ast.literal_eval(ours)
+    assert got["plain"] == "stored" and got["packed"] == "deflated" * 5000, got
+    assert isinstance(got["squeezed"], list) and got["broken"][0] == "ZipImportError", got
 
 
 # ---- 7. C extensions: musllinux ones load from the executable, glibc-only ones are refused ------
