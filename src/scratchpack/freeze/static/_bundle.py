@@ -1258,10 +1258,10 @@ def _write_zip(
     elf_align: int = 0,
 ) -> int:
     """Sorted, fixed dates and modes: the same modules give the same bytes. Members are
-    deflated for compression "deflated", and those in ``deflate`` for "cold"; returns how many
-    were (the executable links zlib when any was). With ``elf_align``, a stored ELF member's
-    bytes start at a multiple of it (the loader maps its read-only segments from the
-    executable's file; the central directory keeps no padding)."""
+    deflated for compression "deflated", and those in ``deflate`` for "cold" and "bytecode";
+    returns how many were (the executable links zlib when any was). With ``elf_align``, a
+    stored ELF member's bytes start at a multiple of it (the loader maps its read-only segments
+    from the executable's file; the central directory keeps no padding)."""
     tmp = output + ".part"
     deflated = 0
     with zipfile.ZipFile(tmp, "w") as zf:
