@@ -800,6 +800,10 @@ for name in ('plain', 'packed', 'squeezed', 'broken'):
         out[name] = __import__(name).X
     except Exception as err:
         out[name] = [type(err).__name__, str(err)]
+importer = zipimport.zipimporter(sys.argv[1])
+for name in ('data.bin', 'data.z'):
+    data = importer.get_data(name)
+    out[name] = [type(data).__name__, len(data), sum(data) % 65521]
 print(repr(out))
 print(type(zipimport._get_data).__name__)
 """
@@ -808,9 +812,9 @@ print(type(zipimport._get_data).__name__)
 def test_zip_members_read_in_c_give_what_zipimports_own_reader_gives(
     webhello_exe: Built, tmp_path: Path
 ) -> None:
-    """zipdir.c's ``_get_data``: a stored and a deflated member import as with CPython's own
-    reader (the host's), and a member it leaves to that reader (bzip2, a damaged local header)
-    fails as it does there."""
+    """zipdir.c's ``_get_data``: a stored and a deflated member import, and read as data, as
+    with CPython's own reader (the host's), and a member it leaves to that reader (bzip2, a
+    damaged local header) fails as it does there."""
     archive = tmp_path / "mods.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for name, method, text in (
@@ -822,6 +826,10 @@ def test_zip_members_read_in_c_give_what_zipimports_own_reader_gives(
             info = zipfile.ZipInfo(f"{name}.py", (2020, 1, 1, 0, 0, 0))
             info.compress_type = method
             zf.writestr(info, f"X = {text}\n")
+        for name, method in (("data.bin", zipfile.ZIP_STORED), ("data.z", zipfile.ZIP_DEFLATED)):
+            info = zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            zf.writestr(info, bytes(range(256)) * 300)
         broken = zf.getinfo("broken.py").header_offset
     data = bytearray(archive.read_bytes())
     data[broken : broken + 4] = b"PK\x09\x09"  # no longer a local header's signature
@@ -847,6 +855,8 @@ def test_zip_members_read_in_c_give_what_zipimports_own_reader_gives(
     got = ast.literal_eval(ours)
     assert got["plain"] == "stored" and got["packed"] == "deflated" * 5000, got
     assert isinstance(got["squeezed"], list) and got["broken"][0] == "ZipImportError", got
+    data = ["bytes", 76800, sum(range(256)) * 300 % 65521]  # package data: bytes, as CPython's
+    assert got["data.bin"] == got["data.z"] == data, got
 
 
 # ---- 7. C extensions: musllinux ones load from the executable, glibc-only ones are refused ------
