@@ -563,6 +563,23 @@ def test_cold_compression_deflates_only_what_functions_import(tmp_path: Path) ->
     assert _run_from_zip(zf.filename or "", "import app.late; print(app.late.f())") == "x\n"
 
 
+def test_bytecode_compression_deflates_the_start_modules_too(tmp_path: Path) -> None:
+    """compress-start-modules: every module deflated, the app's and the interpreter's start-up
+    codecs included; package data stays stored, and the app still runs from the zip."""
+    report, zf = _bundle_of(
+        tmp_path,
+        {"app/__init__.py": "import json\n", "app/data.txt": "x" * 1000},
+        compression="bytecode",
+    )
+    kind = {i.filename: i.compress_type for i in zf.infolist()}
+    code = [a for a in kind if a.endswith(".pyc")]
+    assert {"app/__init__.pyc", "json/__init__.pyc", "encodings/utf_8.pyc"} <= set(code)
+    assert {kind[a] for a in code} == {zipfile.ZIP_DEFLATED}
+    assert kind["app/data.txt"] == zipfile.ZIP_STORED
+    assert report["deflated"] == len(code)
+    assert _run_from_zip(zf.filename or "", "import app; print(app.json.dumps(1))") == "1\n"
+
+
 def test_docstring_only_bodies_keep_a_statement_and_asserts_stay() -> None:
     tree = _bundle.without_docstrings(
         ast.parse('"""m"""\nclass C:\n    "c"\ndef f():\n    "f"\n    assert 0, "kept"\n')

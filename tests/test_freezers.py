@@ -281,6 +281,11 @@ def test_pyinstaller_cache_key_part() -> None:
         **static_key,
         "strip_docstrings": True,
     }
+    compressed = replace(project, freeze=replace(project.freeze, compress_start_modules=True))
+    assert StaticFreezer().cache_key(compressed, compression="xz") == {
+        **static_key,
+        "compress_start_modules": True,
+    }
 
 
 def _py(**kw: object) -> PythonInfo:

@@ -204,6 +204,8 @@ def test_runtime_and_include_modules_from_pyproject() -> None:
     assert info.freeze.include_modules == ("encodings.cp1252", "email.*")
     assert info.freeze.strip_docstrings is False
     assert _info({"strip-docstrings": True}).freeze.strip_docstrings is True
+    assert info.freeze.compress_start_modules is False
+    assert _info({"compress-start-modules": True}).freeze.compress_start_modules is True
 
 
 @pytest.mark.parametrize(
@@ -213,6 +215,7 @@ def test_runtime_and_include_modules_from_pyproject() -> None:
         ({"include-modules": ["not a module"]}, "is not a module name"),
         ({"include-modules": "json"}, "must be a list of strings"),
         ({"strip-docstrings": "yes"}, "strip-docstrings = 'yes': must be true or false"),
+        ({"compress-start-modules": 1}, "compress-start-modules = 1: must be true or false"),
     ],
 )
 def test_bad_static_settings_are_project_errors(tool: dict[str, object], message: str) -> None:

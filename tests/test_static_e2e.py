@@ -10,6 +10,7 @@ without any tmpfs.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import http.server
@@ -239,6 +240,12 @@ def test_scratch_root_is_really_empty_and_read_only(probe_exe: Path, tmp_path: P
     assert not (root / "probe-write").exists()
     # the probe asks compile() for an AST object without importing ast: the scan links _ast
     assert seen["ast"] == {"ok": ["Module", 42]}
+    # its pyproject.toml's compress-start-modules: the start's own modules come deflated, and
+    # the launcher's zip reader inflated them for everything above
+    with zipfile.ZipFile(probe_exe) as zf:
+        kinds = {i.filename: i.compress_type for i in zf.infolist() if i.filename.endswith(".pyc")}
+    assert kinds["app_static_probe/probe.pyc"] == kinds["encodings/utf_8.pyc"], kinds
+    assert set(kinds.values()) == {zipfile.ZIP_DEFLATED}, kinds
 
 
 # ---- 3. the whole behaviour suite in the read-only sandbox -----------------------------------
@@ -749,10 +756,16 @@ def test_time_zones_from_the_bundled_tzdata_in_empty_read_only_root(
 
 def test_webhello_links_none_of_the_optional_libraries(webhello_exe: Built) -> None:
     """Only what an app imports is linked: webhello imports none of those modules, nor ast
-    (so no AST object conversions: kit.AST_EDITS); and its modules carry no docstrings (its
-    pyproject.toml's strip-docstrings)."""
+    (so no AST object conversions: kit.AST_EDITS); its modules carry no docstrings (its
+    pyproject.toml's strip-docstrings), and the ones its start imports stay stored (the
+    default: inflating them would cost every start ~0.7 ms)."""
     size = webhello_exe.path.stat().st_size
     assert size <= WEBHELLO_SIZE_MEASURED * 1.02, size
+    with zipfile.ZipFile(webhello_exe.path) as zf:
+        kinds = {i.filename: i.compress_type for i in zf.infolist() if i.filename.endswith(".pyc")}
+    assert "webhello/__main__.pyc" in kinds and "encodings/utf_8.pyc" in kinds, kinds
+    assert kinds["webhello/__main__.pyc"] == kinds["encodings/utf_8.pyc"] == zipfile.ZIP_STORED
+    assert zipfile.ZIP_DEFLATED in kinds.values(), kinds  # modules imported later, if ever
     data = webhello_exe.path.read_bytes()
     for marker in (
         b"SQLite format 3",
@@ -836,6 +849,76 @@ def test_large_zeroed_blocks_are_zero_and_stay_out_of_memory_until_written(
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"{n} True True" for n in (65536, 204800, 67108864)]
+
+
+#: Imports from a zip on sys.path; prints what each module gave, or the exception it raised, and
+#: whether zipimport's member reader is zipdir.c's (a built-in function) or CPython's.
+ZIP_MEMBERS = """
+import sys, zipimport
+sys.path.insert(0, sys.argv[1])
+out = {}
+for name in ('plain', 'packed', 'squeezed', 'broken'):
+    try:
+        out[name] = __import__(name).X
+    except Exception as err:
+        out[name] = [type(err).__name__, str(err)]
+importer = zipimport.zipimporter(sys.argv[1])
+for name in ('data.bin', 'data.z'):
+    data = importer.get_data(name)
+    out[name] = [type(data).__name__, len(data), sum(data) % 65521]
+print(repr(out))
+print(type(zipimport._get_data).__name__)
+"""
+
+
+def test_zip_members_read_in_c_give_what_zipimports_own_reader_gives(
+    webhello_exe: Built, tmp_path: Path
+) -> None:
+    """zipdir.c's ``_get_data``: a stored and a deflated member import, and read as data, as
+    with CPython's own reader (the host's), and a member it leaves to that reader (bzip2, a
+    damaged local header) fails as it does there."""
+    archive = tmp_path / "mods.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, method, text in (
+            ("plain", zipfile.ZIP_STORED, "'stored'"),
+            ("packed", zipfile.ZIP_DEFLATED, "'deflated' * 5000"),
+            ("squeezed", zipfile.ZIP_BZIP2, "1"),
+            ("broken", zipfile.ZIP_STORED, "2"),
+        ):
+            info = zipfile.ZipInfo(f"{name}.py", (2020, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            zf.writestr(info, f"X = {text}\n")
+        for name, method in (("data.bin", zipfile.ZIP_STORED), ("data.z", zipfile.ZIP_DEFLATED)):
+            info = zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            zf.writestr(info, bytes(range(256)) * 300)
+        broken = zf.getinfo("broken.py").header_offset
+    data = bytearray(archive.read_bytes())
+    data[broken : broken + 4] = b"PK\x09\x09"  # no longer a local header's signature
+    archive.write_bytes(bytes(data))
+    runs = []
+    for argv, env in (
+        ([str(webhello_exe.path)], {"SCRATCHPACK_PYTHON": "1"}),
+        ([sys.executable, "-I", "-S"], {}),
+    ):
+        proc = subprocess.run(
+            [*argv, "-c", ZIP_MEMBERS, str(archive)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        runs.append(proc.stdout.splitlines())
+    (ours, reader), (host, host_reader) = runs
+    assert reader == "builtin_function_or_method" and host_reader == "function"
+    assert ours == host, (ours, host)
+    got = ast.literal_eval(ours)
+    assert got["plain"] == "stored" and got["packed"] == "deflated" * 5000, got
+    assert isinstance(got["squeezed"], list) and got["broken"][0] == "ZipImportError", got
+    data = ["bytes", 76800, sum(range(256)) * 300 % 65521]  # package data: bytes, as CPython's
+    assert got["data.bin"] == got["data.z"] == data, got
 
 
 # ---- 7. C extensions: musllinux ones load from the executable, glibc-only ones are refused ------

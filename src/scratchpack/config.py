@@ -74,6 +74,8 @@ class FreezeSettings:
     include_modules: tuple[str, ...] = ()  # include-modules (dynamic imports; "pkg.*")
     #: strip-docstrings: the project's own modules compiled without docstrings (static route)
     strip_docstrings: bool = False
+    #: compress-start-modules: the modules the app imports at start deflated too (static route)
+    compress_start_modules: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,11 +390,19 @@ def _freeze_settings(tool: Mapping[str, Any]) -> FreezeSettings:
             hint="strip-docstrings = true drops the app's docstrings; leave it out if the app "
             "reads __doc__",
         )
+    compress = tool.get("compress-start-modules", False)
+    if not isinstance(compress, bool):
+        raise ProjectError(
+            f"[tool.scratchpack] compress-start-modules = {compress!r}: must be true or false",
+            hint="compress-start-modules = true makes the executable smaller and every start "
+            "slower (it inflates the modules it imports)",
+        )
     return FreezeSettings(
         runtime=runtime,
         exclude_modules=excludes,
         include_modules=includes,
         strip_docstrings=strip,
+        compress_start_modules=compress,
     )
 
 

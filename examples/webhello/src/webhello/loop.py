@@ -4,7 +4,7 @@ Why not asyncio: `import asyncio` costs ~40 ms here (it eagerly imports ssl, con
 with logging, inspect, subprocess, typing, re), which alone is over the 30 ms cold-start budget of
 the static executable. webhello never needed coroutines or futures: its transport already ran on
 add_reader/add_writer. This module provides those primitives and nothing else, on modules that
-are built in or cheap to import (select, _signal, _thread, _queue, heapq, os, time; no enum).
+are built in or cheap to import (select, _signal, _thread, _queue, _heapq, os, time; no enum).
 
 Limits, on purpose: callbacks only (no coroutines, futures or tasks); level-triggered epoll
 (`select.poll` where epoll is missing); one loop per process, run in the main thread (signals);
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import select
 import time
-from heapq import heappop, heappush
+from _heapq import heappop, heappush  # heapq.py only re-exports these (its 16 KB .pyc at start)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:

@@ -6,7 +6,8 @@ reads one JSON request file (argv[1]), writes one JSON report to stdout.
 
 Request: entry (module), run_main, search_path, stdlib, app_paths (non-stdlib roots),
 excludes, includes, distributions (dist-info names to keep), output (zip path), compression
-("stored"/"deflated"), optimize; optional strip_docstrings (distributions whose modules are
+("stored"/"deflated"; "cold": the bytecode the start does not import deflated; "bytecode": all
+bytecode deflated), optimize; optional strip_docstrings (distributions whose modules are
 compiled without docstrings), native_roots and native_suffix (where musllinux
 wheels are unpacked, their extension modules' suffix), elf_align (where ELF members' bytes
 start: a multiple of it from the zip's start), multiarch (an executable for another
@@ -1220,8 +1221,9 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
             missing_c.append({"module": user, "c_module": cmod, "imported_by": importers})
 
     deflate: set[str] = set()
-    if req["compression"] == "cold":
-        warm = start_modules(app_modules, finder.eager_edges)
+    if req["compression"] in ("cold", "bytecode"):
+        cold = req["compression"] == "cold"  # "bytecode": the start's modules too
+        warm = start_modules(app_modules, finder.eager_edges) if cold else set()
         deflate = {
             arc
             for arc in entries
@@ -1229,9 +1231,11 @@ def bundle(req: dict[str, Any]) -> dict[str, Any]:
             and isinstance(entries[arc], bytes)
             and arc.removesuffix(".pyc").removesuffix("/__init__").replace("/", ".") not in warm
         }
-    _write_zip(req["output"], entries, req["compression"], deflate, req.get("elf_align", 0))
+    deflated = _write_zip(
+        req["output"], entries, req["compression"], deflate, req.get("elf_align", 0)
+    )
     return {
-        "deflated": len(deflate),
+        "deflated": deflated,
         "builtins": sorted(used_builtins),
         "modules": sum(1 for a in entries if a.endswith(".pyc")),
         "packages": sorted({_top_name(p, app_paths) for p in app_files}),
@@ -1343,15 +1347,18 @@ def _write_zip(
     compression: str,
     deflate: set[str],
     elf_align: int = 0,
-) -> None:
+) -> int:
     """Sorted, fixed dates and modes: the same modules give the same bytes. Members are
-    deflated for compression "deflated", and those in ``deflate`` for "cold". With
-    ``elf_align``, a stored ELF member's bytes start at a multiple of it (the loader maps its
-    read-only segments from the executable's file; the central directory keeps no padding)."""
+    deflated for compression "deflated", and those in ``deflate`` for "cold" and "bytecode";
+    returns how many were (the executable links zlib when any was). With ``elf_align``, a
+    stored ELF member's bytes start at a multiple of it (the loader maps its read-only segments
+    from the executable's file; the central directory keeps no padding)."""
     tmp = output + ".part"
+    deflated = 0
     with zipfile.ZipFile(tmp, "w") as zf:
         for arc in sorted(entries):
-            packed = compression == "deflated" or arc in deflate
+            packed = (compression == "deflated" or arc in deflate) and not arc.endswith("/")
+            deflated += packed
             method = zipfile.ZIP_DEFLATED if packed else zipfile.ZIP_STORED
             level = 9 if packed else None
             zinfo = zipfile.ZipInfo(arc, ZIP_DATE)
@@ -1375,6 +1382,7 @@ def _write_zip(
             with open(data.path, "rb") as src, zf.open(zinfo, "w") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
     os.replace(tmp, output)
+    return deflated
 
 
 def _sysconfigdata_name(multiarch: str | None = None) -> str:
