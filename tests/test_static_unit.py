@@ -38,6 +38,7 @@ from scratchpack.freeze.static.link import (
     config_c,
     hot_text_names,
     hot_text_script,
+    setup_code,
 )
 from scratchpack.freeze.static.sources import PACKAGES
 
@@ -381,6 +382,58 @@ def test_bootstrap_selfdir_path_hook_and_as_file(tmp_path: Path) -> None:
     assert got["mod"] == 7
     assert got["data"] == f"{archive}/pkg/data.txt"
     assert got["other"].endswith("json/__init__.py") and not got["other"].startswith(str(archive))
+
+
+FORWARD_REF_PROBE = """\
+import json, sys
+compiled = []
+sys.addaudithook(lambda event, args: event == 'compile' and compiled.append(args[0]))
+import typing
+first, again, other = typing.ForwardRef('int'), typing.ForwardRef('int'), typing.ForwardRef('str')
+class Box:
+    size: 'int'
+errors = []
+for _ in range(2):
+    try:
+        typing.ForwardRef('1 +')
+    except SyntaxError as err:
+        errors.append(str(err))
+print(json.dumps({
+    'shared': first.__forward_code__ is again.__forward_code__,
+    'distinct': first.__forward_code__ is not other.__forward_code__,
+    'hints': str(typing.get_type_hints(Box)),
+    'equal': first == again,
+    'compiled': [s.decode() if isinstance(s, bytes) else repr(s) for s in compiled],
+    'errors': errors,
+}))
+"""
+
+
+@pytest.mark.parametrize("bundled", [True, False])
+def test_setup_reuses_forward_reference_code_only_where_typing_is_bundled(bundled: bool) -> None:
+    """With typing bundled, a ForwardRef of a string compiled before reuses its code object (one
+    ``compile`` per distinct string); a syntax error is still raised every time; without typing
+    the setup is the same as before."""
+    source = setup_code(typing=bundled) + FORWARD_REF_PROBE
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", source],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["shared"] is bundled
+    assert got["distinct"] is True
+    assert got["hints"] == "{'size': <class 'int'>}"
+    assert got["equal"] is True
+    strings = [s for s in got["compiled"] if s in ("int", "str", "1 +")]
+    # the audit event carries the source as bytes; get_type_hints' 'int' comes last
+    once, every = ["int", "str", "1 +", "1 +"], ["int", "int", "str", "1 +", "1 +", "int"]
+    assert strings == (once if bundled else every)
+    assert got["errors"] == ["Forward reference must be an expression -- got '1 +'"] * 2
+    assert ("forward_refs" in setup_code(typing=bundled)) is bundled
 
 
 METADATA_PROBE = """\

@@ -19,6 +19,12 @@
  * date, crc)) for a plain zip: end record last (no comment), no zip64, ASCII or UTF-8-flagged
  * names. For anything else (another zip on sys.path, a damaged one, -v) it calls the original
  * function, so errors and odd archives behave as CPython's own code makes them behave.
+ *
+ * It also replaces zipimport._get_data, which reads one member: in Python it opens the archive
+ * as a buffered file, seeks and reads the local header, seeks and reads the data, and closes it
+ * (nine system calls and ~20 us a member: 7 ms of FastAPI's 317 modules). get_data() below does
+ * the same for a stored member with open, two preads and close, and returns the same bytes;
+ * deflated members, and anything unexpected, go to the original function.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -180,28 +186,102 @@ static PyObject *read_directory(PyObject *original, PyObject *archive) {
     return PyObject_CallOneArg(original, archive);
 }
 
+/* Read exactly `len` bytes at `pos`; 0 on success. */
+static int read_at(int fd, char *buf, size_t len, off_t pos) {
+    while (len > 0) {
+        ssize_t n = pread(fd, buf, len, pos);
+        if (n <= 0) {
+            return -1; /* EOF or an error (EINTR included): the caller falls back */
+        }
+        buf += n;
+        len -= (size_t)n;
+        pos += n;
+    }
+    return 0;
+}
+
+/* A stored member's bytes, as zipimport._get_data(archive, toc_entry) returns them; NULL with
+ * no exception set when the original function must answer (it raises the right errors). */
+static PyObject *stored_member(PyObject *archive, PyObject *toc_entry) {
+    long compress = PyLong_AsLong(PyTuple_GET_ITEM(toc_entry, 1));
+    Py_ssize_t data_size = PyLong_AsSsize_t(PyTuple_GET_ITEM(toc_entry, 2));
+    long long file_offset = PyLong_AsLongLong(PyTuple_GET_ITEM(toc_entry, 4));
+    if (PyErr_Occurred() || compress != 0 || data_size < 0 || file_offset < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    /* io.open_code(archive) raises this audit event */
+    if (PySys_Audit("open", "Osi", archive, "rb", 0) < 0) {
+        return NULL;
+    }
+    PyObject *encoded = PyUnicode_EncodeFSDefault(archive);
+    if (encoded == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    int fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
+    Py_DECREF(encoded);
+    if (fd < 0) {
+        return NULL;
+    }
+    unsigned char header[30];
+    PyObject *data = NULL;
+    if (read_at(fd, (char *)header, sizeof header, (off_t)file_offset) == 0 &&
+        memcmp(header, "PK\003\004", 4) == 0) {
+        off_t start = (off_t)file_offset + 30 + u16(header + 26) + u16(header + 28);
+        data = PyBytes_FromStringAndSize(NULL, data_size);
+        if (data != NULL && read_at(fd, PyBytes_AS_STRING(data), (size_t)data_size, start) != 0) {
+            Py_CLEAR(data); /* short: the original raises its EOF error */
+        }
+    }
+    close(fd);
+    return data;
+}
+
+/* zipimport._get_data's replacement; `original` is the function it replaces. */
+static PyObject *get_data(PyObject *original, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs == 2 && PyUnicode_Check(args[0]) && PyTuple_CheckExact(args[1]) &&
+        PyTuple_GET_SIZE(args[1]) == 8) {
+        PyObject *data = stored_member(args[0], args[1]);
+        if (data != NULL || PyErr_Occurred()) {
+            return data;
+        }
+    }
+    return PyObject_Vectorcall(original, args, (size_t)nargs, NULL);
+}
+
 /* const: read-only data, so the executable's data segment (and file size) does not grow;
  * CPython only reads a PyMethodDef. */
 static const PyMethodDef read_directory_def = {
     "_read_directory", (PyCFunction)read_directory, METH_O, NULL};
+static const PyMethodDef get_data_def = {
+    "_get_data", (PyCFunction)(void (*)(void))get_data, METH_FASTCALL, NULL};
+
+/* zipimport.<name> = a C function of `def` bound to the Python function it replaces. */
+static void replace(PyObject *zipimport, const PyMethodDef *def) {
+    PyObject *original = PyObject_GetAttrString(zipimport, def->ml_name);
+    PyObject *fast = original != NULL ? PyCFunction_New((PyMethodDef *)def, original) : NULL;
+    if (fast == NULL || PyObject_SetAttrString(zipimport, def->ml_name, fast) != 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(fast);
+    Py_XDECREF(original);
+}
 
 /* Called between the core and main initialisation phases; a failure leaves zipimport as is.
  * `get_filename` is link.py's ZIPIMPORT_PATCH, compiled at build time (NULL: not installed). */
 void scratchpack_zipdir_install(PyObject *get_filename) {
     PyObject *zipimport = PyImport_ImportModule("zipimport");
-    PyObject *original =
-        zipimport != NULL ? PyObject_GetAttrString(zipimport, "_read_directory") : NULL;
-    PyObject *fast = original != NULL ? PyCFunction_New((PyMethodDef *)&read_directory_def, original) : NULL;
-    if (fast == NULL || PyObject_SetAttrString(zipimport, "_read_directory", fast) != 0) {
-        PyErr_Clear();
+    if (zipimport != NULL) {
+        replace(zipimport, &read_directory_def);
+        replace(zipimport, &get_data_def);
     }
+    PyErr_Clear();
     PyObject *ns = zipimport != NULL ? PyModule_GetDict(zipimport) : NULL; /* borrowed */
     PyObject *done = ns != NULL && get_filename != NULL ? PyEval_EvalCode(get_filename, ns, ns) : NULL;
     if (done == NULL) {
         PyErr_Clear();
     }
     Py_XDECREF(done);
-    Py_XDECREF(fast);
-    Py_XDECREF(original);
     Py_XDECREF(zipimport);
 }
