@@ -436,6 +436,41 @@ def test_setup_reuses_forward_reference_code_only_where_typing_is_bundled(bundle
     assert ("forward_refs" in setup_code(typing=bundled)) is bundled
 
 
+def _linked_setup(tmp_path: Path, builtins: set[str]) -> str:
+    """The setup source link_executable hands the kit's python to compile, for an app whose
+    imports need ``builtins`` (zcc and the kit's python faked: every step succeeds)."""
+    from scratchpack.freeze.static import link
+    from scratchpack.freeze.static.kit import Kit
+    from scratchpack.freeze.static.toolchain import Toolchain
+
+    def runner(args: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        out = args[-1] if args[0].endswith("python3.11") else args[args.index("-o") + 1]
+        Path(out).write_bytes(b"c")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    root = tmp_path / "kit"
+    (root / "share").mkdir(parents=True)
+    entries = "".join(f'    {{"{m}", PyInit_{m}}},\n' for m in ("posix", "_typing"))
+    (root / "share" / "config.c").write_text(
+        "struct _inittab _PyImport_Inittab[] = {\n" + entries + "    /* Sentinel */\n};\n"
+    )
+    kit = Kit(root, "k", "3.11.2", ("posix", "_typing"), 0.0, Toolchain(root, root, root))
+    work = tmp_path / "link"
+    work.mkdir()
+    link.link_executable(kit, builtins, "app:main", work / "app", work, runner=runner)
+    sources = json.loads((work / "bootstrap.json").read_text())
+    return str(sources[2][0])
+
+
+def test_link_gives_the_forward_reference_patch_only_to_apps_that_bundle_typing(
+    tmp_path: Path,
+) -> None:
+    with_typing = _linked_setup(tmp_path / "a", {"_typing"})
+    without = _linked_setup(tmp_path / "b", set())
+    assert "patches['typing'] = forward_refs" in with_typing
+    assert without == setup_code() and "forward" not in without
+
+
 METADATA_PROBE = """\
 import importlib.metadata as md, json, os, sys, zipfile
 sys.path[:] = [ARCHIVE]
