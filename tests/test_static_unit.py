@@ -462,6 +462,61 @@ def _linked_setup(tmp_path: Path, builtins: set[str]) -> str:
     return str(sources[2][0])
 
 
+def test_large_stored_members_count_only_stored_ones_over_the_fresh_map_size(
+    tmp_path: Path,
+) -> None:
+    import zipfile
+
+    from scratchpack.freeze.static.link import LARGE_BLOCK, large_stored_members
+
+    def zip_of(**members: tuple[int, int]) -> Path:
+        path = tmp_path / f"{len(list(tmp_path.iterdir()))}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, (size, method) in members.items():
+                zf.writestr(name, b"x" * size, compress_type=method)
+        return path
+
+    stored, deflated = zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
+    assert large_stored_members(zip_of(a=(LARGE_BLOCK + 1, stored)))
+    assert not large_stored_members(zip_of(a=(LARGE_BLOCK, stored), b=(10, stored)))
+    assert not large_stored_members(zip_of(a=(LARGE_BLOCK * 4, deflated)))
+
+
+def test_link_wraps_malloc_and_free_only_when_asked_to_keep_large_blocks(
+    tmp_path: Path,
+) -> None:
+    from scratchpack.freeze.static import link
+    from scratchpack.freeze.static.kit import Kit
+    from scratchpack.freeze.static.toolchain import Toolchain
+
+    calls: list[list[str]] = []
+
+    def runner(args: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        out = args[-1] if args[0].endswith("python3.11") else args[args.index("-o") + 1]
+        Path(out).write_bytes(b"c")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    root = tmp_path / "kit"
+    (root / "share").mkdir(parents=True)
+    (root / "share" / "config.c").write_text("struct _inittab _PyImport_Inittab[] = {};\n")
+    kit = Kit(root, "k", "3.11.2", (), 0.0, Toolchain(root, root, root))
+    for keep in (False, True):
+        calls.clear()
+        work = tmp_path / f"link-{keep}"
+        work.mkdir()
+        link.link_executable(
+            kit, set(), "app:main", work / "app", work, runner=runner, keep_large_blocks=keep
+        )
+        zcc = [c for c in calls if c[0] == "zcc"]
+        compiles = {Path(c[c.index("-c") + 1]).name: c for c in zcc if "-c" in c}
+        linked = next(c for c in calls if "-static" in c)
+        defined = [n for n, c in compiles.items() if "-DSCRATCHPACK_KEEP_LARGE_BLOCKS" in c]
+        assert defined == (["launcher.c"] if keep else [])
+        assert ("-Wl,--wrap=malloc" in linked and "-Wl,--wrap=free" in linked) is keep
+        assert "-Wl,--wrap=calloc" in linked
+
+
 def test_link_gives_the_forward_reference_patch_only_to_apps_that_bundle_typing(
     tmp_path: Path,
 ) -> None:

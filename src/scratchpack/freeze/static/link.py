@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,6 +106,26 @@ SELFDIR_WRAPS = tuple(
 #: launcher.c's calloc: large blocks come zeroed from the allocator's fresh mmap, so their
 #: pages stay out of memory until written (zig's libc memsets them all).
 ALLOC_WRAPS = ("-Wl,--wrap=calloc",)
+
+#: launcher.c's malloc and free keeping the last few freed blocks of 32 KiB to 1 MiB, for an
+#: app whose zip stores modules that large (``large_stored_members``): reading each one into a
+#: fresh mapping cost FastAPI ~1,100 page faults, 4 % of its start. Other apps (webhello has no
+#: such member) link as before: the kept blocks would only add to their idle memory.
+KEEP_LARGE_BLOCKS = ("-DSCRATCHPACK_KEEP_LARGE_BLOCKS",)
+LARGE_BLOCK_WRAPS = ("-Wl,--wrap=malloc", "-Wl,--wrap=free")
+#: The allocator's largest block served from its own heap; anything larger is mapped afresh.
+LARGE_BLOCK = 32 * 1024
+
+
+def large_stored_members(zip_path: Path) -> bool:
+    """Whether the app's zip stores (not deflates) a member over LARGE_BLOCK: zipimport reads
+    each into a block of its own size."""
+    with zipfile.ZipFile(zip_path) as archive:
+        return any(
+            i.compress_type == zipfile.ZIP_STORED and i.file_size > LARGE_BLOCK
+            for i in archive.infolist()
+        )
+
 
 #: The functions an app's start and first requests run (hot_text.txt, made by
 #: bench/hot_text.py), which the link gathers ahead of the rest of the code, in their order.
@@ -485,9 +506,11 @@ def link_executable(
     *,
     runner: Runner,
     native: NativeLink | None = None,
+    keep_large_blocks: bool = False,
 ) -> None:
     """Compile the launcher and link ``out`` with the wanted built-ins the kit has (and, for
-    bundled extension modules, ``native``'s loader, symbol table, built-in and finder)."""
+    bundled extension modules, ``native``'s loader, symbol table, built-in and finder;
+    ``keep_large_blocks``: launcher.c's malloc and free, KEEP_LARGE_BLOCKS)."""
     keep = (builtins | CORE_BUILTINS) & set(kit.builtins)
     extra = dict(native.inittab) if native else None
     (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep, extra))
@@ -515,8 +538,9 @@ def link_executable(
     units += [name.removesuffix(".c") for name in (native.sources if native else ())]
     for name in units:
         obj = workdir / f"{name}.o"
+        defines = KEEP_LARGE_BLOCKS if keep_large_blocks and name == "launcher" else ()
         proc = runner(
-            ["zcc", *cflags, "-c", str(workdir / f"{name}.c"), "-o", str(obj)],
+            ["zcc", *cflags, *defines, "-c", str(workdir / f"{name}.c"), "-o", str(obj)],
             cwd=workdir,
             env=env,
         )
@@ -536,6 +560,7 @@ def link_executable(
             *APP_LDFLAGS,
             *SELFDIR_WRAPS,
             *ALLOC_WRAPS,
+            *(LARGE_BLOCK_WRAPS if keep_large_blocks else ()),
             f"-Wl,-T,{hot}",
             "-o",
             str(out),
