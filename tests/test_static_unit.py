@@ -38,6 +38,7 @@ from scratchpack.freeze.static.link import (
     config_c,
     hot_text_names,
     hot_text_script,
+    setup_code,
 )
 from scratchpack.freeze.static.sources import PACKAGES
 
@@ -429,6 +430,148 @@ def test_bootstrap_selfdir_path_hook_and_as_file(tmp_path: Path) -> None:
     assert got["mod"] == 7
     assert got["data"] == f"{archive}/pkg/data.txt"
     assert got["other"].endswith("json/__init__.py") and not got["other"].startswith(str(archive))
+
+
+FORWARD_REF_PROBE = """\
+import json, sys
+compiled = []
+sys.addaudithook(lambda event, args: event == 'compile' and compiled.append(args[0]))
+import typing
+first, again, other = typing.ForwardRef('int'), typing.ForwardRef('int'), typing.ForwardRef('str')
+class Box:
+    size: 'int'
+errors = []
+for _ in range(2):
+    try:
+        typing.ForwardRef('1 +')
+    except SyntaxError as err:
+        errors.append(str(err))
+print(json.dumps({
+    'shared': first.__forward_code__ is again.__forward_code__,
+    'distinct': first.__forward_code__ is not other.__forward_code__,
+    'hints': str(typing.get_type_hints(Box)),
+    'equal': first == again,
+    'compiled': [s.decode() if isinstance(s, bytes) else repr(s) for s in compiled],
+    'errors': errors,
+}))
+"""
+
+
+@pytest.mark.parametrize("bundled", [True, False])
+def test_setup_reuses_forward_reference_code_only_where_typing_is_bundled(bundled: bool) -> None:
+    """With typing bundled, a ForwardRef of a string compiled before reuses its code object (one
+    ``compile`` per distinct string); a syntax error is still raised every time; without typing
+    the setup is the same as before."""
+    source = setup_code(typing=bundled) + FORWARD_REF_PROBE
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", source],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["shared"] is bundled
+    assert got["distinct"] is True
+    assert got["hints"] == "{'size': <class 'int'>}"
+    assert got["equal"] is True
+    strings = [s for s in got["compiled"] if s in ("int", "str", "1 +")]
+    # the audit event carries the source as bytes; get_type_hints' 'int' comes last
+    once, every = ["int", "str", "1 +", "1 +"], ["int", "int", "str", "1 +", "1 +", "int"]
+    assert strings == (once if bundled else every)
+    assert got["errors"] == ["Forward reference must be an expression -- got '1 +'"] * 2
+    assert ("forward_refs" in setup_code(typing=bundled)) is bundled
+
+
+def _linked_setup(tmp_path: Path, builtins: set[str]) -> str:
+    """The setup source link_executable hands the kit's python to compile, for an app whose
+    imports need ``builtins`` (zcc and the kit's python faked: every step succeeds)."""
+    from scratchpack.freeze.static import link
+    from scratchpack.freeze.static.kit import Kit
+    from scratchpack.freeze.static.toolchain import Toolchain
+
+    def runner(args: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        out = args[-1] if args[0].endswith("python3.11") else args[args.index("-o") + 1]
+        Path(out).write_bytes(b"c")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    root = tmp_path / "kit"
+    (root / "share").mkdir(parents=True)
+    entries = "".join(f'    {{"{m}", PyInit_{m}}},\n' for m in ("posix", "_typing"))
+    (root / "share" / "config.c").write_text(
+        "struct _inittab _PyImport_Inittab[] = {\n" + entries + "    /* Sentinel */\n};\n"
+    )
+    kit = Kit(root, "k", "3.11.2", ("posix", "_typing"), 0.0, Toolchain(root, root, root))
+    work = tmp_path / "link"
+    work.mkdir()
+    link.link_executable(kit, builtins, "app:main", work / "app", work, runner=runner)
+    sources = json.loads((work / "bootstrap.json").read_text())
+    return str(sources[2][0])
+
+
+def test_large_stored_members_count_only_stored_ones_over_the_fresh_map_size(
+    tmp_path: Path,
+) -> None:
+    import zipfile
+
+    from scratchpack.freeze.static.link import LARGE_BLOCK, large_stored_members
+
+    def zip_of(**members: tuple[int, int]) -> Path:
+        path = tmp_path / f"{len(list(tmp_path.iterdir()))}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, (size, method) in members.items():
+                zf.writestr(name, b"x" * size, compress_type=method)
+        return path
+
+    stored, deflated = zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
+    assert large_stored_members(zip_of(a=(LARGE_BLOCK + 1, stored)))
+    assert not large_stored_members(zip_of(a=(LARGE_BLOCK, stored), b=(10, stored)))
+    assert not large_stored_members(zip_of(a=(LARGE_BLOCK * 4, deflated)))
+
+
+def test_link_wraps_malloc_and_free_only_when_asked_to_keep_large_blocks(
+    tmp_path: Path,
+) -> None:
+    from scratchpack.freeze.static import link
+    from scratchpack.freeze.static.kit import Kit
+    from scratchpack.freeze.static.toolchain import Toolchain
+
+    calls: list[list[str]] = []
+
+    def runner(args: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        out = args[-1] if args[0].endswith("python3.11") else args[args.index("-o") + 1]
+        Path(out).write_bytes(b"c")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    root = tmp_path / "kit"
+    (root / "share").mkdir(parents=True)
+    (root / "share" / "config.c").write_text("struct _inittab _PyImport_Inittab[] = {};\n")
+    kit = Kit(root, "k", "3.11.2", (), 0.0, Toolchain(root, root, root))
+    for keep in (False, True):
+        calls.clear()
+        work = tmp_path / f"link-{keep}"
+        work.mkdir()
+        link.link_executable(
+            kit, set(), "app:main", work / "app", work, runner=runner, keep_large_blocks=keep
+        )
+        zcc = [c for c in calls if c[0] == "zcc"]
+        compiles = {Path(c[c.index("-c") + 1]).name: c for c in zcc if "-c" in c}
+        linked = next(c for c in calls if "-static" in c)
+        defined = [n for n, c in compiles.items() if "-DSCRATCHPACK_KEEP_LARGE_BLOCKS" in c]
+        assert defined == (["launcher.c"] if keep else [])
+        assert ("-Wl,--wrap=malloc" in linked and "-Wl,--wrap=free" in linked) is keep
+        assert "-Wl,--wrap=calloc" in linked
+
+
+def test_link_gives_the_forward_reference_patch_only_to_apps_that_bundle_typing(
+    tmp_path: Path,
+) -> None:
+    with_typing = _linked_setup(tmp_path / "a", {"_typing"})
+    without = _linked_setup(tmp_path / "b", set())
+    assert "patches['typing'] = forward_refs" in with_typing
+    assert without == setup_code() and "forward" not in without
 
 
 METADATA_PROBE = """\

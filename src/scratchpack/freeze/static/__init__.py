@@ -40,7 +40,7 @@ from scratchpack.freeze.spec import (
 )
 from scratchpack.freeze.static.elf import MACHINES
 from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_key
-from scratchpack.freeze.static.link import link_executable
+from scratchpack.freeze.static.link import large_stored_members, link_executable
 from scratchpack.freeze.static.native import (
     NativeLink,
     Wheel,
@@ -265,7 +265,14 @@ def build_static(
             builtins.add("zlib")  # zipimport inflates with it
         with _refusals_for(target):
             link_executable(
-                kit, builtins, entrypoint, exe, workdir / "link", runner=runner, native=native
+                kit,
+                builtins,
+                entrypoint,
+                exe,
+                workdir / "link",
+                runner=runner,
+                native=native,
+                keep_large_blocks=large_stored_members(bundle_zip),
             )
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
         if native is not None:  # the zip's ELF members then start at page boundaries

@@ -13,6 +13,7 @@
 #include <Python.h>
 #include <marshal.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,13 +94,66 @@ void scratchpack_zipdir_install(PyObject *get_filename);
  * used) was 384 KiB of every process's idle memory. Large blocks are taken as they come; the
  * 64 KiB bound leaves a margin above the allocator's largest reused size class. */
 #define FRESH_MAP_MIN ((size_t)64 * 1024)
+
+#ifdef SCRATCHPACK_KEEP_LARGE_BLOCKS
+/* malloc and free, for an app whose start reads large modules (link.py: -Wl,--wrap=malloc,
+ * -Wl,--wrap=free): the allocator maps each block above 32 KiB afresh and unmaps it on free, so
+ * every large block costs a page fault per 4 KiB page written, again and again (FastAPI's start
+ * reads 79 .pyc members over 32 KiB, 5 MB, one after the other: ~1,100 faults). The last
+ * KEPT_BLOCKS freed blocks of 32 KiB to 1 MiB are kept, already faulted in, and malloc hands
+ * one out again for a request it fits without wasting half of it. calloc takes fresh blocks
+ * (__real_malloc below): a kept block is not zeroed. */
+#define KEPT_BLOCKS 4
+#define KEPT_MIN ((size_t)32 * 1024)
+#define KEPT_MAX ((size_t)1024 * 1024)
+static void *kept[KEPT_BLOCKS];
+static unsigned next_kept;
+void *__real_malloc(size_t size);
+void __real_free(void *block);
+#define FRESH_MALLOC __real_malloc
+
+void *__wrap_malloc(size_t size) {
+    if (size >= KEPT_MIN) {
+        for (int i = 0; i < KEPT_BLOCKS; i++) {
+            void *block = __atomic_exchange_n(&kept[i], NULL, __ATOMIC_ACQ_REL);
+            if (block == NULL) {
+                continue;
+            }
+            size_t usable = malloc_usable_size(block);
+            if (usable >= size && usable / 2 <= size) {
+                return block;
+            }
+            void *empty = NULL; /* not this one: back in its slot, or freed if it was taken */
+            if (!__atomic_compare_exchange_n(&kept[i], &empty, block, 0, __ATOMIC_ACQ_REL,
+                                             __ATOMIC_ACQUIRE)) {
+                __real_free(block);
+            }
+        }
+    }
+    return __real_malloc(size);
+}
+
+void __wrap_free(void *block) {
+    if (block != NULL) {
+        size_t usable = malloc_usable_size(block);
+        if (usable >= KEPT_MIN && usable <= KEPT_MAX) { /* in; the slot's last block out */
+            unsigned slot = __atomic_fetch_add(&next_kept, 1, __ATOMIC_RELAXED) % KEPT_BLOCKS;
+            block = __atomic_exchange_n(&kept[slot], block, __ATOMIC_ACQ_REL);
+        }
+    }
+    __real_free(block);
+}
+#else
+#define FRESH_MALLOC malloc
+#endif
+
 void *__real_calloc(size_t count, size_t size);
 void *__wrap_calloc(size_t count, size_t size) {
     size_t total;
     if (__builtin_mul_overflow(count, size, &total) || total < FRESH_MAP_MIN) {
         return __real_calloc(count, size);
     }
-    return malloc(total);
+    return FRESH_MALLOC(total);
 }
 
 /* The executable's absolute path: argv[0] if it has a slash, else a $PATH search, else /proc. */

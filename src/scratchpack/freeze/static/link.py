@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,6 +111,26 @@ SELFDIR_WRAPS = tuple(
 #: launcher.c's calloc: large blocks come zeroed from the allocator's fresh mmap, so their
 #: pages stay out of memory until written (zig's libc memsets them all).
 ALLOC_WRAPS = ("-Wl,--wrap=calloc",)
+
+#: launcher.c's malloc and free keeping the last few freed blocks of 32 KiB to 1 MiB, for an
+#: app whose zip stores modules that large (``large_stored_members``): reading each one into a
+#: fresh mapping cost FastAPI ~1,100 page faults, 4 % of its start. Other apps (webhello has no
+#: such member) link as before: the kept blocks would only add to their idle memory.
+KEEP_LARGE_BLOCKS = ("-DSCRATCHPACK_KEEP_LARGE_BLOCKS",)
+LARGE_BLOCK_WRAPS = ("-Wl,--wrap=malloc", "-Wl,--wrap=free")
+#: The allocator's largest block served from its own heap; anything larger is mapped afresh.
+LARGE_BLOCK = 32 * 1024
+
+
+def large_stored_members(zip_path: Path) -> bool:
+    """Whether the app's zip stores (not deflates) a member over LARGE_BLOCK: zipimport reads
+    each into a block of its own size."""
+    with zipfile.ZipFile(zip_path) as archive:
+        return any(
+            i.compress_type == zipfile.ZIP_STORED and i.file_size > LARGE_BLOCK
+            for i in archive.infolist()
+        )
+
 
 #: The functions an app's start and first requests run (hot_text.txt, made by
 #: bench/hot_text.py), which the link gathers ahead of the rest of the code, in their order.
@@ -229,6 +250,7 @@ except Exception as _scratchpack_err:
 #:   that parses the whole central directory in Python, ~15 ms of FastAPI's start at the
 #:   first ``entry_points()`` (pydantic's plugin loader calls it). The distributions are then the
 #:   ``PathDistribution`` of ``<exe>/<name>.dist-info`` a venv gives for site-packages.
+#: ``_FORWARD_REFS`` adds a third patch, for apps that bundle ``typing``.
 _SELFDIR = """\
 def _scratchpack_selfdir(exe=sys.executable):
     import zipimport
@@ -257,6 +279,7 @@ def _scratchpack_selfdir(exe=sys.executable):
             return children(self)
         module.FastPath.children = listed
     patches = {'importlib.resources._common': resources, 'importlib.metadata': metadata}
+# forward refs
     class Loader:
         def __init__(self, loader, patch):
             self.loader = loader
@@ -281,6 +304,32 @@ def _scratchpack_selfdir(exe=sys.executable):
     sys.meta_path.insert(0, Patches)
 _scratchpack_selfdir()
 """
+
+
+#: ``typing.ForwardRef("int")`` compiles its string at every construction (typing.py's only
+#: ``compile()`` call), and annotations under ``from __future__ import annotations`` make one per
+#: annotation: FastAPI's import compiles 869 of them, only 263 distinct (``bool`` 138 times,
+#: ``str`` 109), each a full parser and compiler run. Given a ``compile`` of its own, typing
+#: reuses the code object of a string it compiled before (code objects are immutable; a
+#: ForwardRef only evaluates its code). Up to FORWARD_REFS_KEPT strings are kept; the ``compile``
+#: audit event then fires once per distinct string. Linked only when the app bundles typing
+#: (its C half, the ``_typing`` built-in, is then linked), so other executables do not carry it.
+_FORWARD_REFS = """\
+    def forward_refs(module, compile=compile, FORWARD=('<string>', 'eval')):
+        codes = {{}}
+        def compiled(source, filename, mode, *args, **kwargs):
+            if args or kwargs or type(source) is not str or (filename, mode) != FORWARD:
+                return compile(source, filename, mode, *args, **kwargs)
+            code = codes.get(source)
+            if code is None:
+                code = compile(source, filename, mode)
+                if len(codes) < {kept}:
+                    codes[source] = code
+            return code
+        module.compile = compiled
+    patches['typing'] = forward_refs
+"""
+FORWARD_REFS_KEPT = 4096
 
 
 def archives(keep: set[str]) -> list[str]:
@@ -355,13 +404,15 @@ def bootstrap_code(entrypoint: str) -> str:
     return "\n".join(lines) + "\n" + run
 
 
-def setup_code(prelude: str = "") -> str:
+def setup_code(prelude: str = "", *, typing: bool = False) -> str:
     """What the executable installs before anything else runs, as the app and as Python
     (SCRATCHPACK_PYTHON=1, and multiprocessing's spawn and forkserver children, which import the
     app's modules): the ``<exe>/`` path hook and patches, and ``prelude`` (the finder of the
     bundled extension modules; without it a spawned child of an app with compiled dependencies
-    cannot import them). One code object for both, so the executable holds it once."""
-    return "import sys\n" + _SELFDIR + prelude
+    cannot import them). One code object for both, so the executable holds it once.
+    ``typing``: the app bundles typing, whose forward references then reuse their code."""
+    refs = _FORWARD_REFS.format(kept=FORWARD_REFS_KEPT) if typing else ""
+    return "import sys\n" + _SELFDIR.replace("# forward refs\n", refs) + prelude
 
 
 #: zipimporter.get_filename for modules of the executable's own zip (zipdir.c installs it before
@@ -463,9 +514,11 @@ def link_executable(
     *,
     runner: Runner,
     native: NativeLink | None = None,
+    keep_large_blocks: bool = False,
 ) -> None:
     """Compile the launcher and link ``out`` with the wanted built-ins the kit has (and, for
-    bundled extension modules, ``native``'s loader, symbol table, built-in and finder)."""
+    bundled extension modules, ``native``'s loader, symbol table, built-in and finder;
+    ``keep_large_blocks``: launcher.c's malloc and free, KEEP_LARGE_BLOCKS)."""
     # extension modules may compile to AST objects from C (Py_CompileStringObject with
     # PyCF_ONLY_AST), which the bundle's scan of Python code cannot see
     ast = {"_ast"} if native is not None else set()
@@ -474,7 +527,11 @@ def link_executable(
     (workdir / "config.c").write_text(config_c(kit.config_c.read_text(), keep, extra))
     prelude = native.bootstrap if native else ""
     boot = compiled_bootstrap(
-        kit, bootstrap_code(entrypoint), setup_code(prelude), workdir, runner=runner
+        kit,
+        bootstrap_code(entrypoint),
+        setup_code(prelude, typing="_typing" in keep),
+        workdir,
+        runner=runner,
     )
     (workdir / "bootstrap.c").write_text(_c_bytes(boot))
     sources = importlib.resources.files("scratchpack.freeze.static")
@@ -492,8 +549,9 @@ def link_executable(
     units += [name.removesuffix(".c") for name in (native.sources if native else ())]
     for name in units:
         obj = workdir / f"{name}.o"
+        defines = KEEP_LARGE_BLOCKS if keep_large_blocks and name == "launcher" else ()
         proc = runner(
-            ["zcc", *cflags, "-c", str(workdir / f"{name}.c"), "-o", str(obj)],
+            ["zcc", *cflags, *defines, "-c", str(workdir / f"{name}.c"), "-o", str(obj)],
             cwd=workdir,
             env=env,
         )
@@ -513,6 +571,7 @@ def link_executable(
             *APP_LDFLAGS,
             *SELFDIR_WRAPS,
             *ALLOC_WRAPS,
+            *(LARGE_BLOCK_WRAPS if keep_large_blocks else ()),
             f"-Wl,-T,{hot}",
             "-o",
             str(out),
