@@ -36,7 +36,8 @@ and at about 40 us of kernel time per connection (wrk's own user time is ~2 us) 
 servers near 25k connections/s whatever they cost: the default row measures the client. Steered,
 the server's core does all the receive work (its own, and the client's, which is the same for
 every server), the client's core has room to spare, and req/s follow the server's cost per
-connection. The setting is machine-wide while that row runs.
+connection. The setting is machine-wide while that row runs: other benchmarks running then are
+steered too.
 
 Markdown on stdout, progress on stderr; every process started here is stopped at the end.
 """
