@@ -60,7 +60,8 @@ _DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 
 
 class SocketTransport:
-    """Non-blocking stream socket: recv -> data_received, write tries send() at once."""
+    """Stream socket, never waited on (MSG_DONTWAIT, even if the socket itself blocks):
+    recv -> data_received, write tries send() at once."""
 
     __slots__ = (
         "_buf",
