@@ -76,7 +76,7 @@ TITLES = {
     "root": "GET / req/s",
     "static": "GET /www/etc/passwd req/s",
     "root-no-ka": "GET / without keep-alive req/s",
-    "root-no-ka-rx": "GET / without keep-alive, loopback rx on the server core, req/s",
+    "root-no-ka-rx": "GET / without keep-alive (loopback rx on the server core) req/s",
 }
 
 
@@ -316,7 +316,7 @@ def report(variants: list[Variant], args: argparse.Namespace, info: list[str]) -
         row(titles[name], {v.label: med(v.rps[name]) for v in variants}, ",.0f", higher=True)
     for name in names:
         row(
-            f"server CPU per request, {titles[name].removesuffix(' req/s').removesuffix(',')} (us)",
+            f"server CPU per request, {titles[name].removesuffix(' req/s')} (us)",
             {v.label: med(v.server_us[name]) for v in variants},
             ".1f",
             higher=False,
@@ -366,7 +366,7 @@ def client_line(variants: list[Variant], titles: dict[str, str]) -> str:
         for v in variants:
             us = med(v.client_us[name])
             each.append(f"{v.label} {us:.1f} us (<= {1e6 / us:,.0f} req/s)" if us else "-")
-        parts.append(f"{titles[name].removesuffix(' req/s').removesuffix(',')}: " + ", ".join(each))
+        parts.append(f"{titles[name].removesuffix(' req/s')}: " + ", ".join(each))
     return "client (wrk, one core) CPU per request: " + "; ".join(parts)
 
 
@@ -480,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         if args.rx_on_server_core:
             info.append(
-                f"{TITLES[RX_SCENARIO.name].removesuffix(' req/s').removesuffix(',')}: "
+                f"{TITLES[RX_SCENARIO.name].removesuffix(' req/s')}: "
                 f"{LO_RPS} = {1 << int(wb.SERVER_CPU):x} during that row only"
             )
         print(report(variants, args, info))
