@@ -28,6 +28,17 @@ variants interleaved run by run:
   every 1 ms, over --starts starts; also the server's own CPU time at that moment;
 - executable raw and gzip -9 bytes.
 
+--rx-on-server-core (root) adds a row: GET / with -disableKeepalive again, with the loopback's
+receive processing steered to the server's core (RPS: /sys/class/net/lo/queues/rx-0/rps_cpus,
+restored afterwards). Why: on loopback, a packet's receive work runs on the core that sent it, so
+wrk's core does the server's half of every handshake and the server's receive of every request,
+and at about 40 us of kernel time per connection (wrk's own user time is ~2 us) it caps both
+servers near 25k connections/s whatever they cost: the default row measures the client. Steered,
+the server's core does all the receive work (its own, and the client's, which is the same for
+every server), the client's core has room to spare, and req/s follow the server's cost per
+connection. The setting is machine-wide while that row runs: other benchmarks running then are
+steered too.
+
 Markdown on stdout, progress on stderr; every process started here is stopped at the end.
 """
 
@@ -59,6 +70,14 @@ REPO = Path(__file__).resolve().parent.parent
 GO_LINE = re.compile(r"^go\s+(\d+)\.(\d+)(?:\.\d+)?\s*$", re.M)
 TOOLCHAIN_LINE = re.compile(r"^toolchain\s+\S+\s*$", re.M)
 START_TIMEOUT = 20.0
+LO_RPS = Path("/sys/class/net/lo/queues/rx-0/rps_cpus")
+RX_SCENARIO = wb.Scenario("root-no-ka-rx", "/", ("-disableKeepalive",), None)
+TITLES = {
+    "root": "GET / req/s",
+    "static": "GET /www/etc/passwd req/s",
+    "root-no-ka": "GET / without keep-alive req/s",
+    "root-no-ka-rx": "GET / without keep-alive (loopback rx on the server core) req/s",
+}
 
 
 def note(message: str) -> None:
@@ -209,10 +228,28 @@ def measure_starts(variants: list[Variant], runs: int, logs: Path) -> None:
         note(f"starts: {i + 1}/{runs}")
 
 
+@contextlib.contextmanager
+def lo_rx_on(cpu: str) -> Iterator[None]:
+    """Loopback receive processing on core ``cpu`` (RPS) while the block runs; the old mask
+    is written back afterwards, also on errors and Ctrl-C."""
+    old = LO_RPS.read_text().strip()
+    LO_RPS.write_text(format(1 << int(cpu), "x"))
+    try:
+        yield
+    finally:
+        LO_RPS.write_text(old)
+
+
+def scenarios(args: argparse.Namespace) -> list[wb.Scenario]:
+    return [*wb.SCENARIOS, *([RX_SCENARIO] if args.rx_on_server_core else [])]
+
+
 def measure_rps(variants: list[Variant], args: argparse.Namespace, logs: Path) -> None:
     kw = {"threads": args.threads, "connections": args.connections}
-    for sc in wb.SCENARIOS:
+    for sc in scenarios(args):
         with contextlib.ExitStack() as stack:
+            if sc is RX_SCENARIO:
+                stack.enter_context(lo_rx_on(wb.SERVER_CPU))
             ports: dict[str, tuple[int, int]] = {}
             for v in variants:
                 port, app, _ = stack.enter_context(
@@ -273,17 +310,14 @@ def report(variants: list[Variant], args: argparse.Namespace, info: list[str]) -
         ]
         rows.append([name, *cells, *ratios])
 
-    titles = {
-        "root": "GET / req/s",
-        "static": "GET /www/etc/passwd req/s",
-        "root-no-ka": "GET / without keep-alive req/s",
-    }
-    for sc in wb.SCENARIOS:
-        row(titles[sc.name], {v.label: med(v.rps[sc.name]) for v in variants}, ",.0f", higher=True)
-    for sc in wb.SCENARIOS:
+    titles = TITLES
+    names = list(go.rps)  # the scenarios measured, in order
+    for name in names:
+        row(titles[name], {v.label: med(v.rps[name]) for v in variants}, ",.0f", higher=True)
+    for name in names:
         row(
-            f"server CPU per request, {titles[sc.name].removesuffix(' req/s')} (us)",
-            {v.label: med(v.server_us[sc.name]) for v in variants},
+            f"server CPU per request, {titles[name].removesuffix(' req/s')} (us)",
+            {v.label: med(v.server_us[name]) for v in variants},
             ".1f",
             higher=False,
         )
@@ -327,21 +361,21 @@ def client_line(variants: list[Variant], titles: dict[str, str]) -> str:
     that cost: where a route's req/s sit at that ceiling for every server, the client is the
     bound, and the server CPU per request rows are the comparison that remains."""
     parts = []
-    for sc in wb.SCENARIOS:
+    for name in variants[0].client_us:
         each = []
         for v in variants:
-            us = med(v.client_us[sc.name])
+            us = med(v.client_us[name])
             each.append(f"{v.label} {us:.1f} us (<= {1e6 / us:,.0f} req/s)" if us else "-")
-        parts.append(f"{titles[sc.name].removesuffix(' req/s')}: " + ", ".join(each))
+        parts.append(f"{titles[name].removesuffix(' req/s')}: " + ", ".join(each))
     return "client (wrk, one core) CPU per request: " + "; ".join(parts)
 
 
 def targets_met(ours: Variant, go: Variant, sizes: dict[str, tuple[int, int]]) -> list[list[str]]:
     """The issue's bars for the first scratchpack column, against Go in this same run."""
     out = []
-    for sc in wb.SCENARIOS:
-        r = med(ours.rps[sc.name]) / med(go.rps[sc.name])
-        out.append([f"{sc.name} req/s >= 1.25x Go", f"{r:.2f}x", "met" if r >= 1.25 else "MISSED"])
+    for name in ours.rps:
+        r = med(ours.rps[name]) / med(go.rps[name])
+        out.append([f"{name} req/s >= 1.25x Go", f"{r:.2f}x", "met" if r >= 1.25 else "MISSED"])
     r = med(ours.starts) / med(go.starts)
     out.append(["start <= 2x Go", f"{r:.2f}x", "met" if r <= 2 else "MISSED"])
     ok = med(ours.idle_rss) <= med(go.idle_rss)
@@ -386,6 +420,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--starts", type=int, default=15, help="starts per server (15)")
     ap.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
     ap.add_argument("--threads", type=int, default=2, help="wrk -t (2)")
+    ap.add_argument(
+        "--rx-on-server-core",
+        action="store_true",
+        help="also measure GET / without keep-alive with loopback rx steered to the server's "
+        "core (RPS; needs root; restored afterwards)",
+    )
     ap.add_argument("--json", type=Path, help="also write every per-run figure here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
@@ -394,6 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.go_src / "go.mod").is_file():
         sys.exit(f"--go-src {args.go_src}: no go.mod there")
     wb.preflight()
+    if args.rx_on_server_core and not os.access(LO_RPS, os.W_OK):
+        sys.exit(f"--rx-on-server-core: {LO_RPS} is not writable (needs root and RPS support)")
     load0 = sb.loadavg()
     with tempfile.TemporaryDirectory(prefix="vs-go-", dir="/tmp") as tmp:
         work = Path(tmp)
@@ -436,6 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"per route (core 1), servers on core 0 in an empty read-only root as uid 1000, "
             f"{args.starts} starts each; medians, variants interleaved",
         ]
+        if args.rx_on_server_core:
+            info.append(
+                f"{TITLES[RX_SCENARIO.name].removesuffix(' req/s')}: "
+                f"{LO_RPS} = {1 << int(wb.SERVER_CPU):x} during that row only"
+            )
         print(report(variants, args, info))
         if args.json:
             args.json.write_text(

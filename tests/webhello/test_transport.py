@@ -111,14 +111,14 @@ class _Lost(_Proto):
 
 def _tcp_pair() -> tuple[socket.socket, socket.socket]:
     """(client, accepted server side) of one connection on 127.0.0.1, the server with
-    TCP_NODELAY as webhello's listener gives it."""
+    TCP_NODELAY as webhello's listener gives it, and left blocking as the Acceptor leaves it:
+    the transport must never wait in a send or receive (MSG_DONTWAIT)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client = socket.create_connection(listener.getsockname())
         server, _ = listener.accept()
-    server.setblocking(False)
     return client, server
 
 
@@ -183,3 +183,82 @@ def test_a_last_answer_larger_than_the_send_buffer_is_sent_whole() -> None:
         assert _last_write(server, data) == ["pause_writing", None]
         reader.join(30)
         assert got == [data]
+
+
+_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+
+
+class _Answers(_Proto):
+    """Answers the first bytes it gets with write_last; records them, then "lost"."""
+
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._made.append(data)
+        self._transport.write_last(_ANSWER)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._made.append("lost")
+        self._loop.stop()
+
+
+def _recording_acceptor() -> tuple[Loop, Acceptor, list[Any], list[int], tuple[str, int]]:
+    """A loop and an Acceptor of _Answers on a fresh listener; the fds the loop adds to its
+    poller from now on are recorded."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    loop = Loop()
+    made: list[Any] = []
+    acceptor = Acceptor(loop, listener, lambda: _Answers(loop, made))
+    registered: list[int] = []
+    update = loop._update
+
+    def record(fd: int, old: int, new: int) -> None:
+        if new and not old:
+            registered.append(fd)
+        update(fd, old, new)
+
+    loop._update = record  # type: ignore[method-assign]
+    return loop, acceptor, made, registered, listener.getsockname()
+
+
+def test_a_request_already_there_is_answered_without_the_poller() -> None:
+    """The request came with the handshake: accept, read, answer and close in one go; the
+    connection's fd never enters the epoll set (no epoll_ctl add and delete)."""
+    loop, acceptor, made, registered, addr = _recording_acceptor()
+    with socket.create_connection(addr) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.05)  # the request is in the server's receive queue
+        acceptor._on_accept()
+        loop.call_later(5.0, loop.stop)
+        loop.run_forever()
+        assert _read_all(client) == _ANSWER
+    acceptor.close()
+    assert made == [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "lost"]
+    assert registered == []
+
+
+def test_a_request_that_comes_later_waits_in_the_poller_without_blocking_the_loop() -> None:
+    """Nothing to read right after the accept: that first read on the (blocking) socket must
+    return at once, the fd then waits in the epoll set, and the request is answered when it
+    arrives. A read that blocked would hold the loop until the client sends (1.5 s)."""
+    loop, acceptor, made, registered, addr = _recording_acceptor()
+    with socket.create_connection(addr) as client:
+        later = threading.Timer(1.5, client.sendall, (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",))
+        later.start()
+        try:
+            t0 = time.monotonic()
+            acceptor._on_accept()
+            took = time.monotonic() - t0
+            assert took < 1.0
+            assert len(registered) == 1  # the connection, waiting for its request
+            loop.call_later(10.0, loop.stop)
+            loop.run_forever()
+            assert _read_all(client) == _ANSWER
+        finally:
+            later.join()
+    acceptor.close()
+    assert made == [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "lost"]

@@ -52,13 +52,16 @@ _RECV = 256 * 1024
 # An anonymous mapping rather than a bytearray (which is zero-filled, so 256 KiB resident at
 # start): a page becomes resident only once a read has reached it.
 _RECV_BUF = mmap.mmap(-1, _RECV)
-_RECV_VIEW = memoryview(_RECV_BUF)
 _ACCEPT_BATCH = 128
 _MSG_MORE = getattr(_socket, "MSG_MORE", 0)
+# Every send and receive passes MSG_DONTWAIT, so an accepted socket never needs O_NONBLOCK: one
+# ioctl fewer per connection. Where the flag is missing, sockets are made non-blocking instead.
+_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 
 
 class SocketTransport:
-    """Non-blocking stream socket: recv -> data_received, write tries send() at once."""
+    """Stream socket, never waited on (MSG_DONTWAIT, even if the socket itself blocks):
+    recv -> data_received, write tries send() at once."""
 
     __slots__ = (
         "_buf",
@@ -101,14 +104,14 @@ class SocketTransport:
 
     def _on_read(self) -> None:
         try:
-            n = self._sock.recv_into(_RECV_BUF)
+            n = self._sock.recv_into(_RECV_BUF, 0, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self._fatal(exc)
             return
         if n:
-            self._proto.data_received(bytes(_RECV_VIEW[:n]))
+            self._proto.data_received(_RECV_BUF[:n])
             return
         self.pause_reading()
         keep = self._proto.eof_received()
@@ -143,7 +146,7 @@ class SocketTransport:
             return
         if not self._buf:
             try:
-                n = self._sock.send(data)
+                n = self._sock.send(data, _DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as exc:
@@ -175,7 +178,7 @@ class SocketTransport:
             self.close()
             return
         try:
-            n = self._sock.send(data, _MSG_MORE)
+            n = self._sock.send(data, _MSG_MORE | _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as exc:
@@ -193,7 +196,7 @@ class SocketTransport:
 
     def _on_write(self) -> None:
         try:
-            n = self._sock.send(self._buf)
+            n = self._sock.send(self._buf, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -261,7 +264,7 @@ class SocketTransport:
 
     def _discard(self) -> None:
         try:
-            n = self._sock.recv_into(_RECV_BUF)
+            n = self._sock.recv_into(_RECV_BUF, 0, _DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -353,7 +356,8 @@ class Acceptor:
                     loop.call_later(0.1, self._resume)
                 return
             conn = _socket.socket(family, _socket.SOCK_STREAM, 0, fd)
-            conn.setblocking(False)
+            if not _DONTWAIT:  # pragma: no cover - platforms without MSG_DONTWAIT
+                conn.setblocking(False)
             if self._nodelay_each is None:
                 self._nodelay_each = not _nodelay(conn)
             if self._nodelay_each:
