@@ -311,6 +311,19 @@ def loaded_image(image: Built, podman_runtime: ContainerRuntime) -> ContainerRun
     return podman_runtime
 
 
+def _python_c(exe: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """``exe -c code`` on the host, the executable acting as its interpreter
+    (SCRATCHPACK_PYTHON=1)."""
+    return subprocess.run(
+        [str(exe), "-c", code],
+        env={"SCRATCHPACK_PYTHON": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _run_read_only(
     runtime: ContainerRuntime, args: list[str], extra: tuple[str, ...] = ()
 ) -> Container:
@@ -780,14 +793,7 @@ def test_webhello_links_none_of_the_optional_libraries(webhello_exe: Built) -> N
     ):
         assert marker not in data, marker
     # what no module of the app could ask for fails clearly (code run from a string here)
-    proc = subprocess.run(
-        [str(webhello_exe.path), "-c", AST_UNLINKED],
-        env={"SCRATCHPACK_PYTHON": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = _python_c(webhello_exe.path, AST_UNLINKED)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["6", "False", "ModuleNotFoundError", "_ast"], proc.stdout
 
@@ -855,14 +861,7 @@ def test_large_zeroed_blocks_are_zero_and_stay_out_of_memory_until_written(
     zip stores modules over 32 KiB: the probe, not webhello) and hands one out again, faulted
     in already."""
     exe = probe_exe if kept else webhello_exe.path
-    proc = subprocess.run(
-        [str(exe), "-c", ZEROED_BLOCKS],
-        env={"SCRATCHPACK_PYTHON": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = _python_c(exe, ZEROED_BLOCKS)
     assert proc.returncode == 0, proc.stderr
     zeroed = [f"{n} True True" for n in (65536, 204800, 67108864)]
     assert proc.stdout.splitlines() == [*zeroed, f"kept {kept}"]
@@ -1024,10 +1023,7 @@ def test_musllinux_extensions_load_from_the_executable_in_empty_read_only_root(
     assert ran.returncode == 0 and ran.stdout.decode().splitlines() == ["True 0"], ran.stdout
     # on the host (it has /proc): pydantic-core's code is a mapping of the executable's own file
     # at its member's page-aligned bytes, not a copy; no mapping is writable and executable
-    maps = subprocess.run(
-        [str(out), "-c", MAPS_PROBE], env={"SCRATCHPACK_PYTHON": "1"},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    maps = _python_c(out, MAPS_PROBE)
     assert maps.returncode == 0, maps.stderr
     got = json.loads(maps.stdout)
     assert got["data"] % 4096 == 0, got

@@ -386,6 +386,18 @@ print(json.dumps({
 """
 
 
+def _host_python(source: str) -> subprocess.CompletedProcess[str]:
+    """``source`` run by this interpreter, isolated (the setup code runs on the host's
+    CPython like it runs on the kit's)."""
+    return subprocess.run(
+        [sys.executable, "-I", "-c", source],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def _selfdir_probe(archive: Path, members: dict[str, str], probe: str) -> Any:
     """Write ``members`` as the executable's zip at ``archive``, then run the setup's
     ``_SELFDIR`` for it and ``probe`` (ARCHIVE: the archive's path) in a fresh interpreter; the
@@ -398,13 +410,7 @@ def _selfdir_probe(archive: Path, members: dict[str, str], probe: str) -> Any:
     code = _SELFDIR.replace("_scratchpack_selfdir()\n", f"_scratchpack_selfdir({str(archive)!r})\n")
     assert code != _SELFDIR
     source = "import sys\n" + code + probe.replace("ARCHIVE", repr(str(archive)))
-    proc = subprocess.run(
-        [sys.executable, "-I", "-c", source],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = _host_python(source)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -463,13 +469,7 @@ def test_setup_reuses_forward_reference_code_only_where_typing_is_bundled(bundle
     ``compile`` per distinct string); a syntax error is still raised every time; without typing
     the setup is the same as before."""
     source = setup_code(typing=bundled) + FORWARD_REF_PROBE
-    proc = subprocess.run(
-        [sys.executable, "-I", "-c", source],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    proc = _host_python(source)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["shared"] is bundled

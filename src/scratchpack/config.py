@@ -361,6 +361,17 @@ def parse_user(text: str) -> UserSpec:
     return UserSpec(m.group(1), uid, gid)
 
 
+def _flag(tool: Mapping[str, Any], key: str, hint: str) -> bool:
+    """A true/false setting of [tool.scratchpack] (false when absent); anything else is refused
+    rather than read by truthiness."""
+    value = tool.get(key, False)
+    if not isinstance(value, bool):
+        raise ProjectError(
+            f"[tool.scratchpack] {key} = {value!r}: must be true or false", hint=hint
+        )
+    return value
+
+
 def _freeze_settings(tool: Mapping[str, Any]) -> FreezeSettings:
     excludes = _str_list(tool.get("exclude-modules", []), "[tool.scratchpack] exclude-modules")
     for module in excludes:
@@ -383,20 +394,17 @@ def _freeze_settings(tool: Mapping[str, Any]) -> FreezeSettings:
             f"[tool.scratchpack] runtime = {runtime!r}: must be 'pyinstaller' or 'static'",
             hint="static needs a pure-Python app; pyinstaller freezes anything",
         )
-    strip = tool.get("strip-docstrings", False)
-    if not isinstance(strip, bool):
-        raise ProjectError(
-            f"[tool.scratchpack] strip-docstrings = {strip!r}: must be true or false",
-            hint="strip-docstrings = true drops the app's docstrings; leave it out if the app "
-            "reads __doc__",
-        )
-    compress = tool.get("compress-start-modules", False)
-    if not isinstance(compress, bool):
-        raise ProjectError(
-            f"[tool.scratchpack] compress-start-modules = {compress!r}: must be true or false",
-            hint="compress-start-modules = true makes the executable smaller and every start "
-            "slower (it inflates the modules it imports)",
-        )
+    strip = _flag(
+        tool,
+        "strip-docstrings",
+        "strip-docstrings = true drops the app's docstrings; leave it out if the app reads __doc__",
+    )
+    compress = _flag(
+        tool,
+        "compress-start-modules",
+        "compress-start-modules = true makes the executable smaller and every start slower "
+        "(it inflates the modules it imports)",
+    )
     return FreezeSettings(
         runtime=runtime,
         exclude_modules=excludes,

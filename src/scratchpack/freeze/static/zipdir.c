@@ -84,18 +84,24 @@ static PyObject *join(PyObject *prefix, PyObject *archive_stripped, const char *
     return path;
 }
 
+/* The archive opened for reading, or -1 with no exception set. */
+static int open_archive(PyObject *archive) {
+    PyObject *encoded = PyUnicode_EncodeFSDefault(archive);
+    if (encoded == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    int fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
+    Py_DECREF(encoded);
+    return fd;
+}
+
 /* The table, or NULL with no exception set when the archive needs CPython's own reader. */
 static PyObject *table(PyObject *archive) {
     if (Py_VerboseFlag) { /* the Python reader prints "zipimport: found N names" */
         return NULL;
     }
-    PyObject *encoded = PyUnicode_EncodeFSDefault(archive);
-    if (encoded == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    int fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
-    Py_DECREF(encoded);
+    int fd = open_archive(archive);
     if (fd < 0) {
         return NULL;
     }
@@ -248,13 +254,7 @@ static PyObject *member(PyObject *archive, PyObject *entry) {
     if (PySys_Audit("open", "Osi", archive, "rb", 0) < 0) {
         return NULL; /* the hook's exception, as the Python reader's open would raise it */
     }
-    PyObject *encoded = PyUnicode_EncodeFSDefault(archive);
-    if (encoded == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    int fd = open(PyBytes_AS_STRING(encoded), O_RDONLY | O_CLOEXEC);
-    Py_DECREF(encoded);
+    int fd = open_archive(archive);
     if (fd < 0) {
         return NULL;
     }
