@@ -858,8 +858,8 @@ def test_large_zeroed_blocks_are_zero_and_stay_out_of_memory_until_written(
     """launcher.c's calloc: a large calloc block costs no memory before it is written (zig's
     libc memsets it, which made obmalloc's 384 KiB arena map resident in every process), and
     it is still all zeros, also where launcher.c's malloc keeps freed large blocks (an app whose
-    zip stores modules over 32 KiB: the probe, not webhello) and hands one out again, faulted
-    in already."""
+    start may read modules over 32 KiB: the probe, whose bytecode is all deflated, not webhello)
+    and hands one out again, faulted in already."""
     exe = probe_exe if kept else webhello_exe.path
     proc = _python_c(exe, ZEROED_BLOCKS)
     assert proc.returncode == 0, proc.stderr

@@ -510,24 +510,29 @@ def _linked_setup(tmp_path: Path, builtins: set[str]) -> str:
     return str(sources[2][0])
 
 
-def test_large_stored_members_count_only_stored_ones_over_the_fresh_map_size(
+def test_large_start_reads_are_stored_members_or_all_deflated_bytecode_over_the_fresh_map_size(
     tmp_path: Path,
 ) -> None:
     import zipfile
 
-    from scratchpack.freeze.static.link import LARGE_BLOCK, large_stored_members
+    from scratchpack.freeze.static.link import LARGE_BLOCK, large_start_reads
 
     def zip_of(**members: tuple[int, int]) -> Path:
         path = tmp_path / f"{len(list(tmp_path.iterdir()))}.zip"
         with zipfile.ZipFile(path, "w") as zf:
             for name, (size, method) in members.items():
-                zf.writestr(name, b"x" * size, compress_type=method)
+                zf.writestr(name.replace("_", "."), b"x" * size, compress_type=method)
         return path
 
     stored, deflated = zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
-    assert large_stored_members(zip_of(a=(LARGE_BLOCK + 1, stored)))
-    assert not large_stored_members(zip_of(a=(LARGE_BLOCK, stored), b=(10, stored)))
-    assert not large_stored_members(zip_of(a=(LARGE_BLOCK * 4, deflated)))
+    big, small = LARGE_BLOCK + 1, LARGE_BLOCK
+    assert large_start_reads(zip_of(a_bin=(big, stored)))
+    assert not large_start_reads(zip_of(a_pyc=(small, stored), b_bin=(10, stored)))
+    # the start's bytecode stored (the default): a large deflated module is read later, if ever
+    assert not large_start_reads(zip_of(a_pyc=(big, deflated), b_pyc=(10, stored)))
+    # compress-start-modules: no bytecode stored, so a large module may be the start's
+    assert large_start_reads(zip_of(a_pyc=(big, deflated), b_pyc=(10, deflated)))
+    assert not large_start_reads(zip_of(a_pyc=(small, deflated), b_bin=(big, deflated)))
 
 
 def test_link_wraps_malloc_and_free_only_when_asked_to_keep_large_blocks(

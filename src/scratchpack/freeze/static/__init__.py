@@ -40,7 +40,7 @@ from scratchpack.freeze.spec import (
 )
 from scratchpack.freeze.static.elf import MACHINES
 from scratchpack.freeze.static.kit import PYTHON_VERSION, Kit, ensure_kit, kit_key
-from scratchpack.freeze.static.link import large_stored_members, link_executable
+from scratchpack.freeze.static.link import large_start_reads, link_executable
 from scratchpack.freeze.static.native import (
     NativeLink,
     Wheel,
@@ -272,7 +272,7 @@ def build_static(
                 workdir / "link",
                 runner=runner,
                 native=native,
-                keep_large_blocks=large_stored_members(bundle_zip),
+                keep_large_blocks=large_start_reads(bundle_zip),
             )
     with exe.open("ab") as f, bundle_zip.open("rb") as z:
         if native is not None:  # the zip's ELF members then start at page boundaries

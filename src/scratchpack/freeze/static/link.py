@@ -113,7 +113,7 @@ SELFDIR_WRAPS = tuple(
 ALLOC_WRAPS = ("-Wl,--wrap=calloc",)
 
 #: launcher.c's malloc and free keeping the last few freed blocks of 32 KiB to 1 MiB, for an
-#: app whose zip stores modules that large (``large_stored_members``): reading each one into a
+#: app whose start reads members that large (``large_start_reads``): reading each one into a
 #: fresh mapping cost FastAPI ~1,100 page faults, 4 % of its start. Other apps (webhello has no
 #: such member) link as before: the kept blocks would only add to their idle memory.
 KEEP_LARGE_BLOCKS = ("-DSCRATCHPACK_KEEP_LARGE_BLOCKS",)
@@ -122,14 +122,19 @@ LARGE_BLOCK_WRAPS = ("-Wl,--wrap=malloc", "-Wl,--wrap=free")
 LARGE_BLOCK = 32 * 1024
 
 
-def large_stored_members(zip_path: Path) -> bool:
-    """Whether the app's zip stores (not deflates) a member over LARGE_BLOCK: zipimport reads
-    each into a block of its own size."""
+def large_start_reads(zip_path: Path) -> bool:
+    """Whether the app's start may read a member over LARGE_BLOCK into a block of its own size:
+    a stored member, or, when no bytecode is stored (compress-start-modules deflates it all),
+    a module whose inflated size is over it (zipdir.c inflates into a block of that size)."""
     with zipfile.ZipFile(zip_path) as archive:
-        return any(
-            i.compress_type == zipfile.ZIP_STORED and i.file_size > LARGE_BLOCK
-            for i in archive.infolist()
-        )
+        members = archive.infolist()
+    pyc = [i for i in members if i.filename.endswith(".pyc")]
+    all_deflated = not any(i.compress_type == zipfile.ZIP_STORED for i in pyc)
+    return any(
+        i.file_size > LARGE_BLOCK
+        and (i.compress_type == zipfile.ZIP_STORED or (all_deflated and i in pyc))
+        for i in members
+    )
 
 
 #: The functions an app's start and first requests run (hot_text.txt, made by
