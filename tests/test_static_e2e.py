@@ -665,7 +665,7 @@ def test_package_data_reads_through_the_executable_path_in_a_read_only_root(
     """``<exe>/<pkg>/data`` is a read-only directory (selfdir.c): ``__file__``-relative open,
     stat, listdir/walk, ``importlib.resources.as_file`` and OpenSSL loading certifi's bundle, with
     no /tmp and no /proc; writes are EROFS and ``..`` is refused. zipimport's member reads
-    (zipdir.c's for stored members) give what zipfile reads."""
+    (zipdir.c's) give what zipfile reads."""
     out = exe_dir / "files"
     build_exe(FIXTURES / "app_static_files", out, static_cache)
     root = tmp_path / "root"
@@ -689,7 +689,7 @@ def test_package_data_reads_through_the_executable_path_in_a_read_only_root(
     where, ca_count = got["certifi"]
     assert where == f"{exe}/certifi/cacert.pem", got
     assert ca_count > 100, got
-    # zipimport reads every member as zipfile does: stored (0) ones in C, deflated (8) in Python
+    # zipimport reads every member, stored (0) and deflated (8), as zipfile does
     assert got["members"] == [True, [], [0, 8], "builtin_function_or_method"], got
     assert sorted(p.name for p in root.iterdir()) == ["app", "etc"]  # nothing written
 

@@ -132,7 +132,9 @@ def large_start_reads(zip_path: Path) -> bool:
     all_deflated = not any(i.compress_type == zipfile.ZIP_STORED for i in pyc)
     return any(
         i.file_size > LARGE_BLOCK
-        and (i.compress_type == zipfile.ZIP_STORED or (all_deflated and i in pyc))
+        and (
+            i.compress_type == zipfile.ZIP_STORED or (all_deflated and i.filename.endswith(".pyc"))
+        )
         for i in members
     )
 

@@ -303,11 +303,12 @@ static PyObject *get_data(PyObject *original, PyObject *const *args, Py_ssize_t 
 static const PyMethodDef get_data_def = {
     "_get_data", (PyCFunction)(void (*)(void))get_data, METH_FASTCALL, NULL};
 
-/* Replace zipimport's function `name` by `def`, bound to the original; a failure leaves it. */
-static void replace(PyObject *zipimport, const char *name, const PyMethodDef *def) {
-    PyObject *original = PyObject_GetAttrString(zipimport, name);
+/* Replace zipimport's function of `def`'s name by `def`, bound to the original; a failure
+ * leaves it. */
+static void replace(PyObject *zipimport, const PyMethodDef *def) {
+    PyObject *original = PyObject_GetAttrString(zipimport, def->ml_name);
     PyObject *fast = original != NULL ? PyCFunction_New((PyMethodDef *)def, original) : NULL;
-    if (fast == NULL || PyObject_SetAttrString(zipimport, name, fast) != 0) {
+    if (fast == NULL || PyObject_SetAttrString(zipimport, def->ml_name, fast) != 0) {
         PyErr_Clear();
     }
     Py_XDECREF(fast);
@@ -322,8 +323,8 @@ void scratchpack_zipdir_install(PyObject *get_filename) {
         PyErr_Clear();
         return;
     }
-    replace(zipimport, "_read_directory", &read_directory_def);
-    replace(zipimport, "_get_data", &get_data_def);
+    replace(zipimport, &read_directory_def);
+    replace(zipimport, &get_data_def);
     PyObject *ns = PyModule_GetDict(zipimport); /* borrowed */
     PyObject *done = get_filename != NULL ? PyEval_EvalCode(get_filename, ns, ns) : NULL;
     if (done == NULL) {
